@@ -1,0 +1,88 @@
+/** Stable codes carried by every {@link LockError}. */
+export type LockErrorCode =
+  | 'ERR_NOT_LOCKED'
+  | 'ERR_LOCK_LOST'
+  | 'ERR_LOCK_RELEASED'
+  | 'ERR_LOCKER_CLOSED'
+  | 'ERR_RELEASE_UNCONFIRMED'
+  | 'ERR_UNAVAILABLE'
+  | 'ERR_CONNECT'
+  | 'ERR_SERVER_VERSION';
+
+/** Base class of every error tracklock throws or aborts a signal with. Switch on `code`. */
+export class LockError extends Error {
+  readonly code: LockErrorCode;
+
+  constructor(code: LockErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** `tryWithContext` found the lock held by someone else. */
+export class NotLockedError extends LockError {
+  readonly lockName: string;
+  constructor(lockName: string) {
+    super('ERR_NOT_LOCKED', `lock "${lockName}" is held by another owner`);
+    this.lockName = lockName;
+  }
+}
+
+/** Why a held lock stopped being ours. */
+export type LossReason = 'changed' | 'expired';
+
+/**
+ * The lock's signal aborts with this when fewer than a majority of its keys are still ours:
+ * deleted, overwritten or forced by someone else (`changed`), or not extended in time
+ * (`expired`: the local timer fired before Redis could let the keys go).
+ */
+export class LockLostError extends LockError {
+  readonly lockName: string;
+  readonly reason: LossReason;
+  constructor(lockName: string, reason: LossReason) {
+    const why =
+      reason === 'expired'
+        ? 'its keys were not extended in time'
+        : 'its keys were deleted or overwritten';
+    super('ERR_LOCK_LOST', `lock "${lockName}" was lost: ${why}`);
+    this.lockName = lockName;
+    this.reason = reason;
+  }
+}
+
+/** The lock's signal aborts with this when `release()` is called. */
+export class LockReleasedError extends LockError {
+  constructor(lockName: string) {
+    super('ERR_LOCK_RELEASED', `lock "${lockName}" was released`);
+  }
+}
+
+/** Held signals abort, and waiting or later calls reject, with this once `close()` was called. */
+export class LockerClosedError extends LockError {
+  constructor() {
+    super('ERR_LOCKER_CLOSED', 'the locker is closed');
+  }
+}
+
+/**
+ * `release()` could not confirm that Redis deleted the keys (Redis did not answer in time).
+ * The lock's signal has aborted all the same; the keys expire by themselves within
+ * `keyValidityMs`.
+ */
+export class ReleaseUnconfirmedError extends LockError {
+  constructor(lockName: string, cause: unknown) {
+    super(
+      'ERR_RELEASE_UNCONFIRMED',
+      `lock "${lockName}" was released locally, but Redis did not confirm the deletion of its keys; they expire within keyValidityMs`,
+      { cause },
+    );
+  }
+}
+
+/** Redis did not answer an acquisition in time, or failed it (`cause` has the client's error). */
+export class UnavailableError extends LockError {
+  constructor(message: string, cause: unknown) {
+    super('ERR_UNAVAILABLE', message, { cause });
+  }
+}

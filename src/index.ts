@@ -1,0 +1,14 @@
+export {
+  LockError,
+  type LockErrorCode,
+  LockerClosedError,
+  LockLostError,
+  LockReleasedError,
+  type LossReason,
+  NotLockedError,
+  ReleaseUnconfirmedError,
+  UnavailableError,
+} from './errors.js';
+export type { Lock } from './lock.js';
+export { type AcquireOptions, createLocker, type Locker } from './locker.js';
+export { DEFAULTS, type LockerOptions } from './options.js';

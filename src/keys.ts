@@ -1,0 +1,24 @@
+/**
+ * Key layout, shared with Go's rueidislock: lock `name` is the keys
+ * `${prefix}:0:${name}` … `${prefix}:${count - 1}:${name}`.
+ */
+export function keyNames(prefix: string, name: string, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `${prefix}:${i}:${name}`);
+}
+
+/**
+ * Names must be non-empty, well-formed strings: a lone UTF-16 surrogate would be encoded to
+ * U+FFFD on the wire, and two different names would then share one set of keys.
+ */
+export function checkName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name === '') {
+    throw new TypeError(`lock name must be a non-empty string, got ${describe(name)}`);
+  }
+  if (!name.isWellFormed()) {
+    throw new TypeError('lock name must be well-formed Unicode (it contains a lone surrogate)');
+  }
+}
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? '""' : String(value);
+}

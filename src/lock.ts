@@ -1,0 +1,224 @@
+import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from './errors.js';
+import type { ResolvedOptions } from './options.js';
+import type { KeyStore, Outcome } from './store.js';
+
+/**
+ * What `withContext` and friends resolve to: a `[signal, release]` tuple that also has named
+ * members and works with `await using`.
+ */
+export type Lock = readonly [signal: AbortSignal, release: () => Promise<boolean>] & {
+  /** Aborts when the lock is no longer yours; its `reason` says why. */
+  readonly signal: AbortSignal;
+  /** The lock's name. */
+  readonly name: string;
+  /**
+   * Abort the signal and delete the keys. Idempotent. Resolves `true` when the lock was still
+   * held, `false` when it had already ended (lost, aborted by the parent signal, or closed);
+   * rejects with `ReleaseUnconfirmedError` when Redis did not confirm the deletion in time.
+   */
+  release(): Promise<boolean>;
+  /** `release()`, for `await using`; an unconfirmed deletion is not thrown (the keys expire). */
+  [Symbol.asyncDispose](): Promise<void>;
+};
+
+/** How a lock was taken, and what the locker learns about it. */
+export interface HeldLockInit {
+  readonly name: string;
+  readonly keys: readonly string[];
+  readonly value: string;
+  /** Per key: did the acquire attempt take it. */
+  readonly owned: readonly boolean[];
+  /** `performance.now()` when the acquire request was sent. */
+  readonly sentAt: number;
+  /** The caller's signal: aborting it ends the lock. */
+  readonly parent: AbortSignal | undefined;
+  /** Called once, when the lock ends for any reason. */
+  readonly onEnd: (lock: HeldLock) => void;
+}
+
+/**
+ * One held lock: its keys, the extension loop, the local expiry timer, the ownership checks
+ * that invalidations trigger, and the signal that tells the user when it is no longer theirs.
+ */
+export class HeldLock {
+  readonly name: string;
+  readonly #keys: readonly string[];
+  readonly #value: string;
+  readonly #owned: boolean[];
+  /** Per key, `performance.now()` after which Redis may already have let it expire. */
+  readonly #validUntil: number[];
+  readonly #store: KeyStore;
+  readonly #options: ResolvedOptions;
+  readonly #controller = new AbortController();
+  readonly #parent: AbortSignal | undefined;
+  readonly #onEnd: (lock: HeldLock) => void;
+  #extendTimer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  readonly #checking = new Set<number>();
+  readonly #recheck = new Set<number>();
+  #held = true;
+  /** The deletion of our keys, once the lock has ended. */
+  #cleanup: Promise<unknown> | undefined;
+  #release: Promise<boolean> | undefined;
+
+  constructor(store: KeyStore, options: ResolvedOptions, init: HeldLockInit) {
+    this.name = init.name;
+    this.#keys = init.keys;
+    this.#value = init.value;
+    this.#owned = [...init.owned];
+    this.#store = store;
+    this.#options = options;
+    const validUntil = this.#validFrom(init.sentAt);
+    this.#validUntil = init.owned.map((owned) => (owned ? validUntil : 0));
+    this.#parent = init.parent;
+    this.#onEnd = init.onEnd;
+    this.#parent?.addEventListener('abort', this.#onParentAbort);
+    this.#scheduleExtend(init.sentAt);
+    this.#evaluate();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  get held(): boolean {
+    return this.#held;
+  }
+
+  release(): Promise<boolean> {
+    this.#release ??= this.#releaseOnce();
+    return this.#release;
+  }
+
+  /** End the lock from outside (close, parent abort): abort with `reason` and delete the keys. */
+  end(reason: unknown): Promise<unknown> {
+    this.#finish(reason);
+    return this.#cleanup ?? Promise.resolve();
+  }
+
+  /**
+   * A key may have changed (`null`: any of them). Read it again, never write: an echo of our
+   * own extension must not cause another one.
+   */
+  recheck(index: number | null): void {
+    if (!this.#held) return;
+    const indexes = index === null ? this.#keys.map((_, i) => i) : [index];
+    for (const i of indexes) {
+      if (!this.#owned[i]) continue;
+      if (this.#checking.has(i)) this.#recheck.add(i);
+      else void this.#check(i);
+    }
+  }
+
+  async #check(i: number): Promise<void> {
+    this.#checking.add(i);
+    try {
+      do {
+        this.#recheck.delete(i);
+        const [outcome] = await this.#store.check([this.#keys[i] as string], this.#value);
+        if (!this.#held) return;
+        if (outcome?.status === 'fulfilled' && !outcome.value) this.#owned[i] = false;
+      } while (this.#recheck.has(i));
+    } finally {
+      this.#checking.delete(i);
+    }
+    this.#evaluate();
+  }
+
+  async #releaseOnce(): Promise<boolean> {
+    const held = this.#held;
+    this.#finish(new LockReleasedError(this.name));
+    const outcomes = (await this.#cleanup) as Outcome<boolean>[] | undefined;
+    const failure = outcomes?.find((outcome) => outcome.status === 'rejected');
+    if (held && failure) throw new ReleaseUnconfirmedError(this.name, failure.reason);
+    return held;
+  }
+
+  #validFrom(sentAt: number): number {
+    return sentAt + this.#options.keyValidityMs - this.#options.marginMs;
+  }
+
+  #scheduleExtend(lastSentAt: number): void {
+    const wait = Math.max(0, lastSentAt + this.#options.extendIntervalMs - performance.now());
+    this.#extendTimer = setTimeout(() => void this.#extend(), wait);
+  }
+
+  async #extend(): Promise<void> {
+    const indexes = this.#ownedIndexes();
+    const sentAt = performance.now();
+    const outcomes = await this.#store.extend(
+      indexes.map((i) => this.#keys[i] as string),
+      this.#value,
+    );
+    if (!this.#held) return;
+    outcomes.forEach((outcome, n) => {
+      const i = indexes[n] as number;
+      if (outcome.status === 'rejected') return; // unknown: the expiry timer decides
+      if (outcome.value) this.#validUntil[i] = this.#validFrom(sentAt);
+      else this.#owned[i] = false;
+    });
+    this.#evaluate();
+    if (this.#held) this.#scheduleExtend(sentAt);
+  }
+
+  /** Still a majority of keys ours and unexpired? If not, the lock is lost now. */
+  #evaluate(): void {
+    if (!this.#held) return;
+    const owned = this.#ownedIndexes();
+    const majority = this.#options.keyMajority;
+    if (owned.length < majority) {
+      this.#finish(new LockLostError(this.name, 'changed'));
+      return;
+    }
+    const now = performance.now();
+    const live = owned
+      .map((i) => this.#validUntil[i] as number)
+      .filter((until) => until > now)
+      .sort((a, b) => b - a);
+    const lastMajority = live[majority - 1];
+    if (lastMajority === undefined) {
+      this.#finish(new LockLostError(this.name, 'expired'));
+      return;
+    }
+    clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = setTimeout(() => this.#evaluate(), Math.ceil(lastMajority - now));
+  }
+
+  #ownedIndexes(): number[] {
+    return this.#keys.flatMap((_, i) => (this.#owned[i] ? [i] : []));
+  }
+
+  readonly #onParentAbort = () => this.#finish(this.#parent?.reason);
+
+  /** The one place a lock ends: abort first, so the work stops before anyone else can start. */
+  #finish(reason: unknown): void {
+    if (!this.#held) return;
+    this.#held = false;
+    clearTimeout(this.#extendTimer);
+    clearTimeout(this.#expiryTimer);
+    this.#parent?.removeEventListener('abort', this.#onParentAbort);
+    this.#controller.abort(reason);
+    const keys = this.#ownedIndexes().map((i) => this.#keys[i] as string);
+    this.#cleanup = this.#store.delete(keys, this.#value);
+    this.#onEnd(this);
+  }
+}
+
+/** Wrap a held lock in the public tuple-shaped handle. */
+export function createHandle(lock: HeldLock): Lock {
+  const release = () => lock.release();
+  const handle: unknown[] = [lock.signal, release];
+  Object.defineProperties(handle, {
+    signal: { value: lock.signal, enumerable: true },
+    name: { value: lock.name, enumerable: true },
+    release: { value: release },
+    [Symbol.asyncDispose]: {
+      value: async () => {
+        await release().catch((error: unknown) => {
+          if ((error as { code?: string }).code !== 'ERR_RELEASE_UNCONFIRMED') throw error;
+        });
+      },
+    },
+  });
+  return Object.freeze(handle) as unknown as Lock;
+}

@@ -1,0 +1,343 @@
+import { randomBytes } from 'node:crypto';
+import { abortable } from 'abort-controller-x';
+import { LockerClosedError, LockLostError, NotLockedError, UnavailableError } from './errors.js';
+import { Gate } from './gate.js';
+import { checkName, keyNames } from './keys.js';
+import { createHandle, HeldLock, type Lock } from './lock.js';
+import { type LockerOptions, type ResolvedOptions, resolveOptions } from './options.js';
+import { ServerStore } from './server.js';
+import type { KeyStore } from './store.js';
+
+/** Options of one acquisition. */
+export interface AcquireOptions {
+  /**
+   * Aborting it while waiting rejects the call with its reason (nothing of the attempt stays
+   * in Redis); aborting it while the lock is held aborts the lock's signal and releases it.
+   */
+  signal?: AbortSignal;
+}
+
+/** A distributed lock client on one Redis connection. Create it with {@link createLocker}. */
+export interface Locker {
+  /** Wait until the lock is ours. */
+  withContext(name: string, options?: AcquireOptions): Promise<Lock>;
+  /** Take the lock if it is free now, else reject with `NotLockedError`. Never waits. */
+  tryWithContext(name: string, options?: AcquireOptions): Promise<Lock>;
+  /** Take the lock whoever holds it: the holder's signal aborts with `LockLostError`. */
+  forceWithContext(name: string, options?: AcquireOptions): Promise<Lock>;
+  /**
+   * Wait for the lock, run `fn` with its signal, release it, and return what `fn` returned.
+   * Rethrows what `fn` throws; rejects with `LockLostError` if the lock was lost while `fn`
+   * ran, even when `fn` returned normally.
+   */
+  withLock<T>(
+    name: string,
+    fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
+    options?: AcquireOptions,
+  ): Promise<T>;
+  /**
+   * Abort every held signal (`LockerClosedError`), reject every waiter, delete the keys best
+   * effort and close the connection; bounded by `commandTimeoutMs`. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** Connect to Redis and return a {@link Locker}. Rejects within `connectTimeoutMs`. */
+export async function createLocker(options?: LockerOptions): Promise<Locker> {
+  const resolved = resolveOptions(options);
+  const locker = new RedisLocker(resolved);
+  await locker.connect();
+  return locker;
+}
+
+type Mode = 'wait' | 'try' | 'force';
+
+/** The locks and waiters of one name in this process. */
+interface NameState {
+  readonly gate: Gate;
+  readonly locks: Set<HeldLock>;
+}
+
+/** What one acquire attempt came to. */
+type Attempt =
+  | { readonly lock: HeldLock }
+  | { readonly busy: true; readonly retryInMs: number }
+  | { readonly error: unknown };
+
+class RedisLocker implements Locker {
+  readonly #options: ResolvedOptions;
+  #store: KeyStore | undefined;
+  readonly #names = new Map<string, NameState>();
+  /** Aborts (with LockerClosedError) when close() starts: every waiter listens to it. */
+  readonly #closing = new AbortController();
+  #closed: Promise<void> | undefined;
+
+  constructor(options: ResolvedOptions) {
+    this.#options = options;
+  }
+
+  async connect(): Promise<void> {
+    this.#store = await ServerStore.connect(this.#options, {
+      invalidated: (key) => this.#invalidated(key),
+      error: () => {}, // node-redis reconnects by itself; our own timeouts bound every wait
+    });
+  }
+
+  withContext(name: string, options?: AcquireOptions): Promise<Lock> {
+    return this.#acquire(name, 'wait', options?.signal);
+  }
+
+  tryWithContext(name: string, options?: AcquireOptions): Promise<Lock> {
+    return this.#acquire(name, 'try', options?.signal);
+  }
+
+  forceWithContext(name: string, options?: AcquireOptions): Promise<Lock> {
+    return this.#acquire(name, 'force', options?.signal);
+  }
+
+  async withLock<T>(
+    name: string,
+    fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
+    options?: AcquireOptions,
+  ): Promise<T> {
+    if (typeof fn !== 'function') throw new TypeError('withLock: fn must be a function');
+    const lock = await this.withContext(name, options);
+    let result: T;
+    try {
+      result = await fn(lock.signal, lock);
+    } catch (error) {
+      await lock.release().catch(() => {});
+      throw error;
+    }
+    // The work ran under the lock: an unconfirmed deletion must not turn it into a failure
+    // (a caller would retry work that is done). The keys expire by themselves.
+    const held = await lock.release().catch(() => true);
+    if (!held && lock.signal.reason instanceof LockLostError) throw lock.signal.reason;
+    return result;
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= this.#closeOnce();
+    return this.#closed;
+  }
+
+  async #closeOnce(): Promise<void> {
+    const reason = new LockerClosedError();
+    this.#closing.abort(reason);
+    const cleanups = [...this.#names.values()].flatMap((state) =>
+      [...state.locks].map((lock) => lock.end(reason)),
+    );
+    await Promise.allSettled(cleanups);
+    await this.#store?.close();
+  }
+
+  async #acquire(name: string, mode: Mode, parent: AbortSignal | undefined): Promise<Lock> {
+    checkName(name);
+    if (parent !== undefined && !(parent instanceof AbortSignal)) {
+      throw new TypeError('options.signal must be an AbortSignal');
+    }
+    const stop = linkSignals(this.#closing.signal, parent);
+    const state = this.#state(name);
+    try {
+      stop.signal.throwIfAborted();
+      return createHandle(
+        mode === 'wait'
+          ? await this.#wait(name, state, stop.signal, parent)
+          : await this.#once(name, mode, stop.signal, parent),
+      );
+    } finally {
+      stop.dispose();
+      this.#forgetIfIdle(name, state);
+    }
+  }
+
+  /** try / force: one attempt, outside the gate. */
+  async #once(
+    name: string,
+    mode: 'try' | 'force',
+    signal: AbortSignal,
+    parent: AbortSignal | undefined,
+  ) {
+    const attempt = await this.#attempt(name, mode === 'force', signal, parent, false);
+    if ('lock' in attempt) {
+      if (mode === 'force')
+        for (const other of this.#names.get(name)?.locks ?? []) {
+          // Our own connection's writes are not echoed back (NOLOOP): tell local holders directly.
+          if (other !== attempt.lock) other.recheck(null);
+        }
+      return attempt.lock;
+    }
+    if ('busy' in attempt) throw new NotLockedError(name);
+    throw new UnavailableError(
+      `Redis did not complete the attempt to take lock "${name}"`,
+      attempt.error,
+    );
+  }
+
+  /** The waiting loop: attempt, and on failure sleep until an invalidation (or the keys' expiry). */
+  async #wait(
+    name: string,
+    state: NameState,
+    signal: AbortSignal,
+    parent: AbortSignal | undefined,
+  ) {
+    await state.gate.enter(signal);
+    try {
+      for (let failures = 0; ; ) {
+        const epoch = state.gate.epoch;
+        const attempt = await this.#attempt(name, false, signal, parent, true);
+        if ('lock' in attempt) return attempt.lock;
+        if ('busy' in attempt) {
+          failures = 0;
+          await state.gate.sleep(epoch, attempt.retryInMs, signal);
+        } else {
+          failures++;
+          const backoff = this.#options.tryNextAfterMs * 2 ** Math.min(failures - 1, 20);
+          await state.gate.sleep(epoch, Math.min(backoff, this.#options.keyValidityMs), signal);
+        }
+      }
+    } catch (error) {
+      state.gate.leave();
+      throw error;
+    }
+  }
+
+  /**
+   * Send the acquire scripts for every key in one pipeline. When the caller gives up while they
+   * are in flight, delete whatever they may have taken before rejecting: the delete follows them
+   * on the same connection, so it runs after them.
+   */
+  async #attempt(
+    name: string,
+    force: boolean,
+    signal: AbortSignal,
+    parent: AbortSignal | undefined,
+    gated: boolean,
+  ): Promise<Attempt> {
+    const store = this.#store as KeyStore;
+    const options = this.#options;
+    const keys = keyNames(options.keyPrefix, name, options.keyCount);
+    const value = randomBytes(18).toString('base64url');
+    const sentAt = performance.now();
+    // store.acquire settles every key, so only the signal can make this reject.
+    const outcomes = await abortable(signal, store.acquire(keys, value, force)).catch(
+      () => undefined,
+    );
+    if (outcomes === undefined || signal.aborted) {
+      await store.delete(keys, value);
+      throw signal.reason;
+    }
+    const owned = outcomes.map((o) => o.status === 'fulfilled' && o.value.value === value);
+    const count = owned.filter(Boolean).length;
+    // Replies that come back after the keys may have expired are worth nothing.
+    const late = performance.now() >= sentAt + options.keyValidityMs - options.marginMs;
+    if (count >= options.keyMajority && !late) {
+      const state = this.#state(name);
+      const lock = new HeldLock(store, options, {
+        name,
+        keys,
+        value,
+        owned,
+        sentAt,
+        parent,
+        onEnd: (ended) => this.#ended(name, state, ended, gated),
+      });
+      state.locks.add(lock);
+      return { lock };
+    }
+    if (count > 0)
+      void store.delete(
+        keys.filter((_, i) => owned[i]),
+        value,
+      );
+    const taken = outcomes.filter(
+      (o) => o.status === 'fulfilled' && o.value.value !== null && o.value.value !== value,
+    );
+    const failure = outcomes.find((o) => o.status === 'rejected');
+    if (taken.length < options.keyMajority && (failure || late)) {
+      return {
+        error: failure ? failure.reason : new Error('the replies came after the keys expired'),
+      };
+    }
+    return { busy: true, retryInMs: this.#retryInMs(outcomes, owned) };
+  }
+
+  /** When, at the latest, a majority of the keys will have expired if nobody extends them. */
+  #retryInMs(outcomes: PromiseSettledResult<{ pttlMs: number }>[], owned: boolean[]): number {
+    const validity = this.#options.keyValidityMs;
+    const expiries = outcomes
+      .map((o, i) => {
+        if (owned[i] || o.status !== 'fulfilled') return 0;
+        const pttl = o.value.pttlMs;
+        return pttl === -2 ? 0 : pttl < 0 ? validity : pttl;
+      })
+      .sort((a, b) => a - b);
+    const free = expiries[this.#options.keyMajority - 1] ?? validity;
+    return Math.min(validity, free + 1);
+  }
+
+  #ended(name: string, state: NameState, lock: HeldLock, gated: boolean): void {
+    state.locks.delete(lock);
+    // The next local waiter goes at once; our own delete is not echoed back to us (NOLOOP).
+    if (gated) state.gate.leave();
+    else state.gate.wake();
+    this.#forgetIfIdle(name, state);
+  }
+
+  #invalidated(key: string | null): void {
+    if (key === null) {
+      for (const state of this.#names.values()) this.#notify(state, null);
+      return;
+    }
+    const parsed = parseKey(this.#options.keyPrefix, key);
+    const state = parsed && this.#names.get(parsed.name);
+    if (parsed && state) this.#notify(state, parsed.index);
+  }
+
+  #notify(state: NameState, index: number | null): void {
+    state.gate.wake();
+    for (const lock of state.locks) lock.recheck(index);
+  }
+
+  #state(name: string): NameState {
+    let state = this.#names.get(name);
+    if (!state) {
+      state = { gate: new Gate(), locks: new Set() };
+      this.#names.set(name, state);
+    }
+    return state;
+  }
+
+  #forgetIfIdle(name: string, state: NameState): void {
+    if (state.gate.idle && state.locks.size === 0 && this.#names.get(name) === state) {
+      this.#names.delete(name);
+    }
+  }
+}
+
+/** `${prefix}:${i}:${name}` back into its parts, or undefined for a key that is not a lock's. */
+function parseKey(prefix: string, key: string): { index: number; name: string } | undefined {
+  if (!key.startsWith(`${prefix}:`)) return undefined;
+  const rest = key.slice(prefix.length + 1);
+  const colon = rest.indexOf(':');
+  const index = Number(rest.slice(0, colon));
+  if (colon < 1 || !Number.isInteger(index)) return undefined;
+  return { index, name: rest.slice(colon + 1) };
+}
+
+/** One signal that aborts when either input does, with that input's reason; dispose to unhook. */
+function linkSignals(a: AbortSignal, b: AbortSignal | undefined) {
+  const controller = new AbortController();
+  const inputs = b ? [a, b] : [a];
+  const forward = (event: Event) => controller.abort((event.target as AbortSignal).reason);
+  for (const input of inputs) {
+    if (input.aborted) controller.abort(input.reason);
+    else input.addEventListener('abort', forward);
+  }
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      for (const input of inputs) input.removeEventListener('abort', forward);
+    },
+  };
+}

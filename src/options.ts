@@ -1,0 +1,202 @@
+import type { RedisClientOptions } from '@redis/client';
+
+/** Options of {@link createLocker}. Every field is optional; defaults are in {@link DEFAULTS}. */
+export interface LockerOptions {
+  /**
+   * The Redis server, as a `redis://` or `rediss://` URL. Overrides `client.url`.
+   * @default 'redis://127.0.0.1:6379' (node-redis' own default)
+   */
+  url?: string;
+  /**
+   * Options for node-redis' `createClient` (TLS, auth, socket, reconnect strategy…).
+   * tracklock sets `RESP: 3` and its own `clientSideCache`; passing others for those is an error.
+   */
+  client?: RedisClientOptions;
+  /**
+   * Keys are `${keyPrefix}:${i}:${name}`. The default matches Go's rueidislock, so Go and Node
+   * services contend for the same locks.
+   * @default 'rueidislock'
+   */
+  keyPrefix?: string;
+  /**
+   * How long each key lives without an extension, in ms; the lock extends it while held.
+   * @default 5000
+   */
+  keyValidityMs?: number;
+  /**
+   * How often a held lock extends its keys, in ms. Must leave room before the keys expire:
+   * less than `keyValidityMs` minus the drift margin.
+   * @default keyValidityMs / 2
+   */
+  extendIntervalMs?: number;
+  /**
+   * Pause before a waiter tries again after an attempt that Redis failed or did not answer,
+   * in ms; it doubles with each consecutive failure, up to `keyValidityMs`. (A waiter whose
+   * attempt found the lock held does not poll: it retries when Redis says a key changed.)
+   * @default 20
+   */
+  tryNextAfterMs?: number;
+  /**
+   * The lock needs `keyMajority` of `2 * keyMajority - 1` keys.
+   * @default 2
+   */
+  keyMajority?: number;
+  /**
+   * Track keys with `CLIENT TRACKING ON OPTOUT NOLOOP`, so the locker's own writes do not echo
+   * back as invalidations. Every RESP3 server accepts NOLOOP; it covers writes made inside
+   * scripts from Redis 7.0.5 on, below that an extension costs one extra `GET` per key.
+   * @default true
+   */
+  noLoopTracking?: boolean;
+  /**
+   * Use relative expiries (`SET … PX`, `PEXPIRE`) instead of absolute ones (`PXAT`,
+   * `PEXPIREAT`): needed below Redis 6.2, and immune to a client clock that differs from the
+   * server's. Absolute expiries are what Go's rueidislock writes.
+   * @default false
+   */
+  fallbackSetPx?: boolean;
+  /**
+   * Share of `keyValidityMs`, plus 2 ms, by which the lock's signal aborts before its keys can
+   * expire on the server: covers clock drift between client and server and timer lateness.
+   * @default 0.01
+   */
+  driftFactor?: number;
+  /**
+   * How long one Redis request (acquire, check, extend, release) may go unanswered before its
+   * outcome is treated as unknown, in ms.
+   * @default 1000
+   */
+  commandTimeoutMs?: number;
+  /**
+   * How long `createLocker` may take to connect before it rejects, in ms.
+   * @default 5000
+   */
+  connectTimeoutMs?: number;
+}
+
+/** Every default, in one place. `extendIntervalMs` is half of `keyValidityMs` when that is set. */
+export const DEFAULTS = Object.freeze({
+  keyPrefix: 'rueidislock',
+  keyValidityMs: 5000,
+  extendIntervalMs: 2500,
+  tryNextAfterMs: 20,
+  keyMajority: 2,
+  noLoopTracking: true,
+  fallbackSetPx: false,
+  driftFactor: 0.01,
+  commandTimeoutMs: 1000,
+  connectTimeoutMs: 5000,
+});
+
+/** Options after defaults and validation; what the rest of the library reads. */
+export interface ResolvedOptions {
+  readonly client: RedisClientOptions;
+  readonly keyPrefix: string;
+  readonly keyValidityMs: number;
+  readonly extendIntervalMs: number;
+  readonly tryNextAfterMs: number;
+  readonly keyMajority: number;
+  readonly keyCount: number;
+  readonly noLoopTracking: boolean;
+  readonly fallbackSetPx: boolean;
+  /** How much earlier than the server the lock's signal aborts, in ms. */
+  readonly marginMs: number;
+  readonly commandTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+}
+
+/** setTimeout's largest delay; a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const KNOWN = new Set(['url', 'client', ...Object.keys(DEFAULTS)]);
+
+export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('createLocker: options must be an object');
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw new TypeError(`createLocker: unknown option "${key}"`);
+  }
+  const keyPrefix = options.keyPrefix ?? DEFAULTS.keyPrefix;
+  if (typeof keyPrefix !== 'string' || keyPrefix === '') {
+    throw new TypeError('keyPrefix must be a non-empty string');
+  }
+  const keyMajority = options.keyMajority ?? DEFAULTS.keyMajority;
+  if (!Number.isSafeInteger(keyMajority) || keyMajority < 1) {
+    throw new RangeError(`keyMajority must be a positive integer, got ${String(keyMajority)}`);
+  }
+  const keyValidityMs = duration('keyValidityMs', options.keyValidityMs, DEFAULTS.keyValidityMs);
+  const driftFactor = options.driftFactor ?? DEFAULTS.driftFactor;
+  if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5)) {
+    throw new RangeError(
+      `driftFactor must be a number from 0 to below 0.5, got ${String(driftFactor)}`,
+    );
+  }
+  const marginMs = Math.ceil(keyValidityMs * driftFactor) + 2;
+  const extendIntervalMs = duration(
+    'extendIntervalMs',
+    options.extendIntervalMs,
+    Math.max(1, Math.floor(keyValidityMs / 2)),
+  );
+  if (extendIntervalMs >= keyValidityMs - marginMs) {
+    throw new RangeError(
+      `extendIntervalMs (${extendIntervalMs}) must be less than keyValidityMs (${keyValidityMs}) minus the drift margin (${marginMs} ms), or the lock would expire between extensions`,
+    );
+  }
+  const client = clientOptions(options);
+  return {
+    client,
+    keyPrefix,
+    keyValidityMs,
+    extendIntervalMs,
+    tryNextAfterMs: duration('tryNextAfterMs', options.tryNextAfterMs, DEFAULTS.tryNextAfterMs),
+    keyMajority,
+    keyCount: 2 * keyMajority - 1,
+    noLoopTracking: flag('noLoopTracking', options.noLoopTracking, DEFAULTS.noLoopTracking),
+    fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
+    marginMs,
+    commandTimeoutMs: duration(
+      'commandTimeoutMs',
+      options.commandTimeoutMs,
+      DEFAULTS.commandTimeoutMs,
+    ),
+    connectTimeoutMs: duration(
+      'connectTimeoutMs',
+      options.connectTimeoutMs,
+      DEFAULTS.connectTimeoutMs,
+    ),
+  };
+}
+
+function duration(name: string, value: unknown, fallback: number): number {
+  const ms = value ?? fallback;
+  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms <= 0 || ms > MAX_TIMER_MS) {
+    throw new RangeError(
+      `${name} must be a whole number of ms from 1 to ${MAX_TIMER_MS}, got ${String(value)}`,
+    );
+  }
+  return ms;
+}
+
+function flag(name: string, value: unknown, fallback: boolean): boolean {
+  const on = value ?? fallback;
+  if (typeof on !== 'boolean')
+    throw new TypeError(`${name} must be a boolean, got ${String(value)}`);
+  return on;
+}
+
+function clientOptions(options: LockerOptions): RedisClientOptions {
+  const client = options.client ?? {};
+  if (typeof client !== 'object' || client === null) {
+    throw new TypeError('client must be an object of node-redis client options');
+  }
+  if (client.RESP !== undefined && client.RESP !== 3) {
+    throw new TypeError('client.RESP must be 3 (or unset): invalidation pushes need RESP3');
+  }
+  if (client.clientSideCache !== undefined) {
+    throw new TypeError('client.clientSideCache is set by tracklock itself; leave it unset');
+  }
+  if (options.url !== undefined && typeof options.url !== 'string') {
+    throw new TypeError('url must be a string such as "redis://127.0.0.1:6379"');
+  }
+  return options.url === undefined ? { ...client } : { ...client, url: options.url };
+}

@@ -1,0 +1,168 @@
+import { createClient } from '@redis/client';
+import { delay } from 'abort-controller-x';
+import { LockError } from './errors.js';
+import type { ResolvedOptions } from './options.js';
+import { ACQUIRE, DELETE, EXTEND, type Script } from './scripts.js';
+import {
+  type ExpiryMode,
+  expiryArgs,
+  type KeyState,
+  type KeyStore,
+  type Outcome,
+} from './store.js';
+import { InvalidationRouter } from './tracking.js';
+
+type Client = ReturnType<typeof createClient>;
+
+/** Events a store reports to the locker. */
+export interface StoreEvents {
+  /** A tracked key changed (or `null`: anything may have changed, e.g. after a reconnect). */
+  invalidated(key: string | null): void;
+  /** The client reported an error (it reconnects by itself). */
+  error(error: Error): void;
+}
+
+/** Every key on one Redis server, over one RESP3 connection that tracks what it reads. */
+export class ServerStore implements KeyStore {
+  readonly #client: Client;
+  readonly #timeoutMs: number;
+  readonly #expiry: ExpiryMode;
+
+  private constructor(client: Client, options: ResolvedOptions) {
+    this.#client = client;
+    this.#timeoutMs = options.commandTimeoutMs;
+    this.#expiry = { relative: options.fallbackSetPx, validityMs: options.keyValidityMs };
+  }
+
+  /** Connect, check the server can run what the options ask for, and start routing pushes. */
+  static async connect(options: ResolvedOptions, events: StoreEvents): Promise<ServerStore> {
+    const router = new InvalidationRouter(options.noLoopTracking, events.invalidated);
+    const client: Client = createClient({ ...options.client, RESP: 3, clientSideCache: router });
+    let lastError: Error | undefined;
+    const onError = (error: Error) => {
+      lastError = error;
+      events.error(error);
+    };
+    client.on('error', onError);
+    try {
+      await connectWithin(client, options.connectTimeoutMs, () => lastError);
+      await checkServer(client, options);
+    } catch (error) {
+      client.off('error', onError);
+      if (client.isOpen) client.destroy();
+      throw error;
+    }
+    // Invalidations sent while the connection was down are lost, and the new connection tracks
+    // nothing yet: every waiter must retry and every held key be read again.
+    client.on('ready', () => events.invalidated(null));
+    return new ServerStore(client, options);
+  }
+
+  acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]> {
+    const [at, unit] = expiryArgs(this.#expiry, 'set');
+    return settle(keys, async (key) => {
+      const reply = (await this.#run(ACQUIRE, key, [value, at, unit, force ? '' : 'NX'])) as [
+        string | null,
+        number,
+      ];
+      return { value: reply[0], pttlMs: Number(reply[1]) };
+    });
+  }
+
+  extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    const [at, command] = expiryArgs(this.#expiry, 'expire');
+    return settle(keys, async (key) => (await this.#run(EXTEND, key, [value, at, command])) === 1);
+  }
+
+  check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    return settle(keys, async (key) => (await this.#send(['GET', key])) === value);
+  }
+
+  delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    return settle(keys, async (key) => (await this.#run(DELETE, key, [value])) === 1);
+  }
+
+  async close(): Promise<void> {
+    if (!this.#client.isOpen) return;
+    const closed = this.#client.close().catch(() => {});
+    const stop = new AbortController();
+    await Promise.race([closed, delay(stop.signal, this.#timeoutMs).catch(() => {})]);
+    stop.abort();
+    if (this.#client.isOpen) this.#client.destroy();
+    this.#client.removeAllListeners();
+  }
+
+  #send(args: string[]): Promise<unknown> {
+    return this.#client.sendCommand(args, { timeout: this.#timeoutMs });
+  }
+
+  /** EVALSHA, and EVAL when the server lost its script cache (restart, SCRIPT FLUSH). */
+  async #run(script: Script, key: string, args: string[]): Promise<unknown> {
+    try {
+      return await this.#send(['EVALSHA', script.sha, '1', key, ...args]);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return this.#send(['EVAL', script.source, '1', key, ...args]);
+    }
+  }
+}
+
+/** Start one request per key in the same tick, so node-redis writes them as one pipeline. */
+function settle<T>(keys: readonly string[], request: (key: string) => Promise<T>) {
+  return Promise.allSettled(keys.map(request));
+}
+
+async function connectWithin(
+  client: Client,
+  timeoutMs: number,
+  lastError: () => Error | undefined,
+) {
+  const stop = new AbortController();
+  const timedOut = delay(stop.signal, timeoutMs).then(
+    () => {
+      const cause = lastError();
+      throw new LockError(
+        'ERR_CONNECT',
+        `could not connect to Redis within connectTimeoutMs (${timeoutMs} ms)${cause ? `: ${cause.message}` : ''}`,
+        { cause },
+      );
+    },
+    () => {},
+  );
+  try {
+    await Promise.race([client.connect(), timedOut]);
+  } catch (error) {
+    throw explainHandshake(error);
+  } finally {
+    stop.abort();
+  }
+}
+
+/** A server older than 6.0 refuses HELLO 3; say what that means for the user. */
+function explainHandshake(error: unknown): unknown {
+  if (error instanceof LockError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (/HELLO|NOPROTO|unknown command/i.test(message)) {
+    return new LockError(
+      'ERR_SERVER_VERSION',
+      `the Redis server refused RESP3 (${message}): tracklock needs Redis 6.0 or later for invalidation pushes`,
+      { cause: error },
+    );
+  }
+  return new LockError('ERR_CONNECT', `could not connect to Redis: ${message}`, { cause: error });
+}
+
+async function checkServer(client: Client, options: ResolvedOptions) {
+  const info = String(
+    await client.sendCommand(['INFO', 'server'], { timeout: options.connectTimeoutMs }),
+  );
+  const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);
+  if (!version) return; // a Redis-compatible server that does not say; let commands speak
+  const [major, minor] = [Number(version[1]), Number(version[2])];
+  if (!options.fallbackSetPx && (major < 6 || (major === 6 && minor < 2))) {
+    throw new LockError(
+      'ERR_SERVER_VERSION',
+      `Redis ${version[0].slice('redis_version:'.length)} has no SET … PXAT (added in 6.2): pass fallbackSetPx: true`,
+    );
+  }
+}

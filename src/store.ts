@@ -1,0 +1,40 @@
+/**
+ * The seam between the lock logic and Redis. The lock speaks in keys and per-key outcomes;
+ * a store decides which server each key lives on. One server today; independent nodes or a
+ * cluster are other implementations of this interface.
+ */
+export interface KeyStore {
+  /** Try to take every key (NX unless `force`), pipelined; one outcome per key. */
+  acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]>;
+  /** Extend every key that still holds `value`; `true` per key extended. */
+  extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
+  /** Read each key (which also re-registers it for invalidations); `true` where it holds `value`. */
+  check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
+  /** Delete every key that still holds `value`. */
+  delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
+  /** Close the connections, waiting at most the command timeout for pending replies. */
+  close(): Promise<void>;
+}
+
+/** What an acquire attempt found at one key. */
+export interface KeyState {
+  /** The key's value after the attempt (ours when we took it), or `null` when it is absent. */
+  readonly value: string | null;
+  /** Its remaining time to live in ms (-2 absent, -1 no expiry). */
+  readonly pttlMs: number;
+}
+
+export type Outcome<T> = PromiseSettledResult<T>;
+
+/** Wall-clock expiry argument and its command names, per the fallbackSetPx choice. */
+export interface ExpiryMode {
+  /** `true`: PX / PEXPIRE (relative); `false`: PXAT / PEXPIREAT (absolute, Go's choice). */
+  readonly relative: boolean;
+  readonly validityMs: number;
+}
+
+export function expiryArgs(mode: ExpiryMode, command: 'set' | 'expire'): [string, string] {
+  const at = String(mode.relative ? mode.validityMs : Date.now() + mode.validityMs);
+  if (command === 'set') return [at, mode.relative ? 'PX' : 'PXAT'];
+  return [at, mode.relative ? 'PEXPIRE' : 'PEXPIREAT'];
+}
