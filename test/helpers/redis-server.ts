@@ -88,6 +88,7 @@ export async function startRedisServer(extraArgs: string[] = [], timeoutMs = 10_
     resume: () => child.kill('SIGCONT'),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      child.ref(); // keep the loop alive until the exit is seen
       child.kill('SIGCONT');
       child.kill('SIGKILL');
       await exited;

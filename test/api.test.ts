@@ -1,0 +1,185 @@
+import * as assert from 'uvu/assert';
+import { suite } from 'uvu';
+import {
+  createLocker,
+  LockError,
+  type Locker,
+  LockReleasedError,
+  NotLockedError,
+} from '../src/index.js';
+import { type Client, connect, provideRedis, type TestRedis } from './helpers/redis.js';
+
+const test = suite<{ redis: TestRedis; client: Client; a: Locker; b: Locker }>('api');
+const bound = () => ({ signal: AbortSignal.timeout(5000) });
+let n = 0;
+const fresh = () => `api-${process.pid}-${++n}`;
+
+test.before(async (ctx) => {
+  ctx.redis = await provideRedis();
+  ctx.client = await connect(ctx.redis.url);
+  ctx.a = await createLocker({ url: ctx.redis.url, commandTimeoutMs: 5000 });
+  ctx.b = await createLocker({ url: ctx.redis.url, commandTimeoutMs: 5000 });
+});
+
+test.after(async (ctx) => {
+  await ctx.a.close();
+  await ctx.b.close();
+  await ctx.client.close();
+  await ctx.redis.stop();
+});
+
+test('withContext resolves a [signal, release] tuple that also has named members', async ({ a }) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  const [signal, release] = lock;
+  assert.instance(signal, AbortSignal);
+  assert.is(lock.signal, signal);
+  assert.is(lock.name, name);
+  assert.is(typeof release, 'function');
+  assert.is(typeof lock[Symbol.asyncDispose], 'function');
+  assert.not.ok(signal.aborted);
+  assert.is(await release(), true);
+});
+
+test('the keys follow rueidislock: rueidislock:i:name for i < 2M-1, one value on all', async ({ a, client }) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  const values = await Promise.all([0, 1, 2].map((i) => client.get(`rueidislock:${i}:${name}`)));
+  assert.ok(values[0]);
+  assert.equal(values, [values[0], values[0], values[0]]);
+  assert.is(await client.get(`rueidislock:3:${name}`), null);
+  const pttl = await client.pTTL(`rueidislock:0:${name}`);
+  assert.ok(pttl > 0 && pttl <= 5000, `PTTL ${pttl}`);
+  await lock.release();
+  assert.is(await client.exists([0, 1, 2].map((i) => `rueidislock:${i}:${name}`)), 0);
+});
+
+test('release aborts the signal with LockReleasedError, deletes the keys, and is idempotent', async ({ a, client }) => {
+  const lock = await a.withContext(fresh(), bound());
+  const first = lock.release();
+  assert.is(lock.release(), first);
+  assert.is(await first, true);
+  assert.ok(lock.signal.aborted);
+  assert.instance(lock.signal.reason, LockReleasedError);
+  assert.is((lock.signal.reason as LockError).code, 'ERR_LOCK_RELEASED');
+  assert.is(await client.exists(`rueidislock:0:${lock.name}`), 0);
+  assert.is(await lock.release(), true);
+});
+
+test('tryWithContext rejects NotLockedError while another locker holds the lock', async ({ a, b }) => {
+  const name = fresh();
+  const held = await a.withContext(name, bound());
+  const error = await b.tryWithContext(name).catch((e: unknown) => e);
+  assert.instance(error, NotLockedError);
+  assert.is((error as NotLockedError).code, 'ERR_NOT_LOCKED');
+  await held.release();
+  const mine = await b.tryWithContext(name);
+  assert.is(await mine.release(), true);
+});
+
+test('tryWithContext leaves nothing in Redis when it fails', async ({ a, b, client }) => {
+  const name = fresh();
+  const held = await a.withContext(name, bound());
+  const before = await Promise.all([0, 1, 2].map((i) => client.get(`rueidislock:${i}:${name}`)));
+  await b.tryWithContext(name).catch(() => {});
+  const after = await Promise.all([0, 1, 2].map((i) => client.get(`rueidislock:${i}:${name}`)));
+  assert.equal(after, before);
+  await held.release();
+});
+
+test('withLock passes the signal to fn, returns its result and releases', async ({ a, client }) => {
+  const name = fresh();
+  let seen: AbortSignal | undefined;
+  const result = await a.withLock(name, async (signal) => {
+    seen = signal;
+    assert.is(await client.exists(`rueidislock:0:${name}`), 1);
+    return 42;
+  }, bound());
+  assert.is(result, 42);
+  assert.ok(seen?.aborted);
+  assert.is(await client.exists(`rueidislock:0:${name}`), 0);
+});
+
+test('withLock rethrows what fn throws and still releases', async ({ a, client }) => {
+  const name = fresh();
+  const boom = new Error('boom');
+  const error = await a.withLock(name, () => {
+    throw boom;
+  }).catch((e: unknown) => e);
+  assert.is(error, boom);
+  assert.is(await client.exists(`rueidislock:0:${name}`), 0);
+});
+
+test('await using releases the lock at the end of the block', async ({ a, client }) => {
+  const name = fresh();
+  let signal: AbortSignal;
+  {
+    await using lock = await a.withContext(name, bound());
+    signal = lock.signal;
+    assert.is(await client.exists(`rueidislock:0:${name}`), 1);
+  }
+  assert.ok(signal.aborted);
+  assert.is(await client.exists(`rueidislock:0:${name}`), 0);
+});
+
+test('a parent signal aborted while waiting rejects with its reason and leaves no key of the attempt', async ({ a, b, client }) => {
+  const name = fresh();
+  const held = await a.withContext(name, bound());
+  const holderValue = await client.get(`rueidislock:0:${name}`);
+  const parent = new AbortController();
+  const reason = new Error('gave up');
+  const waiting = b.withContext(name, { signal: parent.signal });
+  setTimeout(() => parent.abort(reason), 30);
+  assert.is(await waiting.catch((e: unknown) => e), reason);
+  await held.release();
+  // Every key is either gone or still the holder's: the waiter wrote nothing that stayed.
+  for (const i of [0, 1, 2]) {
+    const value = await client.get(`rueidislock:${i}:${name}`);
+    assert.ok(value === null || value === holderValue, `key ${i} = ${value}`);
+  }
+  assert.is(await client.exists([0, 1, 2].map((i) => `rueidislock:${i}:${name}`)), 0);
+});
+
+test('an already aborted parent signal rejects at once with its reason', async ({ a }) => {
+  const reason = new Error('no');
+  const error = await a.withContext(fresh(), { signal: AbortSignal.abort(reason) }).catch((e: unknown) => e);
+  assert.is(error, reason);
+});
+
+test('a parent signal aborted while held aborts the lock with its reason and deletes the keys', async ({ a, client }) => {
+  const name = fresh();
+  const parent = new AbortController();
+  const lock = await a.withContext(name, { signal: parent.signal });
+  const reason = new Error('shutdown');
+  parent.abort(reason);
+  assert.ok(lock.signal.aborted);
+  assert.is(lock.signal.reason, reason);
+  assert.is(await lock.release(), false);
+  assert.is(await client.exists([0, 1, 2].map((i) => `rueidislock:${i}:${name}`)), 0);
+});
+
+test('waiters in one locker get the lock in arrival order', async ({ a, b }) => {
+  const name = fresh();
+  const held = await a.withContext(name, bound());
+  const order: number[] = [];
+  const waiters = [1, 2, 3].map((i) =>
+    b.withContext(name, bound()).then(async (lock) => {
+      order.push(i);
+      await lock.release();
+    }),
+  );
+  await held.release();
+  await Promise.all(waiters);
+  assert.equal(order, [1, 2, 3]);
+});
+
+test('forceWithContext takes a held lock', async ({ a, b }) => {
+  const name = fresh();
+  const held = await a.withContext(name, bound());
+  const forced = await b.forceWithContext(name);
+  assert.not.ok(forced.signal.aborted);
+  assert.is(await forced.release(), true);
+  await held.release();
+});
+
+test.run();

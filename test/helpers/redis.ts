@@ -1,0 +1,73 @@
+import { createClient } from '@redis/client';
+import { startRedisServer } from './redis-server.js';
+
+export type Client = Awaited<ReturnType<typeof connect>>;
+
+/** A Redis for tests that only read and write keys; `stop` tears down what was started. */
+export interface TestRedis {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * REDIS_URL when set; else a local `redis-server` child process when the binary exists; else a
+ * testcontainers Redis when a Docker engine answers. Tests that pause, kill, flush or count
+ * commands use `startRedisServer` directly: they need a server of their own.
+ */
+export async function provideRedis(): Promise<TestRedis> {
+  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} };
+  try {
+    const server = await startRedisServer();
+    return { url: server.url, stop: () => server.stop() };
+  } catch (localError) {
+    try {
+      const { GenericContainer } = await import('testcontainers');
+      const container = await new GenericContainer('redis:7-alpine').withExposedPorts(6379).start();
+      return {
+        url: `redis://${container.getHost()}:${container.getMappedPort(6379)}`,
+        stop: async () => {
+          await container.stop();
+        },
+      };
+    } catch (dockerError) {
+      throw new AggregateError([localError, dockerError], 'no Redis for the tests: set REDIS_URL, install redis-server, or run a Docker engine');
+    }
+  }
+}
+
+/** A plain client for the test itself, to look at and tamper with the lock's keys. */
+export async function connect(url: string) {
+  const client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  return client;
+}
+
+/** Total calls of one command on the server since its start (INFO commandstats). */
+export async function calls(client: Client, command: string): Promise<number> {
+  const info = String(await client.sendCommand(['INFO', 'commandstats']));
+  const match = new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info);
+  return match ? Number(match[1]) : 0;
+}
+
+/** Resolve when `predicate` holds, polling every 5 ms; reject when `signal` aborts. */
+export async function until(predicate: () => boolean | Promise<boolean>, signal: AbortSignal): Promise<void> {
+  while (!(await predicate())) {
+    signal.throwIfAborted();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Resolve with the signal's abort reason; reject if it has not aborted within `ms`. */
+export function abortedWithin(signal: AbortSignal, ms: number): Promise<unknown> {
+  if (signal.aborted) return Promise.resolve(signal.reason);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`signal did not abort within ${ms} ms`)), ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve(signal.reason);
+    }, { once: true });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
