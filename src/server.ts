@@ -45,8 +45,8 @@ export class ServerStore implements KeyStore {
     };
     client.on('error', onError);
     try {
-      await connectWithin(client, options.connectTimeoutMs, () => lastError);
-      await checkServer(client, options);
+      const ready = client.connect().then(() => checkServer(client, options));
+      await connectWithin(ready, options.connectTimeoutMs, () => lastError);
     } catch (error) {
       client.off('error', onError);
       if (client.isOpen) client.destroy();
@@ -60,7 +60,7 @@ export class ServerStore implements KeyStore {
 
   acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]> {
     const [at, unit] = expiryArgs(this.#expiry, 'set');
-    return settle(keys, async (key) => {
+    return settle(keys, this.#timeoutMs, async (key) => {
       const reply = (await this.#run(ACQUIRE, key, [value, at, unit, force ? '' : 'NX'])) as [
         string | null,
         number,
@@ -71,15 +71,23 @@ export class ServerStore implements KeyStore {
 
   extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
     const [at, command] = expiryArgs(this.#expiry, 'expire');
-    return settle(keys, async (key) => (await this.#run(EXTEND, key, [value, at, command])) === 1);
+    return settle(
+      keys,
+      this.#timeoutMs,
+      async (key) => (await this.#run(EXTEND, key, [value, at, command])) === 1,
+    );
   }
 
   check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
-    return settle(keys, async (key) => (await this.#send(['GET', key])) === value);
+    return settle(keys, this.#timeoutMs, async (key) => (await this.#send(['GET', key])) === value);
   }
 
   delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
-    return settle(keys, async (key) => (await this.#run(DELETE, key, [value])) === 1);
+    return settle(
+      keys,
+      this.#timeoutMs,
+      async (key) => (await this.#run(DELETE, key, [value])) === 1,
+    );
   }
 
   async close(): Promise<void> {
@@ -107,13 +115,37 @@ export class ServerStore implements KeyStore {
   }
 }
 
-/** Start one request per key in the same tick, so node-redis writes them as one pipeline. */
-function settle<T>(keys: readonly string[], request: (key: string) => Promise<T>) {
-  return Promise.allSettled(keys.map(request));
+/**
+ * Start one request per key in the same tick, so node-redis writes them as one pipeline, and
+ * give up on the ones still unanswered after `timeoutMs`. (node-redis' own `timeout` only
+ * bounds a command's wait to be written, not its wait for a reply from a frozen server.)
+ */
+async function settle<T>(
+  keys: readonly string[],
+  timeoutMs: number,
+  request: (key: string) => Promise<T>,
+) {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(timeoutMs)), timeoutMs);
+  });
+  try {
+    return await Promise.allSettled(keys.map((key) => Promise.race([request(key), timedOut])));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A request Redis did not answer within commandTimeoutMs: its outcome is unknown. */
+export class TimeoutError extends Error {
+  constructor(ms: number) {
+    super(`Redis did not answer within commandTimeoutMs (${ms} ms)`);
+    this.name = 'TimeoutError';
+  }
 }
 
 async function connectWithin(
-  client: Client,
+  ready: Promise<void>,
   timeoutMs: number,
   lastError: () => Error | undefined,
 ) {
@@ -129,8 +161,9 @@ async function connectWithin(
     },
     () => {},
   );
+  ready.catch(() => {}); // it may fail after the timeout has already answered
   try {
-    await Promise.race([client.connect(), timedOut]);
+    await Promise.race([ready, timedOut]);
   } catch (error) {
     throw explainHandshake(error);
   } finally {

@@ -1,8 +1,8 @@
-import * as assert from 'uvu/assert';
 import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import {
   createLocker,
-  LockError,
+  type LockError,
   type Locker,
   LockReleasedError,
   NotLockedError,
@@ -28,7 +28,9 @@ test.after(async (ctx) => {
   await ctx.redis.stop();
 });
 
-test('withContext resolves a [signal, release] tuple that also has named members', async ({ a }) => {
+test('withContext resolves a [signal, release] tuple that also has named members', async ({
+  a,
+}) => {
   const name = fresh();
   const lock = await a.withContext(name, bound());
   const [signal, release] = lock;
@@ -41,7 +43,10 @@ test('withContext resolves a [signal, release] tuple that also has named members
   assert.is(await release(), true);
 });
 
-test('the keys follow rueidislock: rueidislock:i:name for i < 2M-1, one value on all', async ({ a, client }) => {
+test('the keys follow rueidislock: rueidislock:i:name for i < 2M-1, one value on all', async ({
+  a,
+  client,
+}) => {
   const name = fresh();
   const lock = await a.withContext(name, bound());
   const values = await Promise.all([0, 1, 2].map((i) => client.get(`rueidislock:${i}:${name}`)));
@@ -54,7 +59,10 @@ test('the keys follow rueidislock: rueidislock:i:name for i < 2M-1, one value on
   assert.is(await client.exists([0, 1, 2].map((i) => `rueidislock:${i}:${name}`)), 0);
 });
 
-test('release aborts the signal with LockReleasedError, deletes the keys, and is idempotent', async ({ a, client }) => {
+test('release aborts the signal with LockReleasedError, deletes the keys, and is idempotent', async ({
+  a,
+  client,
+}) => {
   const lock = await a.withContext(fresh(), bound());
   const first = lock.release();
   assert.is(lock.release(), first);
@@ -66,7 +74,10 @@ test('release aborts the signal with LockReleasedError, deletes the keys, and is
   assert.is(await lock.release(), true);
 });
 
-test('tryWithContext rejects NotLockedError while another locker holds the lock', async ({ a, b }) => {
+test('tryWithContext rejects NotLockedError while another locker holds the lock', async ({
+  a,
+  b,
+}) => {
   const name = fresh();
   const held = await a.withContext(name, bound());
   const error = await b.tryWithContext(name).catch((e: unknown) => e);
@@ -90,11 +101,15 @@ test('tryWithContext leaves nothing in Redis when it fails', async ({ a, b, clie
 test('withLock passes the signal to fn, returns its result and releases', async ({ a, client }) => {
   const name = fresh();
   let seen: AbortSignal | undefined;
-  const result = await a.withLock(name, async (signal) => {
-    seen = signal;
-    assert.is(await client.exists(`rueidislock:0:${name}`), 1);
-    return 42;
-  }, bound());
+  const result = await a.withLock(
+    name,
+    async (signal) => {
+      seen = signal;
+      assert.is(await client.exists(`rueidislock:0:${name}`), 1);
+      return 42;
+    },
+    bound(),
+  );
   assert.is(result, 42);
   assert.ok(seen?.aborted);
   assert.is(await client.exists(`rueidislock:0:${name}`), 0);
@@ -103,9 +118,11 @@ test('withLock passes the signal to fn, returns its result and releases', async 
 test('withLock rethrows what fn throws and still releases', async ({ a, client }) => {
   const name = fresh();
   const boom = new Error('boom');
-  const error = await a.withLock(name, () => {
-    throw boom;
-  }).catch((e: unknown) => e);
+  const error = await a
+    .withLock(name, () => {
+      throw boom;
+    })
+    .catch((e: unknown) => e);
   assert.is(error, boom);
   assert.is(await client.exists(`rueidislock:0:${name}`), 0);
 });
@@ -122,7 +139,11 @@ test('await using releases the lock at the end of the block', async ({ a, client
   assert.is(await client.exists(`rueidislock:0:${name}`), 0);
 });
 
-test('a parent signal aborted while waiting rejects with its reason and leaves no key of the attempt', async ({ a, b, client }) => {
+test('a parent signal aborted while waiting rejects with its reason and leaves no key of the attempt', async ({
+  a,
+  b,
+  client,
+}) => {
   const name = fresh();
   const held = await a.withContext(name, bound());
   const holderValue = await client.get(`rueidislock:0:${name}`);
@@ -142,11 +163,16 @@ test('a parent signal aborted while waiting rejects with its reason and leaves n
 
 test('an already aborted parent signal rejects at once with its reason', async ({ a }) => {
   const reason = new Error('no');
-  const error = await a.withContext(fresh(), { signal: AbortSignal.abort(reason) }).catch((e: unknown) => e);
+  const error = await a
+    .withContext(fresh(), { signal: AbortSignal.abort(reason) })
+    .catch((e: unknown) => e);
   assert.is(error, reason);
 });
 
-test('a parent signal aborted while held aborts the lock with its reason and deletes the keys', async ({ a, client }) => {
+test('a parent signal aborted while held aborts the lock with its reason and deletes the keys', async ({
+  a,
+  client,
+}) => {
   const name = fresh();
   const parent = new AbortController();
   const lock = await a.withContext(name, { signal: parent.signal });

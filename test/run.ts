@@ -34,7 +34,8 @@ process.stdout.write = write;
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: strip uvu's colours
 const plain = printed.replace(/\u001b\[[0-9;]*m/g, '');
-const count = (label: string) => Number(new RegExp(`${label}:\\s+(\\d+)`).exec(plain)?.[1] ?? Number.NaN);
+const count = (label: string) =>
+  Number(new RegExp(`${label}:\\s+(\\d+)`).exec(plain)?.[1] ?? Number.NaN);
 const [total, passed, skipped] = [count('Total'), count('Passed'), count('Skipped')];
 const failed = total - passed - skipped;
 if (!Number.isFinite(failed) || total === 0) {

@@ -31,12 +31,25 @@ export async function freePort(): Promise<number> {
  * Start `redis-server` (from PATH, or REDIS_SERVER_BIN) with no persistence on a free port and
  * resolve once it accepts connections. Bounded: rejects after `timeoutMs`.
  */
-export async function startRedisServer(extraArgs: string[] = [], timeoutMs = 10_000): Promise<RedisServer> {
+export async function startRedisServer(
+  extraArgs: string[] = [],
+  timeoutMs = 10_000,
+): Promise<RedisServer> {
   const port = await freePort();
   const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
   const child: ChildProcess = spawn(
     bin,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...extraArgs,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -47,7 +60,10 @@ export async function startRedisServer(extraArgs: string[] = [], timeoutMs = 10_
     output += chunk;
   });
   const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start in ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`redis-server did not start in ${timeoutMs} ms:\n${output}`)),
+      timeoutMs,
+    );
     const check = () => {
       if (output.includes('Ready to accept connections')) {
         clearTimeout(timer);
@@ -58,7 +74,11 @@ export async function startRedisServer(extraArgs: string[] = [], timeoutMs = 10_
     child.stdout?.on('data', check);
     child.once('error', (error) => {
       clearTimeout(timer);
-      reject(new Error(`could not run ${bin}: ${error.message} (install redis-server or set REDIS_SERVER_BIN)`));
+      reject(
+        new Error(
+          `could not run ${bin}: ${error.message} (install redis-server or set REDIS_SERVER_BIN)`,
+        ),
+      );
     });
     child.once('exit', (code) => {
       clearTimeout(timer);

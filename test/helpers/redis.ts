@@ -30,7 +30,10 @@ export async function provideRedis(): Promise<TestRedis> {
         },
       };
     } catch (dockerError) {
-      throw new AggregateError([localError, dockerError], 'no Redis for the tests: set REDIS_URL, install redis-server, or run a Docker engine');
+      throw new AggregateError(
+        [localError, dockerError],
+        'no Redis for the tests: set REDIS_URL, install redis-server, or run a Docker engine',
+      );
     }
   }
 }
@@ -51,7 +54,10 @@ export async function calls(client: Client, command: string): Promise<number> {
 }
 
 /** Resolve when `predicate` holds, polling every 5 ms; reject when `signal` aborts. */
-export async function until(predicate: () => boolean | Promise<boolean>, signal: AbortSignal): Promise<void> {
+export async function until(
+  predicate: () => boolean | Promise<boolean>,
+  signal: AbortSignal,
+): Promise<void> {
   while (!(await predicate())) {
     signal.throwIfAborted();
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -63,10 +69,14 @@ export function abortedWithin(signal: AbortSignal, ms: number): Promise<unknown>
   if (signal.aborted) return Promise.resolve(signal.reason);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`signal did not abort within ${ms} ms`)), ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve(signal.reason);
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve(signal.reason);
+      },
+      { once: true },
+    );
   });
 }
 

@@ -1,0 +1,160 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  createLocker,
+  type LockError,
+  LockLostError,
+  ReleaseUnconfirmedError,
+} from '../src/index.js';
+import { abortedWithin, connect, sleep, until } from './helpers/redis.js';
+import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+
+// Each test pauses, kills or flushes its server, so each gets one of its own.
+const test = suite<{ server: RedisServer }>('faults');
+const bound = () => ({ signal: AbortSignal.timeout(5000) });
+
+test.before.each(async (ctx) => {
+  ctx.server = await startRedisServer();
+});
+
+test.after.each(async (ctx) => {
+  await ctx.server.stop();
+});
+
+test('with Redis frozen (SIGSTOP) the signal aborts before the keys can expire on the server', async ({
+  server,
+}) => {
+  // The next extension is due at 900 ms, long after the server is frozen.
+  const locker = await createLocker({
+    url: server.url,
+    keyValidityMs: 1000,
+    extendIntervalMs: 900,
+    commandTimeoutMs: 200,
+  });
+  try {
+    const sentNoEarlierThan = Date.now();
+    const lock = await locker.withContext('frozen', bound());
+    server.pause();
+    const reason = await abortedWithin(lock.signal, 5000);
+    const abortedAt = Date.now();
+    // PXAT was computed at send time, so the server cannot expire the keys before this instant.
+    const earliestServerExpiry = sentNoEarlierThan + 1000;
+    assert.instance(reason, LockLostError);
+    assert.is((reason as LockLostError).reason, 'expired');
+    assert.ok(
+      abortedAt < earliestServerExpiry,
+      `aborted ${abortedAt - earliestServerExpiry} ms after the earliest server expiry`,
+    );
+  } finally {
+    server.resume();
+    await locker.close();
+  }
+});
+
+test('release and close are bounded while Redis is frozen, and report what they could not confirm', async ({
+  server,
+}) => {
+  const locker = await createLocker({ url: server.url, commandTimeoutMs: 300 });
+  const lock = await locker.withContext('frozen', bound());
+  server.pause();
+  try {
+    const error = await lock.release().catch((e: unknown) => e);
+    assert.instance(error, ReleaseUnconfirmedError);
+    assert.is((error as LockError).code, 'ERR_RELEASE_UNCONFIRMED');
+    assert.ok(lock.signal.aborted);
+    const held = await locker.withContext('other', bound()).catch((e: unknown) => e);
+    assert.instance(held, Error); // times out: the bound signal's reason
+    await Promise.race([
+      locker.close(),
+      sleep(4000).then(() => {
+        throw new Error('close() did not return within 4 s');
+      }),
+    ]);
+  } finally {
+    server.resume();
+  }
+});
+
+test('a held lock survives its connection being killed, and is tracked again after the reconnect', async ({
+  server,
+}) => {
+  const client = await connect(server.url);
+  const locker = await createLocker({ url: server.url, keyValidityMs: 30_000 });
+  try {
+    const lock = await locker.withContext('reconnect', bound());
+    const before = await client.sendCommand(['CLIENT', 'LIST']);
+    const ids = [...String(before).matchAll(/id=(\d+) .*cmd=(\S+)/g)]
+      .filter((m) => m[2] !== 'client|list')
+      .map((m) => m[1] as string);
+    for (const id of ids) await client.sendCommand(['CLIENT', 'KILL', 'ID', id]);
+    // Wait for the locker's new connection to come up with tracking on.
+    await until(
+      async () => /flags=t/.test(String(await client.sendCommand(['CLIENT', 'LIST']))),
+      AbortSignal.timeout(5000),
+    );
+    await sleep(50);
+    assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
+    await client.del(['rueidislock:0:reconnect', 'rueidislock:1:reconnect']);
+    assert.instance(await abortedWithin(lock.signal, 5000), LockLostError);
+  } finally {
+    await locker.close();
+    await client.close();
+  }
+});
+
+test('FLUSHALL (a null invalidation) aborts the holder and wakes the waiter', async ({
+  server,
+}) => {
+  const client = await connect(server.url);
+  const a = await createLocker({ url: server.url, keyValidityMs: 30_000 });
+  const b = await createLocker({ url: server.url, keyValidityMs: 30_000 });
+  try {
+    const lock = await a.withContext('flushed', bound());
+    const waiting = b.withContext('flushed', bound());
+    await sleep(30);
+    await client.flushAll();
+    assert.instance(await abortedWithin(lock.signal, 5000), LockLostError);
+    const next = await waiting;
+    assert.not.ok(next.signal.aborted);
+    await next.release();
+  } finally {
+    await a.close();
+    await b.close();
+    await client.close();
+  }
+});
+
+test('one invalidation wakes one local waiter, not every waiter of the name', async ({
+  server,
+}) => {
+  const client = await connect(server.url);
+  const a = await createLocker({ url: server.url, keyValidityMs: 30_000 });
+  const b = await createLocker({ url: server.url, keyValidityMs: 30_000 });
+  try {
+    const lock = await a.withContext('herd', bound());
+    const stop = new AbortController();
+    const waiters = Array.from({ length: 10 }, () =>
+      b.withContext('herd', { signal: stop.signal }).catch(() => {}),
+    );
+    await sleep(50);
+    const before = await client.sendCommand(['INFO', 'commandstats']);
+    // Touch one key: the holder keeps a majority, every waiter of b hears one invalidation.
+    await client.sendCommand(['PEXPIRE', 'rueidislock:2:herd', '30000']);
+    await sleep(100);
+    const after = await client.sendCommand(['INFO', 'commandstats']);
+    const evalsha = (info: unknown) =>
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(String(info))?.[1] ?? 0);
+    // One attempt of 3 scripts by the one active waiter; ten waiters would be 30.
+    assert.is(evalsha(after) - evalsha(before), 3);
+    assert.not.ok(lock.signal.aborted);
+    stop.abort();
+    await Promise.all(waiters);
+    await lock.release();
+  } finally {
+    await a.close();
+    await b.close();
+    await client.close();
+  }
+});
+
+test.run();

@@ -1,0 +1,130 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createLocker, type Locker, LockLostError } from '../src/index.js';
+import {
+  abortedWithin,
+  type Client,
+  connect,
+  provideRedis,
+  sleep,
+  type TestRedis,
+} from './helpers/redis.js';
+
+const test = suite<{ redis: TestRedis; client: Client; a: Locker; b: Locker }>('loss');
+const bound = () => ({ signal: AbortSignal.timeout(5000) });
+let n = 0;
+const fresh = () => `loss-${process.pid}-${++n}`;
+const key = (i: number, name: string) => `rueidislock:${i}:${name}`;
+
+test.before(async (ctx) => {
+  ctx.redis = await provideRedis();
+  ctx.client = await connect(ctx.redis.url);
+  // A long validity: a loss seen within the test's bound can only come from an invalidation.
+  const options = { url: ctx.redis.url, keyValidityMs: 30_000, commandTimeoutMs: 5000 };
+  ctx.a = await createLocker(options);
+  ctx.b = await createLocker(options);
+});
+
+test.after(async (ctx) => {
+  await ctx.a.close();
+  await ctx.b.close();
+  await ctx.client.close();
+  await ctx.redis.stop();
+});
+
+test('deleting a majority of the keys aborts the signal with LockLostError and deletes the rest', async ({
+  a,
+  client,
+}) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  await client.del([key(0, name), key(1, name)]);
+  const reason = await abortedWithin(lock.signal, 5000);
+  assert.instance(reason, LockLostError);
+  assert.is((reason as LockLostError).code, 'ERR_LOCK_LOST');
+  assert.is((reason as LockLostError).reason, 'changed');
+  await lock.release().then((held) => assert.is(held, false));
+  assert.is(await client.exists(key(2, name)), 0);
+});
+
+test('overwriting a majority of the keys aborts the signal and leaves the new values alone', async ({
+  a,
+  client,
+}) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  await client.set(key(1, name), 'intruder');
+  await client.set(key(2, name), 'intruder');
+  assert.instance(await abortedWithin(lock.signal, 5000), LockLostError);
+  await lock.release();
+  assert.is(await client.get(key(1, name)), 'intruder');
+  assert.is(await client.get(key(2, name)), 'intruder');
+  await client.del([key(1, name), key(2, name)]);
+});
+
+test('forceWithContext from another locker aborts the holder', async ({ a, b }) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  const forced = await b.forceWithContext(name);
+  assert.instance(await abortedWithin(lock.signal, 5000), LockLostError);
+  assert.not.ok(forced.signal.aborted);
+  assert.is(await forced.release(), true);
+});
+
+test('forceWithContext from the same locker aborts its own earlier holder', async ({ a }) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  const forced = await a.forceWithContext(name);
+  assert.instance(await abortedWithin(lock.signal, 5000), LockLostError);
+  assert.not.ok(forced.signal.aborted);
+  await forced.release();
+});
+
+test('deleting one of three keys does not abort the lock', async ({ client }) => {
+  const url = client.options?.url as string;
+  const locker = await createLocker({ url, keyValidityMs: 600, extendIntervalMs: 100 });
+  try {
+    const name = fresh();
+    const lock = await locker.withContext(name, bound());
+    await client.del(key(0, name));
+    await sleep(1500); // more than two validities: several extensions ran on the two keys left
+    assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
+    assert.is(await lock.release(), true);
+  } finally {
+    await locker.close();
+  }
+});
+
+test('a deletion is still seen after many extensions (our own writes do not untrack the keys)', async ({
+  client,
+}) => {
+  const url = client.options?.url as string;
+  const locker = await createLocker({ url, keyValidityMs: 30_000, extendIntervalMs: 20 });
+  try {
+    const name = fresh();
+    const lock = await locker.withContext(name, bound());
+    await sleep(300); // about fifteen extensions
+    assert.not.ok(lock.signal.aborted);
+    await client.del([key(0, name), key(1, name), key(2, name)]);
+    // Validity is 30 s: only an invalidation can abort it within the bound.
+    assert.instance(await abortedWithin(lock.signal, 5000), LockLostError);
+  } finally {
+    await locker.close();
+  }
+});
+
+test('a lost lock lets a waiter in another locker take it', async ({ a, b, client }) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  const waiting = b.withContext(name, bound());
+  await sleep(20);
+  await client.del([key(0, name), key(1, name), key(2, name)]);
+  const next = await waiting;
+  // An outside DEL frees the keys for both at once: the old holder hears of it in about one
+  // round trip, which may be after the waiter got in (this is a fault, not a handoff).
+  assert.instance(await abortedWithin(lock.signal, 5000), LockLostError);
+  assert.not.ok(next.signal.aborted);
+  await next.release();
+});
+
+test.run();
