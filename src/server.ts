@@ -38,19 +38,31 @@ export class ServerStore implements KeyStore {
   static async connect(options: ResolvedOptions, events: StoreEvents): Promise<ServerStore> {
     const router = new InvalidationRouter(options.noLoopTracking, events.invalidated);
     const client: Client = createClient({ ...options.client, RESP: 3, clientSideCache: router });
+    const stop = new AbortController();
     let lastError: Error | undefined;
+    // node-redis retries a failed handshake for ever; a refused HELLO will not get better.
+    const refused = new Promise<never>((_, reject) => {
+      stop.signal.addEventListener('abort', () => reject(stop.signal.reason));
+    });
     const onError = (error: Error) => {
       lastError = error;
+      if (isRespRefusal(error)) stop.abort(error);
       events.error(error);
     };
     client.on('error', onError);
+    const timedOut = delay(stop.signal, options.connectTimeoutMs).then(() => {
+      throw lastError ?? new TimeoutError(options.connectTimeoutMs);
+    });
+    const ready = client.connect().then(() => checkServer(client, options));
+    for (const promise of [refused, timedOut, ready]) promise.catch(() => {}); // losers of the race
     try {
-      const ready = client.connect().then(() => checkServer(client, options));
-      await connectWithin(ready, options.connectTimeoutMs, () => lastError);
+      await Promise.race([ready, refused, timedOut]);
     } catch (error) {
       client.off('error', onError);
       if (client.isOpen) client.destroy();
-      throw error;
+      throw connectError(error, options.connectTimeoutMs);
+    } finally {
+      stop.abort();
     }
     // Invalidations sent while the connection was down are lost, and the new connection tracks
     // nothing yet: every waiter must retry and every held key be read again.
@@ -144,51 +156,31 @@ export class TimeoutError extends Error {
   }
 }
 
-async function connectWithin(
-  ready: Promise<void>,
-  timeoutMs: number,
-  lastError: () => Error | undefined,
-) {
-  const stop = new AbortController();
-  const timedOut = delay(stop.signal, timeoutMs).then(
-    () => {
-      const cause = lastError();
-      throw new LockError(
-        'ERR_CONNECT',
-        `could not connect to Redis within connectTimeoutMs (${timeoutMs} ms)${cause ? `: ${cause.message}` : ''}`,
-        { cause },
-      );
-    },
-    () => {},
-  );
-  ready.catch(() => {}); // it may fail after the timeout has already answered
-  try {
-    await Promise.race([ready, timedOut]);
-  } catch (error) {
-    throw explainHandshake(error);
-  } finally {
-    stop.abort();
-  }
+/** A server older than 6.0 refuses HELLO 3. */
+function isRespRefusal(error: unknown): boolean {
+  return error instanceof Error && /HELLO|NOPROTO|unknown command/i.test(error.message);
 }
 
-/** A server older than 6.0 refuses HELLO 3; say what that means for the user. */
-function explainHandshake(error: unknown): unknown {
+/** Say what a failed connect means for the user. */
+function connectError(error: unknown, timeoutMs: number): unknown {
   if (error instanceof LockError) return error;
   const message = error instanceof Error ? error.message : String(error);
-  if (/HELLO|NOPROTO|unknown command/i.test(message)) {
+  if (isRespRefusal(error)) {
     return new LockError(
       'ERR_SERVER_VERSION',
       `the Redis server refused RESP3 (${message}): tracklock needs Redis 6.0 or later for invalidation pushes`,
       { cause: error },
     );
   }
-  return new LockError('ERR_CONNECT', `could not connect to Redis: ${message}`, { cause: error });
+  return new LockError(
+    'ERR_CONNECT',
+    `could not connect to Redis within connectTimeoutMs (${timeoutMs} ms): ${message}`,
+    { cause: error },
+  );
 }
 
 async function checkServer(client: Client, options: ResolvedOptions) {
-  const info = String(
-    await client.sendCommand(['INFO', 'server'], { timeout: options.connectTimeoutMs }),
-  );
+  const info = String(await client.sendCommand(['INFO', 'server']));
   const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);
   if (!version) return; // a Redis-compatible server that does not say; let commands speak
   const [major, minor] = [Number(version[1]), Number(version[2])];

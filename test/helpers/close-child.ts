@@ -1,0 +1,35 @@
+/**
+ * Runs close() in a process of its own, so that the handles left afterwards are the locker's
+ * alone, and prints what it saw as JSON. argv: url.
+ */
+import { createLocker } from '../../src/index.js';
+
+const url = process.argv[2] as string;
+const code = (value: unknown) => (value as { code?: string } | undefined)?.code ?? String(value);
+// What the process has before any locker (its own stdio pipes): the locker must leave only that.
+const baseline = process.getActiveResourcesInfo();
+const other = await createLocker({ url });
+const locker = await createLocker({ url });
+const held = await locker.withContext('close-held');
+await other.withContext('close-busy');
+const waiting = locker.withContext('close-busy').catch((error: unknown) => error);
+await new Promise((resolve) => setTimeout(resolve, 30));
+await Promise.all([locker.close(), locker.close()]);
+const later = await locker.tryWithContext('close-later').catch((error: unknown) => error);
+await other.close();
+// A destroyed socket's handle is freed on the loop's next close phase.
+await new Promise((resolve) => setTimeout(resolve, 20));
+const left = process.getActiveResourcesInfo();
+for (const handle of baseline) {
+  const at = left.indexOf(handle);
+  if (at >= 0) left.splice(at, 1);
+}
+console.log(
+  JSON.stringify({
+    heldReason: code(held.signal.reason),
+    waiterError: code(await waiting),
+    laterError: code(later),
+    releaseAfterClose: await held.release(),
+    handles: left,
+  }),
+);
