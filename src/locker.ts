@@ -124,6 +124,9 @@ class RedisLocker implements Locker {
   async #closeOnce(): Promise<void> {
     const reason = new LockerClosedError();
     this.#closing.abort(reason);
+    // Let aborted waiters queue the deletion of what their in-flight attempts may have taken,
+    // so that it goes out before the connection closes.
+    await new Promise((resolve) => setImmediate(resolve));
     const cleanups = [...this.#names.values()].flatMap((state) =>
       [...state.locks].map((lock) => lock.end(reason)),
     );
@@ -214,6 +217,7 @@ class RedisLocker implements Locker {
     parent: AbortSignal | undefined,
     gated: boolean,
   ): Promise<Attempt> {
+    signal.throwIfAborted();
     const store = this.#store as KeyStore;
     const options = this.#options;
     const keys = keyNames(options.keyPrefix, name, options.keyCount);
