@@ -1,5 +1,5 @@
 import { createClient } from '@redis/client';
-import { delay } from 'abort-controller-x';
+import { abortable, delay } from 'abort-controller-x';
 import { LockError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { ACQUIRE, DELETE, EXTEND, type Script } from './scripts.js';
@@ -72,34 +72,28 @@ export class ServerStore implements KeyStore {
 
   acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]> {
     const [at, unit] = expiryArgs(this.#expiry, 'set');
-    return settle(keys, this.#timeoutMs, async (key) => {
-      const reply = (await this.#run(ACQUIRE, key, [value, at, unit, force ? '' : 'NX'])) as [
-        string | null,
-        number,
-      ];
-      return { value: reply[0], pttlMs: Number(reply[1]) };
-    });
+    const reply = this.#run(ACQUIRE, keys, [value, at, unit, force ? '' : 'NX']);
+    return perKey(keys, reply, (replies, i) => ({
+      value: (replies[2 * i] as string | null) ?? null,
+      pttlMs: Number(replies[2 * i + 1]),
+    }));
   }
 
   extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
     const [at, command] = expiryArgs(this.#expiry, 'expire');
-    return settle(
-      keys,
-      this.#timeoutMs,
-      async (key) => (await this.#run(EXTEND, key, [value, at, command])) === 1,
-    );
+    const reply = this.#run(EXTEND, keys, [value, at, command]);
+    return perKey(keys, reply, (replies, i) => replies[i] === 1);
   }
 
   check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
-    return settle(keys, this.#timeoutMs, async (key) => (await this.#send(['GET', key])) === value);
+    // MGET is a read: it also puts the keys back in this connection's tracking table.
+    const reply = this.#bounded((signal) => this.#send(['MGET', ...keys], signal));
+    return perKey(keys, reply, (replies, i) => replies[i] === value);
   }
 
   delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
-    return settle(
-      keys,
-      this.#timeoutMs,
-      async (key) => (await this.#run(DELETE, key, [value])) === 1,
-    );
+    if (keys.length === 0) return Promise.resolve([]);
+    return perKey(keys, this.#run(DELETE, keys, [value]), (replies, i) => replies[i] === 1);
   }
 
   async close(): Promise<void> {
@@ -112,39 +106,53 @@ export class ServerStore implements KeyStore {
     this.#client.removeAllListeners();
   }
 
-  #send(args: string[]): Promise<unknown> {
-    return this.#client.sendCommand(args, { timeout: this.#timeoutMs });
+  #send(args: string[], signal: AbortSignal): Promise<unknown> {
+    return this.#client.sendCommand(args, { abortSignal: signal });
   }
 
   /** EVALSHA, and EVAL when the server lost its script cache (restart, SCRIPT FLUSH). */
-  async #run(script: Script, key: string, args: string[]): Promise<unknown> {
+  #run(script: Script, keys: readonly string[], args: string[]): Promise<unknown> {
+    const tail = [String(keys.length), ...keys, ...args];
+    return this.#bounded(async (signal) => {
+      try {
+        return await this.#send(['EVALSHA', script.sha, ...tail], signal);
+      } catch (error) {
+        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+        return this.#send(['EVAL', script.source, ...tail], signal);
+      }
+    });
+  }
+
+  /**
+   * Give up on a request Redis has not answered after commandTimeoutMs. Aborting also drops
+   * it from node-redis' queue if it was not written yet (node-redis' own `timeout` would cost
+   * a timer per command and cannot stop waiting for a reply from a frozen server).
+   */
+  async #bounded<T>(request: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new TimeoutError(this.#timeoutMs)),
+      this.#timeoutMs,
+    );
     try {
-      return await this.#send(['EVALSHA', script.sha, '1', key, ...args]);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return this.#send(['EVAL', script.source, '1', key, ...args]);
+      return await abortable(controller.signal, request(controller.signal));
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
 
-/**
- * Start one request per key in the same tick, so node-redis writes them as one pipeline, and
- * give up on the ones still unanswered after `timeoutMs`. (node-redis' own `timeout` only
- * bounds a command's wait to be written, not its wait for a reply from a frozen server.)
- */
-async function settle<T>(
+/** One reply for several keys, as one outcome per key. */
+async function perKey<T>(
   keys: readonly string[],
-  timeoutMs: number,
-  request: (key: string) => Promise<T>,
-) {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(timeoutMs)), timeoutMs);
-  });
+  reply: Promise<unknown>,
+  pick: (replies: unknown[], index: number) => T,
+): Promise<Outcome<T>[]> {
   try {
-    return await Promise.allSettled(keys.map((key) => Promise.race([request(key), timedOut])));
-  } finally {
-    clearTimeout(timer);
+    const replies = (await reply) as unknown[];
+    return keys.map((_, i) => ({ status: 'fulfilled', value: pick(replies, i) }));
+  } catch (reason) {
+    return keys.map(() => ({ status: 'rejected', reason }));
   }
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import * as assert from 'uvu/assert';
 import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { DEFAULTS } from '../src/index.js';
 
 const test = suite('readme');
@@ -12,7 +12,10 @@ test('the README options table states every default in DEFAULTS', () => {
     assert.ok(row, `no row for ${option}`);
     const shown = typeof value === 'string' ? `'${value}'` : String(value);
     const cell = row.split('|')[2] ?? '';
-    assert.ok(cell.includes(`\`${shown}\``), `${option}: README says ${cell.trim()}, DEFAULTS ${shown}`);
+    assert.ok(
+      cell.includes(`\`${shown}\``),
+      `${option}: README says ${cell.trim()}, DEFAULTS ${shown}`,
+    );
   }
 });
 
