@@ -1,5 +1,5 @@
 import { createClient } from '@redis/client';
-import { abortable, delay } from 'abort-controller-x';
+import { delay } from 'abort-controller-x';
 import { LockError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { ACQUIRE, DELETE, EXTEND, type Script } from './scripts.js';
@@ -87,7 +87,7 @@ export class ServerStore implements KeyStore {
 
   check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
     // MGET is a read: it also puts the keys back in this connection's tracking table.
-    const reply = this.#bounded((signal) => this.#send(['MGET', ...keys], signal));
+    const reply = this.#bounded(this.#client.sendCommand(['MGET', ...keys]));
     return perKey(keys, reply, (replies, i) => replies[i] === value);
   }
 
@@ -106,36 +106,31 @@ export class ServerStore implements KeyStore {
     this.#client.removeAllListeners();
   }
 
-  #send(args: string[], signal: AbortSignal): Promise<unknown> {
-    return this.#client.sendCommand(args, { abortSignal: signal });
-  }
-
   /** EVALSHA, and EVAL when the server lost its script cache (restart, SCRIPT FLUSH). */
   #run(script: Script, keys: readonly string[], args: string[]): Promise<unknown> {
     const tail = [String(keys.length), ...keys, ...args];
-    return this.#bounded(async (signal) => {
-      try {
-        return await this.#send(['EVALSHA', script.sha, ...tail], signal);
-      } catch (error) {
+    return this.#bounded(
+      this.#client.sendCommand(['EVALSHA', script.sha, ...tail]).catch((error: unknown) => {
         if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-        return this.#send(['EVAL', script.source, ...tail], signal);
-      }
-    });
+        return this.#client.sendCommand(['EVAL', script.source, ...tail]);
+      }),
+    );
   }
 
   /**
-   * Give up on a request Redis has not answered after commandTimeoutMs. Aborting also drops
-   * it from node-redis' queue if it was not written yet (node-redis' own `timeout` would cost
-   * a timer per command and cannot stop waiting for a reply from a frozen server).
+   * Give up on a request Redis has not answered after commandTimeoutMs: its outcome is then
+   * unknown. (node-redis' own `timeout` bounds only the wait to be written, not the wait for
+   * a frozen server's reply, and costs a timer and an abort signal per command.) A request
+   * given up on while disconnected stays in node-redis' queue and runs after the reconnect:
+   * harmless, since every value is per attempt and every write compares it first.
    */
-  async #bounded<T>(request: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new TimeoutError(this.#timeoutMs)),
-      this.#timeoutMs,
-    );
+  async #bounded<T>(request: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(this.#timeoutMs)), this.#timeoutMs);
+    });
     try {
-      return await abortable(controller.signal, request(controller.signal));
+      return await Promise.race([request, timedOut]);
     } finally {
       clearTimeout(timer);
     }
