@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { abortable } from 'abort-controller-x';
 import { LockerClosedError, LockLostError, NotLockedError, UnavailableError } from './errors.js';
 import { Gate } from './gate.js';
@@ -74,6 +75,8 @@ class RedisLocker implements Locker {
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
+    // Every pending acquisition listens to it: thousands at once are normal, not a leak.
+    setMaxListeners(0, this.#closing.signal);
   }
 
   async connect(): Promise<void> {

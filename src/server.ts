@@ -183,6 +183,10 @@ function connectError(error: unknown, timeoutMs: number): unknown {
 }
 
 async function checkServer(client: Client, options: ResolvedOptions) {
+  // Load the scripts up front, so the first EVALSHA of each does not bounce off NOSCRIPT.
+  await Promise.all(
+    [ACQUIRE, EXTEND, DELETE].map((s) => client.sendCommand(['SCRIPT', 'LOAD', s.source])),
+  );
   const info = String(await client.sendCommand(['INFO', 'server']));
   const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);
   if (!version) return; // a Redis-compatible server that does not say; let commands speak

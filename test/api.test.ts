@@ -199,6 +199,31 @@ test('waiters in one locker get the lock in arrival order', async ({ a, b }) => 
   assert.equal(order, [1, 2, 3]);
 });
 
+test('many concurrent waiters on one locker cause no MaxListenersExceededWarning', async ({
+  a,
+  b,
+}) => {
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning);
+  process.on('warning', onWarning);
+  try {
+    const name = fresh();
+    const held = await a.withContext(name, bound());
+    const waiters = Array.from({ length: 30 }, () =>
+      b.withContext(name, bound()).then((lock) => lock.release()),
+    );
+    await held.release();
+    await Promise.all(waiters);
+    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on next tick
+  } finally {
+    process.off('warning', onWarning);
+  }
+  assert.equal(
+    warnings.map((w) => w.name),
+    [],
+  );
+});
+
 test('forceWithContext takes a held lock', async ({ a, b }) => {
   const name = fresh();
   const held = await a.withContext(name, bound());
