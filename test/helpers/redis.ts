@@ -10,32 +10,37 @@ export interface TestRedis {
 }
 
 /**
- * REDIS_URL when set; else a local `redis-server` child process when the binary exists; else a
- * testcontainers Redis when a Docker engine answers. Tests that pause, kill, flush or count
- * commands use `startRedisServer` directly: they need a server of their own.
+ * REDIS_URL when set; else a testcontainers Redis when a Docker engine answers; else a local
+ * `redis-server` child process. Tests that pause, kill, flush or count commands use
+ * `startRedisServer` directly: they need a server process of their own.
  */
 export async function provideRedis(): Promise<TestRedis> {
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} };
-  try {
-    const server = await startRedisServer();
-    return { url: server.url, stop: () => server.stop() };
-  } catch (localError) {
-    try {
-      const { GenericContainer } = await import('testcontainers');
-      const container = await new GenericContainer('redis:7-alpine').withExposedPorts(6379).start();
-      return {
-        url: `redis://${container.getHost()}:${container.getMappedPort(6379)}`,
-        stop: async () => {
-          await container.stop();
-        },
-      };
-    } catch (dockerError) {
-      throw new AggregateError(
-        [localError, dockerError],
-        'no Redis for the tests: set REDIS_URL, install redis-server, or run a Docker engine',
-      );
-    }
+  if (await dockerEngine()) {
+    const { GenericContainer } = await import('testcontainers');
+    const container = await new GenericContainer('redis:7-alpine').withExposedPorts(6379).start();
+    return {
+      url: `redis://${container.getHost()}:${container.getMappedPort(6379)}`,
+      stop: async () => {
+        await container.stop();
+      },
+    };
   }
+  const server = await startRedisServer();
+  return { url: server.url, stop: () => server.stop() };
+}
+
+let engine: Promise<boolean> | undefined;
+
+/** Whether a Docker engine answers; asked once per test run. */
+function dockerEngine(): Promise<boolean> {
+  engine ??= import('testcontainers')
+    .then(({ getContainerRuntimeClient }) => getContainerRuntimeClient())
+    .then(
+      () => true,
+      () => false,
+    );
+  return engine;
 }
 
 /** A plain client for the test itself, to look at and tamper with the lock's keys. */
