@@ -29,8 +29,8 @@ export class NotLockedError extends LockError {
   }
 }
 
-/** Why a held lock stopped being ours. */
-export type LossReason = 'changed' | 'expired';
+/** How a held lock stopped being ours. */
+export type Loss = 'changed' | 'expired';
 
 /**
  * The lock's signal aborts with this when fewer than a majority of its keys are still ours:
@@ -39,15 +39,16 @@ export type LossReason = 'changed' | 'expired';
  */
 export class LockLostError extends LockError {
   readonly lockName: string;
-  readonly reason: LossReason;
-  constructor(lockName: string, reason: LossReason) {
+  /** How it was lost (named so, not `reason`, to stay apart from the signal's own `reason`). */
+  readonly loss: Loss;
+  constructor(lockName: string, loss: Loss) {
     const why =
-      reason === 'expired'
+      loss === 'expired'
         ? 'its keys were not extended in time'
         : 'its keys were deleted or overwritten';
     super('ERR_LOCK_LOST', `lock "${lockName}" was lost: ${why}`);
     this.lockName = lockName;
-    this.reason = reason;
+    this.loss = loss;
   }
 }
 

@@ -4,7 +4,7 @@ export {
   LockerClosedError,
   LockLostError,
   LockReleasedError,
-  type LossReason,
+  type Loss,
   NotLockedError,
   ReleaseUnconfirmedError,
   UnavailableError,

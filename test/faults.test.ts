@@ -40,7 +40,7 @@ test('with Redis frozen (SIGSTOP) the signal aborts before the keys can expire o
     // PXAT was computed at send time, so the server cannot expire the keys before this instant.
     const earliestServerExpiry = sentNoEarlierThan + 1000;
     assert.instance(reason, LockLostError);
-    assert.is((reason as LockLostError).reason, 'expired');
+    assert.is((reason as LockLostError).loss, 'expired');
     assert.ok(
       abortedAt < earliestServerExpiry,
       `aborted ${abortedAt - earliestServerExpiry} ms after the earliest server expiry`,

@@ -42,7 +42,7 @@ test('deleting a majority of the keys aborts the signal with LockLostError and d
   const reason = await abortedWithin(lock.signal, 5000);
   assert.instance(reason, LockLostError);
   assert.is((reason as LockLostError).code, 'ERR_LOCK_LOST');
-  assert.is((reason as LockLostError).reason, 'changed');
+  assert.is((reason as LockLostError).loss, 'changed');
   await lock.release().then((held) => assert.is(held, false));
   assert.is(await client.exists(key(2, name)), 0);
 });

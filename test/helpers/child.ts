@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
+import { killOnExit } from './reaper.js';
 
 /** Fork a TypeScript helper under tsx with IPC; killed when the test process exits. */
 export function forkHelper(file: string, args: string[]): ChildProcess {
@@ -7,7 +8,7 @@ export function forkHelper(file: string, args: string[]): ChildProcess {
     execArgv: ['--import', 'tsx'],
     stdio: 'inherit',
   });
-  process.once('exit', () => child.kill('SIGKILL'));
+  killOnExit(child);
   return child;
 }
 

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
+import { killOnExit } from './reaper.js';
 
 /** A throwaway `redis-server` child process on a free loopback port, stopped by PID. */
 export interface RedisServer {
@@ -97,9 +98,7 @@ export async function startRedisServer(
   child.unref();
   child.stdout?.destroy();
   child.stderr?.destroy();
-  process.once('exit', () => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
+  killOnExit(child);
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
