@@ -20,11 +20,12 @@ export class LockError extends Error {
   }
 }
 
-/** `tryWithContext` found the lock held by someone else. */
+/** `tryWithContext` found the lock held by someone else, or `waitTimeoutMs` ran out. */
 export class NotLockedError extends LockError {
   readonly lockName: string;
-  constructor(lockName: string) {
-    super('ERR_NOT_LOCKED', `lock "${lockName}" is held by another owner`);
+  constructor(lockName: string, waitedMs?: number) {
+    const when = waitedMs === undefined ? '' : ` for all of waitTimeoutMs (${waitedMs} ms)`;
+    super('ERR_NOT_LOCKED', `lock "${lockName}" is held by another owner${when}`);
     this.lockName = lockName;
   }
 }

@@ -30,6 +30,8 @@ export interface HeldLockInit {
   readonly owned: readonly boolean[];
   /** `performance.now()` when the acquire request was sent. */
   readonly sentAt: number;
+  /** `performance.now()` when the replies were judged in time: the first evaluation uses it. */
+  readonly now: number;
   /** The caller's signal: aborting it ends the lock. */
   readonly parent: AbortSignal | undefined;
   /** Called once, when the lock ends for any reason. */
@@ -53,6 +55,9 @@ export class HeldLock {
   readonly #parent: AbortSignal | undefined;
   readonly #onEnd: (lock: HeldLock) => void;
   #extendTimer: NodeJS.Timeout | undefined;
+  /** Consecutive extensions that Redis failed or did not answer. */
+  #extendFailures = 0;
+  #extending = false;
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #checking = new Set<number>();
   readonly #recheck = new Set<number>();
@@ -73,8 +78,8 @@ export class HeldLock {
     this.#parent = init.parent;
     this.#onEnd = init.onEnd;
     this.#parent?.addEventListener('abort', this.#onParentAbort);
-    this.#scheduleExtend(init.sentAt);
-    this.#evaluate();
+    this.#scheduleExtend(init.sentAt + options.extendIntervalMs);
+    this.#evaluate(init.now);
   }
 
   get signal(): AbortSignal {
@@ -102,6 +107,11 @@ export class HeldLock {
    */
   recheck(index: number | null): void {
     if (!this.#held) return;
+    // After a reconnect, extensions that failed meanwhile are retried at once.
+    if (index === null && this.#extendFailures > 0 && !this.#extending) {
+      clearTimeout(this.#extendTimer);
+      this.#scheduleExtend(performance.now());
+    }
     const indexes = index === null ? this.#keys.map((_, i) => i) : [index];
     for (const i of indexes) {
       if (!this.#owned[i]) continue;
@@ -122,47 +132,64 @@ export class HeldLock {
     } finally {
       this.#checking.delete(i);
     }
-    this.#evaluate();
+    this.#evaluate(performance.now());
   }
 
   async #releaseOnce(): Promise<boolean> {
-    const held = this.#held;
+    const wasHeld = this.#held;
     this.#finish(new LockReleasedError(this.name));
-    const outcomes = (await this.#cleanup) as Outcome<boolean>[] | undefined;
-    const failure = outcomes?.find((outcome) => outcome.status === 'rejected');
-    if (held && failure) throw new ReleaseUnconfirmedError(this.name, failure.reason);
-    return held;
+    const outcomes = (await this.#cleanup) as Outcome<boolean>[];
+    if (!wasHeld) return false;
+    const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+    if (failure) throw new ReleaseUnconfirmedError(this.name, failure.reason);
+    // Held as far as we knew; the deletions say whether Redis agreed (an invalidation telling
+    // otherwise may still have been on its way).
+    const deleted = outcomes.filter((outcome) => outcome.status === 'fulfilled' && outcome.value);
+    return deleted.length >= this.#options.keyMajority;
   }
 
   #validFrom(sentAt: number): number {
     return sentAt + this.#options.keyValidityMs - this.#options.marginMs;
   }
 
-  #scheduleExtend(lastSentAt: number): void {
-    const wait = Math.max(0, lastSentAt + this.#options.extendIntervalMs - performance.now());
+  /** Extend at `at` (a `performance.now()` time), or at once if that has passed. */
+  #scheduleExtend(at: number): void {
+    const wait = Math.max(0, at - performance.now());
     this.#extendTimer = setTimeout(() => void this.#extend(), wait);
   }
 
   async #extend(): Promise<void> {
     const indexes = this.#ownedIndexes();
     const sentAt = performance.now();
+    this.#extending = true;
     const outcomes = await this.#store.extend(
       indexes.map((i) => this.#keys[i] as string),
       this.#value,
     );
+    this.#extending = false;
     if (!this.#held) return;
+    let unanswered = false;
     outcomes.forEach((outcome, n) => {
       const i = indexes[n] as number;
-      if (outcome.status === 'rejected') return; // unknown: the expiry timer decides
-      if (outcome.value) this.#validUntil[i] = this.#validFrom(sentAt);
+      if (outcome.status === 'rejected')
+        unanswered = true; // unknown: the expiry timer decides
+      else if (outcome.value) this.#validUntil[i] = this.#validFrom(sentAt);
       else this.#owned[i] = false;
     });
-    this.#evaluate();
-    if (this.#held) this.#scheduleExtend(sentAt);
+    this.#evaluate(performance.now());
+    if (!this.#held) return;
+    // A failed extension is retried soon, with backoff, rather than an interval later: by then
+    // the keys may be gone although Redis came back long before.
+    this.#extendFailures = unanswered ? this.#extendFailures + 1 : 0;
+    const { extendIntervalMs, tryNextAfterMs } = this.#options;
+    // Capped well below the interval, so that retries keep coming before the keys expire.
+    const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
+    const retry = Math.min(cap, tryNextAfterMs * 2 ** Math.min(this.#extendFailures - 1, 20));
+    this.#scheduleExtend(unanswered ? performance.now() + retry : sentAt + extendIntervalMs);
   }
 
   /** Still a majority of keys ours and unexpired? If not, the lock is lost now. */
-  #evaluate(): void {
+  #evaluate(now: number): void {
     if (!this.#held) return;
     const owned = this.#ownedIndexes();
     const majority = this.#options.keyMajority;
@@ -170,7 +197,6 @@ export class HeldLock {
       this.#finish(new LockLostError(this.name, 'changed'));
       return;
     }
-    const now = performance.now();
     const live = owned
       .map((i) => this.#validUntil[i] as number)
       .filter((until) => until > now)
@@ -181,7 +207,10 @@ export class HeldLock {
       return;
     }
     clearTimeout(this.#expiryTimer);
-    this.#expiryTimer = setTimeout(() => this.#evaluate(), Math.ceil(lastMajority - now));
+    this.#expiryTimer = setTimeout(
+      () => this.#evaluate(performance.now()),
+      Math.ceil(lastMajority - now),
+    );
   }
 
   #ownedIndexes(): number[] {

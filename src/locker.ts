@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { abortable } from 'abort-controller-x';
-import { LockerClosedError, LockLostError, NotLockedError, UnavailableError } from './errors.js';
+import { abortable, delay } from 'abort-controller-x';
+import {
+  LockerClosedError,
+  LockLostError,
+  LockReleasedError,
+  NotLockedError,
+  UnavailableError,
+} from './errors.js';
 import { Gate } from './gate.js';
 import { checkName, keyNames } from './keys.js';
 import { createHandle, HeldLock, type Lock } from './lock.js';
@@ -16,6 +22,12 @@ export interface AcquireOptions {
    * in Redis); aborting it while the lock is held aborts the lock's signal and releases it.
    */
   signal?: AbortSignal;
+  /**
+   * Give up waiting after this many ms and reject with `NotLockedError`. Unlike an
+   * `AbortSignal.timeout` passed as `signal`, it does not limit how long the lock is held.
+   * Only for `withContext` and `withLock` (the others never wait).
+   */
+  waitTimeoutMs?: number;
 }
 
 /** A distributed lock client on one Redis connection. Create it with {@link createLocker}. */
@@ -87,7 +99,7 @@ class RedisLocker implements Locker {
   }
 
   withContext(name: string, options?: AcquireOptions): Promise<Lock> {
-    return this.#acquire(name, 'wait', options?.signal);
+    return this.#acquire(name, 'wait', options?.signal, options?.waitTimeoutMs);
   }
 
   tryWithContext(name: string, options?: AcquireOptions): Promise<Lock> {
@@ -115,7 +127,12 @@ class RedisLocker implements Locker {
     // The work ran under the lock: an unconfirmed deletion must not turn it into a failure
     // (a caller would retry work that is done). The keys expire by themselves.
     const held = await lock.release().catch(() => true);
-    if (!held && lock.signal.reason instanceof LockLostError) throw lock.signal.reason;
+    if (!held) {
+      // The lock ended before fn did: lost, closed or aborted (its reason says which), or
+      // released although Redis had already let it go.
+      const reason: unknown = lock.signal.reason;
+      throw reason instanceof LockReleasedError ? new LockLostError(name, 'changed') : reason;
+    }
     return result;
   }
 
@@ -133,16 +150,45 @@ class RedisLocker implements Locker {
     const cleanups = [...this.#names.values()].flatMap((state) =>
       [...state.locks].map((lock) => lock.end(reason)),
     );
-    await Promise.allSettled(cleanups);
-    await this.#store?.close();
+    // One deadline for the deletions and the connection's close together.
+    const deadline = performance.now() + this.#options.commandTimeoutMs;
+    const stop = new AbortController();
+    await Promise.race([
+      Promise.allSettled(cleanups),
+      delay(stop.signal, this.#options.commandTimeoutMs).catch(() => {}),
+    ]);
+    stop.abort();
+    await this.#store?.close(Math.max(0, deadline - performance.now()));
   }
 
-  async #acquire(name: string, mode: Mode, parent: AbortSignal | undefined): Promise<Lock> {
+  async #acquire(
+    name: string,
+    mode: Mode,
+    parent: AbortSignal | undefined,
+    waitTimeoutMs?: number,
+  ): Promise<Lock> {
     checkName(name);
     if (parent !== undefined && !(parent instanceof AbortSignal)) {
       throw new TypeError('options.signal must be an AbortSignal');
     }
-    const stop = linkSignals(this.#closing.signal, parent);
+    if (
+      waitTimeoutMs !== undefined &&
+      !(Number.isInteger(waitTimeoutMs) && waitTimeoutMs >= 0 && waitTimeoutMs <= 2 ** 31 - 1)
+    ) {
+      throw new RangeError(
+        `waitTimeoutMs must be a whole number of ms from 0 to ${2 ** 31 - 1}, got ${String(waitTimeoutMs)}`,
+      );
+    }
+    // Only the wait listens to the timeout; the held lock listens to the parent alone.
+    const waitTimeout = new AbortController();
+    const timer =
+      waitTimeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () => waitTimeout.abort(new NotLockedError(name, waitTimeoutMs)),
+            waitTimeoutMs,
+          );
+    const stop = linkSignals([this.#closing.signal, parent, waitTimeout.signal]);
     const state = this.#state(name);
     try {
       stop.signal.throwIfAborted();
@@ -152,6 +198,7 @@ class RedisLocker implements Locker {
           : await this.#once(name, mode, stop.signal, parent),
       );
     } finally {
+      clearTimeout(timer);
       stop.dispose();
       this.#forgetIfIdle(name, state);
     }
@@ -234,10 +281,11 @@ class RedisLocker implements Locker {
       await store.delete(keys, value);
       throw signal.reason;
     }
+    const now = performance.now();
     const owned = outcomes.map((o) => o.status === 'fulfilled' && o.value.value === value);
     const count = owned.filter(Boolean).length;
     // Replies that come back after the keys may have expired are worth nothing.
-    const late = performance.now() >= sentAt + options.keyValidityMs - options.marginMs;
+    const late = now >= sentAt + options.keyValidityMs - options.marginMs;
     if (count >= options.keyMajority && !late) {
       const state = this.#state(name);
       const lock = new HeldLock(store, options, {
@@ -246,27 +294,32 @@ class RedisLocker implements Locker {
         value,
         owned,
         sentAt,
+        now,
         parent,
         onEnd: (ended) => this.#ended(name, state, ended, gated),
       });
       state.locks.add(lock);
       return { lock };
     }
-    if (count > 0)
-      void store.delete(
-        keys.filter((_, i) => owned[i]),
-        value,
-      );
+    // Give back what the attempt took, and what it may have taken unseen (keys whose reply
+    // never came), by value: the delete runs after the attempt on the same connection.
+    const giveBack = keys.filter((_, i) => owned[i] || outcomes[i]?.status === 'rejected');
+    if (giveBack.length > 0) void store.delete(giveBack, value);
     const taken = outcomes.filter(
       (o) => o.status === 'fulfilled' && o.value.value !== null && o.value.value !== value,
     );
-    const failure = outcomes.find((o) => o.status === 'rejected');
-    if (taken.length < options.keyMajority && (failure || late)) {
-      return {
-        error: failure ? failure.reason : new Error('the replies came after the keys expired'),
-      };
+    if (taken.length >= options.keyMajority) {
+      return { busy: true, retryInMs: this.#retryInMs(outcomes, owned) };
     }
-    return { busy: true, retryInMs: this.#retryInMs(outcomes, owned) };
+    const failure = outcomes.find((o) => o.status === 'rejected');
+    if (failure) return { error: failure.reason };
+    if (late) return { error: new Error('the replies came after the keys could have expired') };
+    // Neither ours nor anyone's right after our SET: its expiry time had already passed.
+    return {
+      error: new Error(
+        'the keys expired as soon as they were set: is the client clock behind the server by more than keyValidityMs? (fallbackSetPx: true uses relative expiries)',
+      ),
+    };
   }
 
   /** When, at the latest, a majority of the keys will have expired if nobody extends them. */
@@ -332,10 +385,10 @@ function parseKey(prefix: string, key: string): { index: number; name: string } 
   return { index, name: rest.slice(colon + 1) };
 }
 
-/** One signal that aborts when either input does, with that input's reason; dispose to unhook. */
-function linkSignals(a: AbortSignal, b: AbortSignal | undefined) {
+/** One signal that aborts when any input does, with that input's reason; dispose to unhook. */
+function linkSignals(signals: readonly (AbortSignal | undefined)[]) {
   const controller = new AbortController();
-  const inputs = b ? [a, b] : [a];
+  const inputs = signals.filter((signal) => signal !== undefined);
   const forward = (event: Event) => controller.abort((event.target as AbortSignal).reason);
   for (const input of inputs) {
     if (input.aborted) controller.abort(input.reason);

@@ -39,7 +39,8 @@ return replies
  * Extend the keys that are still ours. The GET after the write matters: Redis drops a key
  * from the tracking table when it is written, even for a NOLOOP connection that is not told,
  * so without re-reading it we would not hear when someone else deletes it later.
- * ARGV: value, expiry, 'PEXPIREAT' | 'PEXPIRE'. Returns, per key, 1 when extended, 0 when not ours.
+ * ARGV: value, expiry, 'PEXPIREAT' | 'PEXPIRE'. Returns, per key, 1 when extended, 0 when not
+ * ours (or gone).
  */
 export const EXTEND = script(`
 local replies = {}
@@ -47,8 +48,8 @@ for i, key in ipairs(KEYS) do
   replies[i] = 0
   if redis.call('GET', key) == ARGV[1] then
     redis.call(ARGV[3], key, ARGV[2])
-    redis.call('GET', key)
-    replies[i] = 1
+    -- Still there? An expiry time already past (client clock far behind) deletes the key.
+    if redis.call('GET', key) == ARGV[1] then replies[i] = 1 end
   end
 end
 return replies

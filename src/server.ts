@@ -96,11 +96,11 @@ export class ServerStore implements KeyStore {
     return perKey(keys, this.#run(DELETE, keys, [value]), (replies, i) => replies[i] === 1);
   }
 
-  async close(): Promise<void> {
+  async close(timeoutMs: number): Promise<void> {
     if (!this.#client.isOpen) return;
     const closed = this.#client.close().catch(() => {});
     const stop = new AbortController();
-    await Promise.race([closed, delay(stop.signal, this.#timeoutMs).catch(() => {})]);
+    await Promise.race([closed, delay(stop.signal, timeoutMs).catch(() => {})]);
     stop.abort();
     if (this.#client.isOpen) this.#client.destroy();
     this.#client.removeAllListeners();
@@ -187,6 +187,7 @@ async function checkServer(client: Client, options: ResolvedOptions) {
   await Promise.all(
     [ACQUIRE, EXTEND, DELETE].map((s) => client.sendCommand(['SCRIPT', 'LOAD', s.source])),
   );
+  if (!options.fallbackSetPx) await warnOfClockSkew(client, options.marginMs);
   const info = String(await client.sendCommand(['INFO', 'server']));
   const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);
   if (!version) return; // a Redis-compatible server that does not say; let commands speak
@@ -195,6 +196,23 @@ async function checkServer(client: Client, options: ResolvedOptions) {
     throw new LockError(
       'ERR_SERVER_VERSION',
       `Redis ${version[0].slice('redis_version:'.length)} has no SET … PXAT (added in 6.2): pass fallbackSetPx: true`,
+    );
+  }
+}
+
+/**
+ * PXAT takes the client's wall clock to the server: warn when the two differ by more than the
+ * lock's drift margin (measured with TIME, give or take half a round trip).
+ */
+async function warnOfClockSkew(client: Client, marginMs: number): Promise<void> {
+  const before = Date.now();
+  const [seconds, micros] = (await client.sendCommand(['TIME'])) as [string, string];
+  const after = Date.now();
+  const skewMs = Number(seconds) * 1000 + Number(micros) / 1000 - (before + after) / 2;
+  if (Math.abs(skewMs) > marginMs + (after - before) / 2) {
+    process.emitWarning(
+      `this machine's clock is ${Math.round(Math.abs(skewMs))} ms ${skewMs > 0 ? 'behind' : 'ahead of'} the Redis server's, more than the lock's drift margin (${marginMs} ms): absolute expiries (PXAT) will be off by as much; synchronise the clocks or pass fallbackSetPx: true`,
+      { code: 'TRACKLOCK_CLOCK_SKEW' },
     );
   }
 }

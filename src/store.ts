@@ -12,8 +12,8 @@ export interface KeyStore {
   check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
   /** Delete every key that still holds `value`. */
   delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
-  /** Close the connections, waiting at most the command timeout for pending replies. */
-  close(): Promise<void>;
+  /** Close the connections, waiting at most `timeoutMs` for pending replies. */
+  close(timeoutMs: number): Promise<void>;
 }
 
 /** What an acquire attempt found at one key. */

@@ -4,6 +4,8 @@ import {
   createLocker,
   type LockError,
   type Locker,
+  LockerClosedError,
+  LockLostError,
   LockReleasedError,
   NotLockedError,
 } from '../src/index.js';
@@ -231,6 +233,59 @@ test('forceWithContext takes a held lock', async ({ a, b }) => {
   assert.not.ok(forced.signal.aborted);
   assert.is(await forced.release(), true);
   await held.release();
+});
+
+test('release resolves false when another locker forced the lock just before', async ({ a, b }) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  const forced = await b.forceWithContext(name);
+  // Whether or not a's invalidation has arrived yet, its deletions find the keys not its own.
+  assert.is(await lock.release(), false);
+  await forced.release();
+});
+
+test('withLock rejects with LockLostError when the lock was forced away while fn ignored its signal', async ({
+  a,
+  b,
+}) => {
+  const name = fresh();
+  const error = await a
+    .withLock(name, async () => {
+      const forced = await b.forceWithContext(name);
+      await forced.release();
+      return 'done anyway';
+    })
+    .catch((e: unknown) => e);
+  assert.instance(error, LockLostError);
+});
+
+test('withLock rejects with LockerClosedError when the locker closed while fn ran', async ({
+  redis,
+}) => {
+  const locker = await createLocker({ url: redis.url });
+  const error = await locker
+    .withLock(fresh(), async () => {
+      await locker.close();
+      return 'done anyway';
+    })
+    .catch((e: unknown) => e);
+  assert.instance(error, LockerClosedError);
+});
+
+test('waitTimeoutMs gives up waiting with NotLockedError', async ({ a, b }) => {
+  const name = fresh();
+  const held = await a.withContext(name, bound());
+  const error = await b.withContext(name, { waitTimeoutMs: 50 }).catch((e: unknown) => e);
+  assert.instance(error, NotLockedError);
+  assert.match((error as Error).message, /waitTimeoutMs \(50 ms\)/);
+  await held.release();
+});
+
+test('waitTimeoutMs does not limit how long the lock is held', async ({ a }) => {
+  const lock = await a.withContext(fresh(), { waitTimeoutMs: 20 });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
+  assert.is(await lock.release(), true);
 });
 
 test.run();

@@ -157,4 +157,50 @@ test('one invalidation wakes one local waiter, not every waiter of the name', as
   }
 });
 
+test('an extension that fails while Redis is briefly frozen is retried, and the lock survives', async ({
+  server,
+}) => {
+  // The default interval, validity / 2: the next regular extension would come at 2000 ms,
+  // after the keys' local deadline (1978 ms), so only a prompt retry keeps the lock.
+  const locker = await createLocker({
+    url: server.url,
+    keyValidityMs: 2000,
+    commandTimeoutMs: 200,
+  });
+  try {
+    const lock = await locker.withContext('hiccup', bound());
+    await sleep(900);
+    server.pause(); // across the extension due at 1000 ms
+    await sleep(400);
+    server.resume();
+    await sleep(1500);
+    assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
+    assert.is(await lock.release(), true);
+  } finally {
+    server.resume();
+    await locker.close();
+  }
+});
+
+test('what an unanswered acquisition may have taken is deleted once Redis answers again', async ({
+  server,
+}) => {
+  const a = await createLocker({ url: server.url, keyValidityMs: 30_000, commandTimeoutMs: 200 });
+  const b = await createLocker({ url: server.url, keyValidityMs: 30_000 });
+  try {
+    server.pause();
+    const error = await a.tryWithContext('unanswered').catch((e: unknown) => e);
+    assert.is((error as LockError).code, 'ERR_UNAVAILABLE');
+    server.resume();
+    // Its SETs run once the server thaws; the deletion queued behind them undoes them, so the
+    // name is free long before the 30 s validity.
+    const lock = await b.withContext('unanswered', { signal: AbortSignal.timeout(5000) });
+    await lock.release();
+  } finally {
+    server.resume();
+    await a.close();
+    await b.close();
+  }
+});
+
 test.run();
