@@ -1,0 +1,56 @@
+/**
+ * The one small interface every library is driven through, so that each phase of the
+ * benchmark runs the same code for all of them and only the library's own calls differ.
+ */
+
+/** A lock this process holds. */
+export interface Held {
+  /** Let go; resolves once the library says the lock is released. */
+  release(): Promise<void>;
+  /**
+   * Aborts when the library finds the lock lost while held; only libraries that offer such a
+   * signal set it (the loss-detection phase runs only for them).
+   */
+  readonly lost?: AbortSignal;
+}
+
+/** One library client (its own connection) in one process, as one service would have. */
+export interface LockClient {
+  /** The library's own documented blocking acquire: resolves once the lock is ours. */
+  acquire(name: string, signal?: AbortSignal): Promise<Held>;
+  /**
+   * Acquire and keep the lock alive by the library's own mechanism for as long as it is held
+   * (absent when the library has none: the lock then expires after its TTL).
+   */
+  hold?(name: string): Promise<Held>;
+  /** Close the connection; best effort, bounded by the caller. */
+  close(): Promise<void>;
+}
+
+/** What a variant tells the report about how it keeps a held lock alive. */
+export interface KeepAlive {
+  /** How often a held lock is extended, in ms. */
+  readonly intervalMs: number;
+  /** Keys written per lock: the cost bound of the issue is per key. */
+  readonly keys: number;
+}
+
+/** One library at one setting: a row of every table. */
+export interface Variant {
+  /** Stable id used in results and IPC. */
+  readonly id: string;
+  /** The npm package (and version, filled in by the report). */
+  readonly library: string;
+  /** The settings, in the words of the library's README. */
+  readonly settings: string;
+  readonly keepAlive?: KeepAlive;
+  /** Whether the library signals a loss of a held lock (tracklock's `lock.signal`). */
+  readonly signalsLoss: boolean;
+  /** Is this tracklock, whose targets are checked? */
+  readonly isTracklock: boolean;
+  /**
+   * A client on `url`; every name it locks is put under `namespace` so runs and phases on a
+   * shared server never meet.
+   */
+  create(url: string, namespace: string): Promise<LockClient>;
+}

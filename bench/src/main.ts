@@ -1,0 +1,229 @@
+/**
+ * tracklock against the locks users would pick instead, in one run on one server:
+ *
+ *   npm run bench [-- --smoke | --full] [--name NAME] [--rounds N] [--only id,id]
+ *
+ * Starts a throwaway redis-server (or uses REDIS_URL), forks four worker processes, measures
+ * every phase for every library, prints the tables, and writes bench/results/NAME.json (default
+ * `latest`), NAME.md and the charts NAME-*.svg.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { VARIANTS } from './adapters/index.js';
+import { closeIoredis, connectIoredis } from './adapters/ioredis.js';
+import type { Variant } from './adapters/types.js';
+import { renderCharts } from './charts.js';
+import type { Context } from './context.js';
+import { describeMachine } from './machine.js';
+import { MODES, type Mode } from './modes.js';
+import { measureCost } from './phases/cost.js';
+import { chainHandoff, pairHandoff } from './phases/handoff.js';
+import { measureLoss } from './phases/loss.js';
+import { measureMemory } from './phases/memory.js';
+import { measurePing } from './phases/ping.js';
+import { measureThroughput, WORKER_COUNTS } from './phases/throughput.js';
+import { measureUncontended } from './phases/uncontended.js';
+import { startWorkers } from './pool.js';
+import { progressBar } from './progress.js';
+import { redact, serverVersion, startRedisServer } from './redis.js';
+import { renderReport } from './report.js';
+import type { Results, VariantResult } from './results.js';
+import { cdfPoints } from './stats.js';
+import { computeTargets } from './targets.js';
+
+const WAITER_COUNTS = [10, 100] as const;
+const PROCESSES = 4;
+const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
+
+interface Args {
+  readonly mode: Mode;
+  readonly name: string;
+  readonly variants: readonly Variant[];
+  readonly command: string;
+}
+
+function parse(): Args {
+  const argv = process.argv.slice(2);
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      smoke: { type: 'boolean', default: false },
+      full: { type: 'boolean', default: false },
+      name: { type: 'string', default: 'latest' },
+      rounds: { type: 'string' },
+      only: { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values.smoke && values.full) throw new RangeError('--smoke and --full: choose one');
+  let mode = MODES[values.smoke ? 'smoke' : values.full ? 'full' : 'default'];
+  if (values.rounds !== undefined) {
+    const rounds = Number(values.rounds);
+    if (!/^\d+$/.test(values.rounds) || rounds < 1) {
+      throw new RangeError(`--rounds must be a positive whole number, got "${values.rounds}"`);
+    }
+    mode = { ...mode, handoffRounds: rounds };
+  }
+  if (!/^[\w.-]+$/.test(values.name)) throw new RangeError('--name: letters, digits, . _ - only');
+  const only = values.only?.split(',');
+  const unknown = only?.filter((id) => !VARIANTS.some((v) => v.id === id));
+  if (unknown?.length) {
+    throw new RangeError(
+      `--only: unknown ${unknown.join(', ')}; known: ${VARIANTS.map((v) => v.id).join(', ')}`,
+    );
+  }
+  const variants = only ? VARIANTS.filter((v) => only.includes(v.id)) : VARIANTS;
+  const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
+  return { mode, name: values.name, variants, command };
+}
+
+/** Steps the progress bar counts: one per variant per measurement. */
+function plannedSteps(variants: readonly Variant[]): number {
+  const perVariant = 1 + WAITER_COUNTS.length + WORKER_COUNTS.length + 1 + 1 + 1;
+  return 1 + variants.length * perVariant + variants.filter((v) => v.signalsLoss).length;
+}
+
+async function run(
+  args: Args,
+  url: string,
+  server: string,
+  interrupted: AbortSignal,
+): Promise<Results> {
+  const startedAt = new Date();
+  const admin = await connectIoredis(url);
+  const progress = progressBar(plannedSteps(args.variants));
+  try {
+    const redis = await serverVersion(admin);
+    let mark = performance.now();
+    const workers = await startWorkers(PROCESSES, 'w');
+    try {
+      const ctx: Context = { url, admin, workers, mode: args.mode, progress, interrupted };
+      const phaseSeconds: Record<string, number> = {};
+      const lap = (phase: string) => {
+        phaseSeconds[phase] = Math.round((performance.now() - mark) / 100) / 10;
+        mark = performance.now();
+      };
+      lap('startup');
+      const ping = await measurePing(ctx);
+      const partial = new Map<string, Partial<VariantResult> & { samples?: number[] }>();
+      for (const v of args.variants) {
+        const pair = await pairHandoff(ctx, v);
+        progress.step(`handoff ${v.id}`);
+        const waiters: Record<string, VariantResult['handoff']['pair']> = {};
+        for (const count of WAITER_COUNTS) {
+          waiters[count] = (await chainHandoff(ctx, v, count)).summary;
+          progress.step(`${count} waiters ${v.id}`);
+        }
+        partial.set(v.id, {
+          handoff: { pair: pair.summary, waiters },
+          handoffCdf: cdfPoints(pair.samples),
+        });
+      }
+      lap('handoff');
+      for (const v of args.variants) {
+        const throughput = [];
+        for (const count of WORKER_COUNTS) {
+          throughput.push(await measureThroughput(ctx, v, count));
+          progress.step(`throughput ${count} ${v.id}`);
+        }
+        const uncontended = await measureUncontended(ctx, v);
+        progress.step(`uncontended ${v.id}`);
+        Object.assign(partial.get(v.id) ?? {}, { throughput, uncontended });
+      }
+      lap('throughput and uncontended');
+      const loss = new Map<string, VariantResult['lossDetection']>();
+      for (const v of args.variants.filter((variant) => variant.signalsLoss)) {
+        loss.set(v.id, await measureLoss(ctx, v));
+        progress.step(`loss ${v.id}`);
+      }
+      lap('loss');
+      // Last, and side by side: both run on servers of their own, and count, not time.
+      const [cost, memory] = await Promise.all([
+        measureCost(ctx, args.variants),
+        measureMemory(ctx, args.variants),
+      ]);
+      lap('cost and memory');
+      const machine = describeMachine(redis);
+      const variants = args.variants.map((v): VariantResult => {
+        const p = partial.get(v.id) as VariantResult;
+        return {
+          id: v.id,
+          library: v.library,
+          version: machine.versions[v.library] ?? '?',
+          settings: v.settings,
+          handoff: p.handoff,
+          throughput: p.throughput,
+          uncontended: p.uncontended,
+          cost: cost.get(v.id) as VariantResult['cost'],
+          memory: memory.get(v.id) as VariantResult['memory'],
+          lossDetection: loss.get(v.id) ?? null,
+          handoffCdf: p.handoffCdf,
+        };
+      });
+      const base = {
+        command: args.command,
+        mode: args.mode.name,
+        startedAt: startedAt.toISOString(),
+        durationSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+        phaseSeconds,
+        server,
+        machine,
+        ping,
+        variants,
+      };
+      return { ...base, targets: computeTargets(base) };
+    } finally {
+      await Promise.all(workers.map((w) => w.stop()));
+    }
+  } finally {
+    progress.stop();
+    await closeIoredis(admin);
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parse();
+  // Aborted by SIGINT or SIGTERM: the run then fails like any other, so the finally blocks
+  // still stop the workers and the redis-server (a signal's default action would skip them).
+  const interrupted = new AbortController();
+  for (const name of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(name, () => interrupted.abort(new Error(`interrupted by ${name}`)));
+  }
+  const given = process.env.REDIS_URL || undefined;
+  let results: Results;
+  if (given !== undefined) {
+    results = await run(args, given, redact(given), interrupted.signal);
+  } else {
+    const server = await startRedisServer();
+    try {
+      results = await run(
+        args,
+        server.url,
+        'throwaway redis-server on loopback',
+        interrupted.signal,
+      );
+    } finally {
+      await server.stop();
+    }
+  }
+  const report = renderReport(results);
+  console.log(report);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(`${RESULTS_DIR}${args.name}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`${RESULTS_DIR}${args.name}.md`, `${report}\n`);
+  for (const [file, svg] of Object.entries(await renderCharts(results))) {
+    writeFileSync(`${RESULTS_DIR}${args.name}-${file}`, svg);
+  }
+  console.log(`\nwrote bench/results/${args.name}.json, .md and -*.svg`);
+  const lost = results.targets.filter((t) => t.target.includes('lost updates') && !t.met);
+  if (lost.length > 0) {
+    // A lock that lets two holders in is a finding, not a benchmark failure: say it loudly.
+    console.log(`lost updates: ${lost.map((t) => t.target).join('; ')}`);
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? (error.stack ?? error.message) : error);
+  process.exitCode = 1;
+});

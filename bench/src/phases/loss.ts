@@ -1,0 +1,44 @@
+/**
+ * Loss detection: someone else DELs a majority of a held lock's keys; how long until the
+ * holder's signal aborts? Only tracklock has such a signal; the peers learn of a loss at
+ * their next extension at best.
+ */
+import { tracklockKeys } from '../adapters/tracklock.js';
+import type { Variant } from '../adapters/types.js';
+import { budget, type Context, freshNamespace } from '../context.js';
+import type { Worker } from '../pool.js';
+import { now } from '../protocol.js';
+import { type Summary, summarize } from '../stats.js';
+
+const ROUND_TIMEOUT_MS = 10_000;
+
+export async function measureLoss(ctx: Context, variant: Variant): Promise<Summary | null> {
+  // 2M - 1 keys: M of them is a majority.
+  const keyMajority = ((variant.keepAlive?.keys ?? 1) + 1) / 2;
+  const worker = ctx.workers[0] as Worker;
+  const handle = `loss:${variant.id}`;
+  const namespace = freshNamespace(variant.id);
+  await worker.call(
+    { op: 'open', handle, variant: variant.id, url: ctx.url, namespace },
+    budget(0),
+  );
+  try {
+    const samples: number[] = [];
+    for (let i = 0; i < ctx.mode.lossRounds; i++) {
+      ctx.interrupted.throwIfAborted();
+      const name = `lost${i}`;
+      await worker.call({ op: 'hold', handle, name }, ROUND_TIMEOUT_MS);
+      const lost = worker.call({ op: 'watchLoss', handle, name }, ROUND_TIMEOUT_MS);
+      // Let 'watchLoss' reach the worker first, so its reply time is the abort's, not the IPC's.
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      const keys = tracklockKeys(namespace, name, keyMajority).slice(0, keyMajority);
+      const at = now();
+      await ctx.admin.del(...keys);
+      samples.push((await lost).at - at);
+      await worker.call({ op: 'release', handle, name }, ROUND_TIMEOUT_MS);
+    }
+    return summarize(samples);
+  } finally {
+    await worker.call({ op: 'close', handle }, budget(0)).catch(() => {});
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Coordinator ↔ worker messages. Every request carries an id and gets exactly one reply with
+ * that id, so several can be in flight (a waiter's acquire while the holder releases).
+ * Times are `performance.timeOrigin + performance.now()` in ms: a clock every process shares.
+ */
+
+export type Request =
+  /** Create a client of `variant` on `url` and keep it under `handle`. */
+  | { op: 'open'; handle: string; variant: string; url: string; namespace: string }
+  | { op: 'close'; handle: string }
+  /** Acquire `name` with the blocking acquire and keep it. */
+  | { op: 'hold'; handle: string; name: string }
+  /** Start the blocking acquire of `name` and answer at once; 'take' waits for it. */
+  | { op: 'wait'; handle: string; name: string }
+  | { op: 'take'; handle: string; name: string }
+  | { op: 'release'; handle: string; name: string }
+  /**
+   * `slots` loops on one name: acquire, hold `holdMs`, release, wait until another slot has
+   * it, again, until `until`. Every acquisition's and release's time comes back, so the
+   * coordinator can merge the processes.
+   */
+  | {
+      op: 'chain';
+      handle: string;
+      name: string;
+      slots: number;
+      holdMs: number;
+      until: number;
+      counterUrl: string;
+      counterKey: string;
+    }
+  /** `workers` loops of acquire → GET/SET counter → release on one name, until `until`. */
+  | {
+      op: 'contend';
+      handle: string;
+      name: string;
+      workers: number;
+      until: number;
+      counterUrl: string;
+      counterKey: string;
+    }
+  /** Acquire and release fresh names one after another, until `until` or `maxCycles`. */
+  | { op: 'cycles'; handle: string; maxCycles: number; until: number }
+  /** Hold `count` locks kept alive by the library's own mechanism. */
+  | { op: 'holdMany'; handle: string; count: number }
+  | { op: 'releaseMany'; handle: string }
+  /** Hold `name`; answers when the library's loss signal aborts. */
+  | { op: 'watchLoss'; handle: string; name: string }
+  /**
+   * Client heap per held lock and per waiter: hold `count` locks, then `count` waiters on
+   * one name held by a second client. Run in a process of its own, which exits after it
+   * (waiters of some libraries cannot be stopped).
+   */
+  | {
+      op: 'memory';
+      variant: string;
+      url: string;
+      namespace: string;
+      count: number;
+      settleMs: number;
+    };
+
+export type Op = Request['op'];
+
+export interface HandoffEvent {
+  /** When the acquire call was made: a handoff counts only to a process already waiting. */
+  readonly calledAt: number;
+  readonly acquiredAt: number;
+  readonly releasedAt: number;
+}
+
+export interface ContendResult {
+  /** Acquisitions that resolved before `until`. */
+  readonly acquisitions: number;
+  /** Counter increments done, including those of acquisitions that resolved after `until`. */
+  readonly increments: number;
+}
+
+export interface MemoryResult {
+  readonly count: number;
+  readonly heapPerHeldBytes: number;
+  readonly heapPerWaiterBytes: number;
+}
+
+/** What each op answers with. */
+export interface Replies {
+  open: null;
+  close: null;
+  hold: { at: number };
+  wait: null;
+  take: { at: number };
+  release: { at: number };
+  chain: { events: HandoffEvent[] };
+  contend: ContendResult;
+  cycles: { samples: number[] };
+  holdMany: null;
+  releaseMany: null;
+  watchLoss: { at: number; reason: string };
+  memory: MemoryResult;
+}
+
+export type Envelope = { id: number } & Request;
+
+export type Reply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: string };
+
+/** A timestamp comparable across processes (each timeOrigin is its start on the wall clock). */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}

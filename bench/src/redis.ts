@@ -1,0 +1,92 @@
+/** The Redis side of the harness: servers to run against, and what they count. */
+import type { Redis } from 'ioredis';
+import { type RedisServer, startRedisServer } from '../../test/helpers/redis-server.js';
+
+export type { RedisServer };
+export { startRedisServer };
+
+/** Calls per command name since the server started (INFO commandstats). */
+export async function commandStats(client: Redis): Promise<Map<string, number>> {
+  const info = await client.info('commandstats');
+  return new Map(
+    [...info.matchAll(/cmdstat_([^:]+):calls=(\d+)/g)].map((m) => [m[1] as string, Number(m[2])]),
+  );
+}
+
+/** Calls per command between two snapshots, without the INFO calls that took them. */
+export function callsBetween(
+  before: Map<string, number>,
+  after: Map<string, number>,
+): Map<string, number> {
+  const calls = new Map<string, number>();
+  for (const [command, count] of after) {
+    const delta = count - (before.get(command) ?? 0);
+    if (command !== 'info' && delta > 0) calls.set(command, delta);
+  }
+  return calls;
+}
+
+export function total(calls: Map<string, number>): number {
+  let sum = 0;
+  for (const count of calls.values()) sum += count;
+  return sum;
+}
+
+export async function serverVersion(client: Redis): Promise<string> {
+  const info = await client.info('server');
+  return /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
+}
+
+/** A URL fit to print: without its password. */
+export function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable REDIS_URL)';
+  }
+}
+
+/** Commands a server ran while a MONITOR connection watched, split by who sent them. */
+export interface Monitored {
+  /** Sent by clients: one per request, a script call counts once. */
+  readonly requests: number;
+  /** Run by scripts on the server (MONITOR's "lua" source). */
+  readonly inner: number;
+  /** Requests by command name. */
+  readonly byCommand: Record<string, number>;
+}
+
+/**
+ * Watch every command `url`'s server runs until the returned stop() is called. MONITOR costs
+ * the server time, so it is used only on the cost phase's own servers, never while latency is
+ * measured.
+ */
+export async function monitor(url: string): Promise<() => Promise<Monitored>> {
+  const { connectIoredis, closeIoredis } = await import('./adapters/ioredis.js');
+  const client = await connectIoredis(url);
+  const watcher = await client.monitor();
+  // The plain connection's own QUIT at the end is ours, not the library's.
+  const own = `:${client.stream?.localPort}`;
+  let requests = 0;
+  let inner = 0;
+  const byCommand: Record<string, number> = {};
+  watcher.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source.endsWith(own)) return;
+    if (source === 'lua') {
+      inner++;
+      return;
+    }
+    requests++;
+    const command = (args[0] ?? '?').toLowerCase();
+    byCommand[command] = (byCommand[command] ?? 0) + 1;
+  });
+  // MONITOR shows a command once it has run: let the last replies' commands arrive.
+  return async () => {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    watcher.disconnect();
+    await closeIoredis(client);
+    return { requests, inner, byCommand };
+  };
+}

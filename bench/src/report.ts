@@ -1,0 +1,133 @@
+/**
+ * The tables, as Markdown: printed at the end of a run, written beside the JSON, and pasted
+ * into the README from a published run.
+ */
+import type { Results, VariantResult } from './results.js';
+import type { Summary } from './stats.js';
+
+const ms = (n: number | undefined) =>
+  n === undefined ? '–' : n < 10 ? n.toFixed(3) : n.toFixed(1);
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+function name(v: VariantResult): string {
+  return `${v.library} ${v.version}${v.id.endsWith('fast') || v.id.endsWith('1ms') ? ' (fast)' : ''}${v.id.startsWith('tracklock') ? ` M=${v.id.slice(-1)}` : ''}`;
+}
+
+function p50p99(s: Summary | null | undefined): string {
+  return s ? `${ms(s.p50)} / ${ms(s.p99)}` : '–';
+}
+
+export function renderReport(results: Results): string {
+  const { ping, idlePing } = results.ping;
+  const m = results.machine;
+  const out: string[] = [];
+  out.push(
+    `Mode ${results.mode}, ${results.durationSeconds} s; ${results.server}, Redis ${m.redis}; Node ${m.node}; ${m.cpus}; ${m.os}`,
+    '',
+    `PING p50 ${ms(ping?.p50)} ms, p99 ${ms(ping?.p99)} ms (${ping?.n} sequential); after a 5 ms pause p50 ${ms(idlePing?.p50)} ms. All times in ms.`,
+    '',
+    '**Handoff**: release in one process → the blocking acquire resolves in another.',
+    '',
+    table(
+      [
+        'library',
+        'settings',
+        'n',
+        'p50',
+        'p90',
+        'p99',
+        'max',
+        '10 waiters p50 / p99',
+        '100 waiters p50 / p99',
+      ],
+      results.variants.map((v) => {
+        const s = v.handoff.pair;
+        return [
+          name(v),
+          v.settings,
+          String(s?.n ?? 0),
+          ms(s?.p50),
+          ms(s?.p90),
+          ms(s?.p99),
+          ms(s?.max),
+          p50p99(v.handoff.waiters['10']),
+          p50p99(v.handoff.waiters['100']),
+        ];
+      }),
+    ),
+    '',
+    '**Contention** (acquire → GET/SET a counter → release, one name) and **uncontended** acquire + release on fresh names.',
+    '',
+    table(
+      [
+        'library',
+        'acq/s, 1 / 4 / 16 workers',
+        'lost updates',
+        'calls per acq, 16 workers',
+        'uncontended p50 / p99',
+        'cycles/s',
+      ],
+      results.variants.map((v) => [
+        name(v),
+        v.throughput.map((t) => int(t.acquisitionsPerSecond)).join(' / '),
+        v.throughput.map((t) => String(t.lostUpdates)).join(' / '),
+        String(v.throughput.at(-1)?.callsPerAcquisition ?? '–'),
+        p50p99(v.uncontended.latency),
+        int(v.uncontended.cyclesPerSecond),
+      ]),
+    ),
+    '',
+    "**Cost**: requests a client sends (a script counts once) and, in brackets, all calls the server runs, scripts' inner calls included; client heap per held lock and per waiter.",
+    '',
+    table(
+      [
+        'library',
+        'per acquire + release',
+        'idle, 1 lock, /s',
+        'idle, 1,000 locks, /s per lock',
+        'heap per held lock',
+        'per waiter',
+        'loss detected p50 / p99',
+      ],
+      results.variants.map((v) => {
+        const idle = v.cost.idle;
+        const at = (locks: number, perLock: boolean) => {
+          const found = idle?.find((i) => i.locks === locks);
+          if (!found) return 'none: expires after its TTL';
+          const requests = perLock ? found.requestsPerSecondPerLock : found.requestsPerSecond;
+          const calls = perLock ? found.callsPerSecond / found.locks : found.callsPerSecond;
+          return `${requests.toFixed(2)} (${calls.toFixed(2)})`;
+        };
+        return [
+          name(v),
+          `${v.cost.cycle.requestsPerCycle} (${v.cost.cycle.callsPerCycle})`,
+          at(1, false),
+          at(1000, true),
+          `${int(v.memory.heapPerHeldBytes)} B`,
+          `${int(v.memory.heapPerWaiterBytes)} B`,
+          v.lossDetection ? p50p99(v.lossDetection) : 'no loss signal',
+        ];
+      }),
+    ),
+    '',
+    `Memory at ${results.variants[0]?.memory.count.toLocaleString('en-US')} locks and ${results.variants[0]?.memory.count.toLocaleString('en-US')} waiters.`,
+    '',
+    '**Targets**',
+    '',
+    table(
+      ['target', 'measured', 'limit', ''],
+      results.targets.map((t) => [
+        t.target,
+        String(t.value),
+        String(t.limit),
+        t.met ? 'met' : '**missed**',
+      ]),
+    ),
+  );
+  return out.join('\n');
+}

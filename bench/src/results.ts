@@ -1,0 +1,51 @@
+/** The shape of bench/results/*.json: everything a table, a chart or a target is made from. */
+import type { Machine } from './machine.js';
+import type { ModeName } from './modes.js';
+import type { CostResult } from './phases/cost.js';
+import type { PingResult } from './phases/ping.js';
+import type { ThroughputResult } from './phases/throughput.js';
+import type { UncontendedResult } from './phases/uncontended.js';
+import type { MemoryResult } from './protocol.js';
+import type { Summary } from './stats.js';
+
+export interface VariantResult {
+  readonly id: string;
+  readonly library: string;
+  readonly version: string;
+  readonly settings: string;
+  readonly handoff: {
+    /** One waiter in another process. */
+    readonly pair: Summary | null;
+    /** Waiters spread over four processes, by count. */
+    readonly waiters: Record<string, Summary | null>;
+  };
+  readonly throughput: ThroughputResult[];
+  readonly uncontended: UncontendedResult;
+  readonly cost: CostResult;
+  readonly memory: MemoryResult;
+  /** null: the library has no signal for a lost lock. */
+  readonly lossDetection: Summary | null;
+  /** The pair handoff's empirical CDF, for the chart. */
+  readonly handoffCdf: { ms: number; p: number }[];
+}
+
+export interface Target {
+  readonly target: string;
+  readonly value: number;
+  readonly limit: number;
+  readonly met: boolean;
+}
+
+export interface Results {
+  readonly command: string;
+  readonly mode: ModeName;
+  readonly startedAt: string;
+  readonly durationSeconds: number;
+  /** Where the time went, for keeping the modes within their budgets. */
+  readonly phaseSeconds: Record<string, number>;
+  readonly server: string;
+  readonly machine: Machine;
+  readonly ping: PingResult;
+  readonly variants: VariantResult[];
+  readonly targets: Target[];
+}
