@@ -7,6 +7,19 @@ export function keyNames(prefix: string, name: string, count: number): string[] 
 }
 
 /**
+ * With direct handoff, the waiters queued for `name` (a sorted set). Not a number where Go puts
+ * the key index, so it never collides with a lock key.
+ */
+export function queueKey(prefix: string, name: string): string {
+  return `${prefix}:q:${name}`;
+}
+
+/** With direct handoff, the key a release writes to tell the waiter of `ticket` it holds. */
+export function ticketKey(prefix: string, ticket: string): string {
+  return `${prefix}:t:${ticket}`;
+}
+
+/**
  * Names must be non-empty, well-formed strings: a lone UTF-16 surrogate would be encoded to
  * U+FFFD on the wire, and two different names would then share one set of keys.
  */

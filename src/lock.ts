@@ -32,6 +32,8 @@ export interface HeldLockInit {
   readonly sentAt: number;
   /** `performance.now()` when the replies were judged in time: the first evaluation uses it. */
   readonly now: number;
+  /** With direct handoff: the name's queue, so that releasing hands the keys on. */
+  readonly queueKey: string | undefined;
   /** The caller's signal: aborting it ends the lock. */
   readonly parent: AbortSignal | undefined;
   /** Called once, when the lock ends for any reason. */
@@ -46,6 +48,7 @@ export class HeldLock {
   readonly name: string;
   readonly #keys: readonly string[];
   readonly #value: string;
+  readonly #queueKey: string | undefined;
   readonly #owned: boolean[];
   /** Per key, `performance.now()` after which Redis may already have let it expire. */
   readonly #validUntil: number[];
@@ -70,6 +73,7 @@ export class HeldLock {
     this.name = init.name;
     this.#keys = init.keys;
     this.#value = init.value;
+    this.#queueKey = init.queueKey;
     this.#owned = [...init.owned];
     this.#store = store;
     this.#options = options;
@@ -78,6 +82,10 @@ export class HeldLock {
     this.#parent = init.parent;
     this.#onEnd = init.onEnd;
     this.#parent?.addEventListener('abort', this.#onParentAbort);
+    if (this.#parent?.aborted) {
+      this.#finish(this.#parent.reason);
+      return;
+    }
     this.#scheduleExtend(init.sentAt + options.extendIntervalMs);
     this.#evaluate(init.now);
   }
@@ -228,7 +236,7 @@ export class HeldLock {
     this.#parent?.removeEventListener('abort', this.#onParentAbort);
     this.#controller.abort(reason);
     const keys = this.#ownedIndexes().map((i) => this.#keys[i] as string);
-    this.#cleanup = this.#store.delete(keys, this.#value);
+    this.#cleanup = this.#store.release(keys, this.#value, this.#queueKey);
     this.#onEnd(this);
   }
 }

@@ -9,7 +9,7 @@ import {
   UnavailableError,
 } from './errors.js';
 import { Gate } from './gate.js';
-import { checkName, keyNames } from './keys.js';
+import { checkName, keyNames, queueKey, ticketKey } from './keys.js';
 import { createHandle, HeldLock, type Lock } from './lock.js';
 import { type LockerOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { ServerStore } from './server.js';
@@ -71,6 +71,23 @@ interface NameState {
   readonly locks: Set<HeldLock>;
 }
 
+/**
+ * With direct handoff, the active waiter's place in the name's queue on the server. Its value
+ * is the waiter's for every attempt, so that a release can write it into the keys.
+ */
+interface Ticket {
+  readonly value: string;
+  readonly queueKey: string;
+  /** The caller's signal, which the handed lock listens to like any other. */
+  readonly parent: AbortSignal | undefined;
+  /** The send time of the oldest registration the server may still be using: the safe bound. */
+  registeredAt: number | undefined;
+  /** Deletions by this value in flight: a handoff seen meanwhile may be undone by them. */
+  cleanups: number;
+  /** The lock a release handed over, once one has. */
+  handed: HeldLock | undefined;
+}
+
 /** What one acquire attempt came to. */
 type Attempt =
   | { readonly lock: HeldLock }
@@ -81,6 +98,8 @@ class RedisLocker implements Locker {
   readonly #options: ResolvedOptions;
   #store: KeyStore | undefined;
   readonly #names = new Map<string, NameState>();
+  /** The queued waiters of this locker, by ticket value, for direct handoff. */
+  readonly #tickets = new Map<string, { readonly name: string; readonly ticket: Ticket }>();
   /** Aborts (with LockerClosedError) when close() starts: every waiter listens to it. */
   readonly #closing = new AbortController();
   #closed: Promise<void> | undefined;
@@ -235,11 +254,16 @@ class RedisLocker implements Locker {
     parent: AbortSignal | undefined,
   ) {
     await state.gate.enter(signal);
+    const ticket = this.#options.directHandoff ? this.#issueTicket(name, parent) : undefined;
+    let held: HeldLock | undefined;
     try {
       for (let failures = 0; ; ) {
         const epoch = state.gate.epoch;
-        const attempt = await this.#attempt(name, false, signal, parent, true);
-        if ('lock' in attempt) return attempt.lock;
+        const attempt = await this.#attempt(name, false, signal, parent, true, ticket);
+        if ('lock' in attempt) {
+          held = attempt.lock;
+          return held;
+        }
         if ('busy' in attempt) {
           failures = 0;
           await state.gate.sleep(epoch, attempt.retryInMs, signal);
@@ -248,11 +272,72 @@ class RedisLocker implements Locker {
           const backoff = this.#options.tryNextAfterMs * 2 ** Math.min(failures - 1, 20);
           await state.gate.sleep(epoch, Math.min(backoff, this.#options.keyValidityMs), signal);
         }
+        if (ticket?.handed) {
+          held = ticket.handed;
+          return held;
+        }
       }
     } catch (error) {
-      state.gate.leave();
+      // A lock handed over meanwhile ends with the wait; ending it leaves the gate.
+      if (ticket?.handed) void ticket.handed.end(error);
+      else state.gate.leave();
       throw error;
+    } finally {
+      if (ticket) this.#retireTicket(name, ticket, held);
     }
+  }
+
+  #issueTicket(name: string, parent: AbortSignal | undefined): Ticket {
+    const ticket: Ticket = {
+      value: randomUUID(),
+      queueKey: queueKey(this.#options.keyPrefix, name),
+      parent,
+      registeredAt: undefined,
+      cleanups: 0,
+      handed: undefined,
+    };
+    this.#tickets.set(ticket.value, { name, ticket });
+    return ticket;
+  }
+
+  /** The wait is over: unless it got the lock, leave the queue (passing on a late handoff). */
+  #retireTicket(name: string, ticket: Ticket, held: HeldLock | undefined): void {
+    this.#tickets.delete(ticket.value);
+    if (held || ticket.handed) return;
+    const keys = keyNames(this.#options.keyPrefix, name, this.#options.keyCount);
+    void this.#store?.release(keys, ticket.value, ticket.queueKey);
+  }
+
+  /**
+   * A release handed our ticket the keys (its ticket key's invalidation says so): the waiter
+   * holds the lock now, from the send time of the registration the server used, with no
+   * round trip of its own.
+   */
+  #handedOver(value: string): void {
+    const entry = this.#tickets.get(value);
+    const state = entry && this.#names.get(entry.name);
+    if (!entry || !state) return;
+    const { name, ticket } = entry;
+    // A delete by our value in flight may be undoing this handoff: let the next attempt see.
+    if (ticket.handed || ticket.cleanups > 0 || ticket.registeredAt === undefined) return;
+    const keys = keyNames(this.#options.keyPrefix, name, this.#options.keyCount);
+    ticket.handed = this.#hold(
+      name,
+      state,
+      keys,
+      ticket.value,
+      keys.map(() => true),
+      {
+        sentAt: ticket.registeredAt,
+        now: performance.now(),
+        parent: ticket.parent,
+        gated: true,
+        queueKey: ticket.queueKey,
+      },
+    );
+    // The handoff's writes dropped the keys from our tracking table: read them again.
+    ticket.handed.recheck(null);
+    state.gate.wake();
   }
 
   /**
@@ -266,45 +351,57 @@ class RedisLocker implements Locker {
     signal: AbortSignal,
     parent: AbortSignal | undefined,
     gated: boolean,
+    ticket?: Ticket,
   ): Promise<Attempt> {
     signal.throwIfAborted();
     const store = this.#store as KeyStore;
     const options = this.#options;
     const keys = keyNames(options.keyPrefix, name, options.keyCount);
-    const value = randomUUID(); // 122 random bits, from a pre-filled entropy cache
+    const value = ticket?.value ?? randomUUID(); // 122 random bits, from an entropy cache
     const sentAt = performance.now();
+    const queue = ticket && {
+      queueKey: ticket.queueKey,
+      ticketKey: ticketKey(options.keyPrefix, ticket.value),
+    };
+    if (ticket) ticket.registeredAt ??= sentAt;
     // store.acquire settles every key, so only the signal can make this reject.
-    const outcomes = await abortable(signal, store.acquire(keys, value, force)).catch(
+    const outcomes = await abortable(signal, store.acquire(keys, value, force, queue)).catch(
       () => undefined,
     );
     if (outcomes === undefined || signal.aborted) {
-      await store.delete(keys, value);
+      await this.#cleanUp(store.release(keys, value, ticket?.queueKey), ticket);
       throw signal.reason;
     }
+    if (ticket?.handed) return { lock: ticket.handed };
+    // Every key answered: the server ran the script, and this registration is in place.
+    if (ticket && outcomes.every((o) => o.status === 'fulfilled')) ticket.registeredAt = sentAt;
     const now = performance.now();
     const owned = outcomes.map((o) => o.status === 'fulfilled' && o.value.value === value);
     const count = owned.filter(Boolean).length;
     // Replies that come back after the keys may have expired are worth nothing.
     const late = now >= sentAt + options.keyValidityMs - options.marginMs;
     if (count >= options.keyMajority && !late) {
-      const state = this.#state(name);
-      const lock = new HeldLock(store, options, {
-        name,
-        keys,
-        value,
-        owned,
-        sentAt,
-        now,
-        parent,
-        onEnd: (ended) => this.#ended(name, state, ended, gated),
-      });
-      state.locks.add(lock);
-      return { lock };
+      const queueKey = ticket?.queueKey;
+      return {
+        lock: this.#hold(name, this.#state(name), keys, value, owned, {
+          sentAt,
+          now,
+          parent,
+          gated,
+          queueKey,
+        }),
+      };
     }
     // Give back what the attempt took, and what it may have taken unseen (keys whose reply
-    // never came), by value: the delete runs after the attempt on the same connection.
-    const giveBack = keys.filter((_, i) => owned[i] || outcomes[i]?.status === 'rejected');
-    if (giveBack.length > 0) void store.delete(giveBack, value);
+    // never came), by value: the delete runs after the attempt on the same connection. (A
+    // queued attempt gave back what it took itself, in its script.)
+    const unanswered = outcomes.some((o) => o.status === 'rejected');
+    if (ticket) {
+      if (unanswered) void this.#cleanUp(store.release(keys, value, ticket.queueKey), ticket);
+    } else {
+      const giveBack = keys.filter((_, i) => owned[i] || outcomes[i]?.status === 'rejected');
+      if (giveBack.length > 0) void store.delete(giveBack, value);
+    }
     const taken = outcomes.filter(
       (o) => o.status === 'fulfilled' && o.value.value !== null && o.value.value !== value,
     );
@@ -320,6 +417,47 @@ class RedisLocker implements Locker {
         'the keys expired as soon as they were set: is the client clock behind the server by more than keyValidityMs? (fallbackSetPx: true uses relative expiries)',
       ),
     };
+  }
+
+  /** Start holding a lock whose keys `owned` are ours since `sentAt`. */
+  #hold(
+    name: string,
+    state: NameState,
+    keys: readonly string[],
+    value: string,
+    owned: readonly boolean[],
+    how: {
+      sentAt: number;
+      now: number;
+      parent: AbortSignal | undefined;
+      gated: boolean;
+      queueKey: string | undefined;
+    },
+  ): HeldLock {
+    const { sentAt, now, parent, gated, queueKey } = how;
+    const lock = new HeldLock(this.#store as KeyStore, this.#options, {
+      name,
+      keys,
+      value,
+      owned,
+      sentAt,
+      now,
+      parent,
+      queueKey,
+      onEnd: (ended) => this.#ended(name, state, ended, gated),
+    });
+    state.locks.add(lock);
+    return lock;
+  }
+
+  /** Count a deletion by a ticket's value while it is in flight (see #handedOver). */
+  async #cleanUp(deletion: Promise<unknown>, ticket: Ticket | undefined): Promise<void> {
+    if (ticket) ticket.cleanups++;
+    try {
+      await deletion;
+    } finally {
+      if (ticket) ticket.cleanups--;
+    }
   }
 
   /** When, at the latest, a majority of the keys will have expired if nobody extends them. */
@@ -347,6 +485,11 @@ class RedisLocker implements Locker {
   #invalidated(key: string | null): void {
     if (key === null) {
       for (const state of this.#names.values()) this.#notify(state, null);
+      return;
+    }
+    const tickets = ticketKey(this.#options.keyPrefix, '');
+    if (key.startsWith(tickets)) {
+      this.#handedOver(key.slice(tickets.length));
       return;
     }
     const parsed = parseKey(this.#options.keyPrefix, key);

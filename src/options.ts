@@ -56,6 +56,14 @@ export interface LockerOptions {
    */
   fallbackSetPx?: boolean;
   /**
+   * Let a release hand the keys straight to the longest-waiting live waiter (one that queued a
+   * ticket on this server), which then holds the lock without another round trip: about half
+   * the handoff latency, and waiters are served in order. A waiter that vanishes while queued
+   * can hold up the lock for up to `keyValidityMs` once. One server only.
+   * @default false
+   */
+  directHandoff?: boolean;
+  /**
    * Share of `keyValidityMs`, plus 2 ms, by which the lock's signal aborts before its keys can
    * expire on the server: covers clock drift between client and server and timer lateness.
    * @default 0.01
@@ -83,6 +91,7 @@ export const DEFAULTS = Object.freeze({
   keyMajority: 2,
   noLoopTracking: true,
   fallbackSetPx: false,
+  directHandoff: false,
   driftFactor: 0.01,
   commandTimeoutMs: 1000,
   connectTimeoutMs: 5000,
@@ -99,6 +108,7 @@ export interface ResolvedOptions {
   readonly keyCount: number;
   readonly noLoopTracking: boolean;
   readonly fallbackSetPx: boolean;
+  readonly directHandoff: boolean;
   /** How much earlier than the server the lock's signal aborts, in ms. */
   readonly marginMs: number;
   readonly commandTimeoutMs: number;
@@ -153,6 +163,7 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
     keyCount: 2 * keyMajority - 1,
     noLoopTracking: flag('noLoopTracking', options.noLoopTracking, DEFAULTS.noLoopTracking),
     fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
+    directHandoff: flag('directHandoff', options.directHandoff, DEFAULTS.directHandoff),
     marginMs,
     commandTimeoutMs: duration(
       'commandTimeoutMs',

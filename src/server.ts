@@ -1,14 +1,16 @@
 import { createClient } from '@redis/client';
 import { delay } from 'abort-controller-x';
 import { LockError } from './errors.js';
+import { ticketKey } from './keys.js';
 import type { ResolvedOptions } from './options.js';
-import { ACQUIRE, DELETE, EXTEND, type Script } from './scripts.js';
+import { ACQUIRE, DELETE, EXTEND, RELEASE, type Script } from './scripts.js';
 import {
   type ExpiryMode,
   expiryArgs,
   type KeyState,
   type KeyStore,
   type Outcome,
+  type Queue,
 } from './store.js';
 import { InvalidationRouter } from './tracking.js';
 
@@ -28,10 +30,22 @@ export class ServerStore implements KeyStore {
   readonly #timeoutMs: number;
   readonly #expiry: ExpiryMode;
 
+  readonly #majority: number;
+  readonly #ticketPrefix: string;
+  /**
+   * A ticket is handed the lock only with at least this much of its validity left: a live
+   * waiter renews its ticket at every attempt (each extension of the holder wakes it), so an
+   * older one is most likely a waiter that is gone.
+   */
+  readonly #minTicketMs: number;
+
   private constructor(client: Client, options: ResolvedOptions) {
     this.#client = client;
     this.#timeoutMs = options.commandTimeoutMs;
     this.#expiry = { relative: options.fallbackSetPx, validityMs: options.keyValidityMs };
+    this.#majority = options.keyMajority;
+    this.#ticketPrefix = ticketKey(options.keyPrefix, '');
+    this.#minTicketMs = Math.floor(options.keyValidityMs / 4);
   }
 
   /** Connect, check the server can run what the options ask for, and start routing pushes. */
@@ -70,9 +84,21 @@ export class ServerStore implements KeyStore {
     return new ServerStore(client, options);
   }
 
-  acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]> {
+  acquire(
+    keys: readonly string[],
+    value: string,
+    force: boolean,
+    queue?: Queue,
+  ): Promise<Outcome<KeyState>[]> {
     const [at, unit] = expiryArgs(this.#expiry, 'set');
-    const reply = this.#run(ACQUIRE, keys, [value, at, unit, force ? '' : 'NX']);
+    const args = [value, at, unit, force ? '' : 'NX', String(keys.length)];
+    const reply = queue
+      ? this.#run(
+          ACQUIRE,
+          [...keys, queue.queueKey, queue.ticketKey],
+          [...args, String(this.#majority), String(this.#expiry.validityMs)],
+        )
+      : this.#run(ACQUIRE, keys, args);
     return perKey(keys, reply, (replies, i) => ({
       value: (replies[2 * i] as string | null) ?? null,
       pttlMs: Number(replies[2 * i + 1]),
@@ -94,6 +120,13 @@ export class ServerStore implements KeyStore {
   delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
     if (keys.length === 0) return Promise.resolve([]);
     return perKey(keys, this.#run(DELETE, keys, [value]), (replies, i) => replies[i] === 1);
+  }
+
+  release(keys: readonly string[], value: string, queueKey?: string): Promise<Outcome<boolean>[]> {
+    if (queueKey === undefined) return this.delete(keys, value);
+    const args = [value, String(keys.length), this.#ticketPrefix, String(this.#minTicketMs)];
+    const reply = this.#run(RELEASE, [...keys, queueKey], args);
+    return perKey(keys, reply, (replies, i) => replies[i] === 1);
   }
 
   async close(timeoutMs: number): Promise<void> {

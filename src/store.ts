@@ -4,16 +4,35 @@
  * cluster are other implementations of this interface.
  */
 export interface KeyStore {
-  /** Try to take every key (NX unless `force`), pipelined; one outcome per key. */
-  acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]>;
+  /**
+   * Try to take every key (NX unless `force`) in one round trip; one outcome per key. With
+   * `queue`, falling short of the majority also queues `value` as a ticket for direct handoff.
+   */
+  acquire(
+    keys: readonly string[],
+    value: string,
+    force: boolean,
+    queue?: Queue,
+  ): Promise<Outcome<KeyState>[]>;
   /** Extend every key that still holds `value`; `true` per key extended. */
   extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
   /** Read each key (which also re-registers it for invalidations); `true` where it holds `value`. */
   check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
   /** Delete every key that still holds `value`. */
   delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
+  /**
+   * Let go of a lock, or of a place in its queue: with `queueKey`, leave the queue and hand
+   * every key on to the first live ticket if all are still ours; else as `delete`.
+   */
+  release(keys: readonly string[], value: string, queueKey?: string): Promise<Outcome<boolean>[]>;
   /** Close the connections, waiting at most `timeoutMs` for pending replies. */
   close(timeoutMs: number): Promise<void>;
+}
+
+/** Where a waiter queues for direct handoff. */
+export interface Queue {
+  readonly queueKey: string;
+  readonly ticketKey: string;
 }
 
 /** What an acquire attempt found at one key. */

@@ -204,6 +204,7 @@ test('DEFAULTS holds the documented defaults', () => {
       keyMajority: 2,
       noLoopTracking: true,
       fallbackSetPx: false,
+      directHandoff: false,
       driftFactor: 0.01,
       commandTimeoutMs: 1000,
       connectTimeoutMs: 5000,

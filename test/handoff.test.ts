@@ -1,0 +1,161 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createLocker, type Locker, type LockerOptions } from '../src/index.js';
+import { exited, forkHelper, message } from './helpers/child.js';
+import { calls, connect, sleep } from './helpers/redis.js';
+import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+
+// directHandoff: a release gives the keys to the first queued waiter. Each test counts
+// commands or kills processes, so each gets a server of its own.
+const test = suite<{ server: RedisServer; lockers: Locker[] }>('direct handoff');
+const bound = (ms = 5000) => ({ signal: AbortSignal.timeout(ms) });
+
+test.before.each(async (ctx) => {
+  ctx.server = await startRedisServer();
+  ctx.lockers = [];
+});
+
+test.after.each(async (ctx) => {
+  await Promise.all(ctx.lockers.map((locker) => locker.close()));
+  await ctx.server.stop();
+});
+
+async function lockers(
+  ctx: { server: RedisServer; lockers: Locker[] },
+  n: number,
+  options: LockerOptions = {},
+) {
+  for (let i = 0; i < n; i++) {
+    // A long validity: within the tests' bounds only a handoff or an invalidation can move the lock.
+    ctx.lockers.push(
+      await createLocker({
+        url: ctx.server.url,
+        keyValidityMs: 30_000,
+        directHandoff: true,
+        ...options,
+      }),
+    );
+  }
+  return ctx.lockers;
+}
+
+test('a release hands the lock to the waiting locker, which sends nothing to take it', async (ctx) => {
+  const [a, b] = (await lockers(ctx, 2)) as [Locker, Locker];
+  const client = await connect(ctx.server.url);
+  try {
+    const held = await a.withContext('direct', bound());
+    const waiting = b.withContext('direct', bound());
+    await sleep(50); // b's attempt failed and queued its ticket
+    const before = await calls(client, 'evalsha');
+    assert.is(await held.release(), true);
+    const lock = await waiting;
+    const after = await calls(client, 'evalsha');
+    // Only a's release script ran: b took the lock without an acquire of its own.
+    assert.is(after - before, 1);
+    assert.not.ok(lock.signal.aborted);
+    const keys = await Promise.all([0, 1, 2].map((i) => client.get(`rueidislock:${i}:direct`)));
+    assert.ok(keys[0] && keys.every((v) => v === keys[0]), 'the keys hold the new holder value');
+    const pttl = await client.pTTL('rueidislock:0:direct');
+    assert.ok(pttl > 0 && pttl <= 30_000, `PTTL ${pttl}`);
+    assert.is(await lock.release(), true);
+    assert.is(await client.exists(['rueidislock:0:direct', 'rueidislock:q:direct']), 0);
+  } finally {
+    await client.close();
+  }
+});
+
+test('the holder that got the lock by handoff still detects its loss', async (ctx) => {
+  const [a, b] = (await lockers(ctx, 2)) as [Locker, Locker];
+  const client = await connect(ctx.server.url);
+  try {
+    const held = await a.withContext('tracked', bound());
+    const waiting = b.withContext('tracked', bound());
+    await sleep(50);
+    await held.release();
+    const lock = await waiting;
+    await sleep(50); // its re-read of the keys put them back in its tracking table
+    await client.del(['rueidislock:0:tracked', 'rueidislock:1:tracked']);
+    const start = performance.now();
+    while (!lock.signal.aborted && performance.now() - start < 5000) await sleep(5);
+    assert.ok(lock.signal.aborted, 'the loss went unnoticed');
+  } finally {
+    await client.close();
+  }
+});
+
+test('waiters in different lockers are served in the order they queued', async (ctx) => {
+  const [a, ...others] = await lockers(ctx, 4);
+  const held = await (a as Locker).withContext('fifo', bound());
+  const order: number[] = [];
+  const waiters = others.map(async (locker, i) => {
+    await sleep(40 * i); // queue one after another
+    const lock = await locker.withContext('fifo', bound(10_000));
+    order.push(i);
+    await lock.release(); // hands it to the next in the queue
+  });
+  await sleep(40 * others.length + 50);
+  await held.release();
+  await Promise.all(waiters);
+  assert.equal(order, [0, 1, 2]);
+});
+
+test('a waiter that gives up leaves the queue: the next one gets the lock at once', async (ctx) => {
+  const [a, b, c] = (await lockers(ctx, 3)) as [Locker, Locker, Locker];
+  const held = await a.withContext('withdrawn', bound());
+  const quitter = new AbortController();
+  const gaveUp = b.withContext('withdrawn', { signal: quitter.signal }).catch((e: unknown) => e);
+  await sleep(30);
+  const waiting = c.withContext('withdrawn', bound());
+  await sleep(30);
+  quitter.abort(new Error('gave up'));
+  assert.instance(await gaveUp, Error);
+  await sleep(30);
+  await held.release();
+  // Had b's ticket stayed, the lock would sit with a gone waiter for the 30 s validity.
+  const lock = await waiting;
+  assert.is(await lock.release(), true);
+});
+
+test('a waiter process killed while queued holds the lock up for at most its validity', async (ctx) => {
+  const [a, c] = (await lockers(ctx, 2, { keyValidityMs: 1500 })) as [Locker, Locker];
+  const held = await a.withContext('crash', bound());
+  const child = forkHelper('./waiter.ts', [ctx.server.url, 'crash', '1500']);
+  try {
+    await message(child, 'waiting');
+    await sleep(50);
+    child.kill('SIGKILL');
+    await exited(child);
+    const waiting = c.withContext('crash', bound(10_000));
+    await sleep(30);
+    await held.release(); // may hand the keys to the dead waiter's ticket
+    const lock = await waiting;
+    assert.not.ok(lock.signal.aborted);
+    await lock.release();
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
+test('never two holders: three lockers, two waiters each, many handoffs', async (ctx) => {
+  const all = await lockers(ctx, 3, { keyValidityMs: 2000 });
+  let holder: string | null = null;
+  let overlaps = 0;
+  let acquisitions = 0;
+  const worker = async (locker: Locker, id: string) => {
+    for (let i = 0; i < 25; i++) {
+      const lock = await locker.withContext('mutex', bound(20_000));
+      if (holder !== null) overlaps++;
+      holder = id;
+      acquisitions++;
+      await sleep(Math.random() * 3);
+      if (lock.signal.aborted) overlaps++;
+      holder = null;
+      await lock.release();
+    }
+  };
+  await Promise.all(all.flatMap((locker, l) => [worker(locker, `${l}a`), worker(locker, `${l}b`)]));
+  assert.is(acquisitions, 150);
+  assert.is(overlaps, 0);
+});
+
+test.run();
