@@ -335,9 +335,11 @@ class RedisLocker implements Locker {
         queueKey: ticket.queueKey,
       },
     );
-    // The handoff's writes dropped the keys from our tracking table: read them again.
-    ticket.handed.recheck(null);
     state.gate.wake();
+    // The handoff's writes dropped the keys from our tracking table: read them again, once
+    // the waiter has been given its lock.
+    const handed = ticket.handed;
+    setImmediate(() => handed.recheck(null));
   }
 
   /**

@@ -3,12 +3,13 @@
 import { semaphoreDefault, semaphoreFast } from './redis-semaphore.js';
 import { redlockDefault, redlockFast } from './redlock.js';
 import { sesameRedlock } from './sesame-redlock.js';
-import { tracklockM1, tracklockM2 } from './tracklock.js';
+import { tracklockM1, tracklockM2, tracklockM2Direct } from './tracklock.js';
 import type { Variant } from './types.js';
 
 export const VARIANTS: readonly Variant[] = [
   tracklockM1,
   tracklockM2,
+  tracklockM2Direct,
   redlockDefault,
   redlockFast,
   sesameRedlock,
