@@ -14,9 +14,18 @@ export function queueKey(prefix: string, name: string): string {
   return `${prefix}:q:${name}`;
 }
 
-/** With direct handoff, the key a release writes to tell the waiter of `ticket` it holds. */
+/** With direct handoff, a queued waiter's ticket: its deadline, expiring with it. */
 export function ticketKey(prefix: string, ticket: string): string {
   return `${prefix}:t:${ticket}`;
+}
+
+/**
+ * With direct handoff, the key only a release writes, to tell the waiter of `ticket` it holds
+ * the lock now. The waiter only ever reads it, so nothing else changes it: not the waiter's
+ * own renewals (echoed back without NOLOOP), not an expiry, not an eviction.
+ */
+export function handoffKey(prefix: string, ticket: string): string {
+  return `${prefix}:h:${ticket}`;
 }
 
 /**

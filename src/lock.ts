@@ -235,7 +235,11 @@ export class HeldLock {
     clearTimeout(this.#expiryTimer);
     this.#parent?.removeEventListener('abort', this.#onParentAbort);
     this.#controller.abort(reason);
-    const keys = this.#ownedIndexes().map((i) => this.#keys[i] as string);
+    // A handoff needs every key to be ours, so the release script gets them all; the plain
+    // delete only those we believe are ours.
+    const keys = this.#queueKey
+      ? this.#keys
+      : this.#ownedIndexes().map((i) => this.#keys[i] as string);
     this.#cleanup = this.#store.release(keys, this.#value, this.#queueKey);
     this.#onEnd(this);
   }

@@ -9,7 +9,7 @@ import {
   UnavailableError,
 } from './errors.js';
 import { Gate } from './gate.js';
-import { checkName, keyNames, queueKey, ticketKey } from './keys.js';
+import { checkName, handoffKey, keyNames, queueKey, ticketKey } from './keys.js';
 import { createHandle, HeldLock, type Lock } from './lock.js';
 import { type LockerOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { ServerStore } from './server.js';
@@ -73,17 +73,17 @@ interface NameState {
 
 /**
  * With direct handoff, the active waiter's place in the name's queue on the server. Its value
- * is the waiter's for every attempt, so that a release can write it into the keys.
+ * is the waiter's for every attempt, so that a release can write it into the keys, until an
+ * attempt goes unanswered: then the waiter deletes by that value (which may undo a handoff in
+ * flight) and goes on under a new one, deaf to the old one's handoff.
  */
 interface Ticket {
-  readonly value: string;
+  value: string;
   readonly queueKey: string;
   /** The caller's signal, which the handed lock listens to like any other. */
   readonly parent: AbortSignal | undefined;
   /** The send time of the oldest registration the server may still be using: the safe bound. */
   registeredAt: number | undefined;
-  /** Deletions by this value in flight: a handoff seen meanwhile may be undone by them. */
-  cleanups: number;
   /** The lock a release handed over, once one has. */
   handed: HeldLock | undefined;
 }
@@ -293,11 +293,18 @@ class RedisLocker implements Locker {
       queueKey: queueKey(this.#options.keyPrefix, name),
       parent,
       registeredAt: undefined,
-      cleanups: 0,
       handed: undefined,
     };
     this.#tickets.set(ticket.value, { name, ticket });
     return ticket;
+  }
+
+  /** Give up the ticket's value for a fresh one: the old one's handoff would not be heard. */
+  #renewTicket(name: string, ticket: Ticket): void {
+    this.#tickets.delete(ticket.value);
+    ticket.value = randomUUID();
+    ticket.registeredAt = undefined;
+    this.#tickets.set(ticket.value, { name, ticket });
   }
 
   /** The wait is over: unless it got the lock, leave the queue (passing on a late handoff). */
@@ -309,7 +316,7 @@ class RedisLocker implements Locker {
   }
 
   /**
-   * A release handed our ticket the keys (its ticket key's invalidation says so): the waiter
+   * A release handed our ticket the keys (its handoff key's invalidation says so): the waiter
    * holds the lock now, from the send time of the registration the server used, with no
    * round trip of its own.
    */
@@ -318,8 +325,7 @@ class RedisLocker implements Locker {
     const state = entry && this.#names.get(entry.name);
     if (!entry || !state) return;
     const { name, ticket } = entry;
-    // A delete by our value in flight may be undoing this handoff: let the next attempt see.
-    if (ticket.handed || ticket.cleanups > 0 || ticket.registeredAt === undefined) return;
+    if (ticket.handed || ticket.registeredAt === undefined) return;
     const keys = keyNames(this.#options.keyPrefix, name, this.#options.keyCount);
     ticket.handed = this.#hold(
       name,
@@ -363,7 +369,8 @@ class RedisLocker implements Locker {
     const sentAt = performance.now();
     const queue = ticket && {
       queueKey: ticket.queueKey,
-      ticketKey: ticketKey(options.keyPrefix, ticket.value),
+      ticketKey: ticketKey(options.keyPrefix, value),
+      handoffKey: handoffKey(options.keyPrefix, value),
     };
     if (ticket) ticket.registeredAt ??= sentAt;
     // store.acquire settles every key, so only the signal can make this reject.
@@ -371,7 +378,7 @@ class RedisLocker implements Locker {
       () => undefined,
     );
     if (outcomes === undefined || signal.aborted) {
-      await this.#cleanUp(store.release(keys, value, ticket?.queueKey), ticket);
+      await store.release(keys, value, ticket?.queueKey);
       throw signal.reason;
     }
     if (ticket?.handed) return { lock: ticket.handed };
@@ -399,7 +406,10 @@ class RedisLocker implements Locker {
     // queued attempt gave back what it took itself, in its script.)
     const unanswered = outcomes.some((o) => o.status === 'rejected');
     if (ticket) {
-      if (unanswered) void this.#cleanUp(store.release(keys, value, ticket.queueKey), ticket);
+      if (unanswered) {
+        this.#renewTicket(name, ticket);
+        void store.release(keys, value, ticket.queueKey);
+      }
     } else {
       const giveBack = keys.filter((_, i) => owned[i] || outcomes[i]?.status === 'rejected');
       if (giveBack.length > 0) void store.delete(giveBack, value);
@@ -452,16 +462,6 @@ class RedisLocker implements Locker {
     return lock;
   }
 
-  /** Count a deletion by a ticket's value while it is in flight (see #handedOver). */
-  async #cleanUp(deletion: Promise<unknown>, ticket: Ticket | undefined): Promise<void> {
-    if (ticket) ticket.cleanups++;
-    try {
-      await deletion;
-    } finally {
-      if (ticket) ticket.cleanups--;
-    }
-  }
-
   /** When, at the latest, a majority of the keys will have expired if nobody extends them. */
   #retryInMs(outcomes: PromiseSettledResult<{ pttlMs: number }>[], owned: boolean[]): number {
     const validity = this.#options.keyValidityMs;
@@ -489,9 +489,9 @@ class RedisLocker implements Locker {
       for (const state of this.#names.values()) this.#notify(state, null);
       return;
     }
-    const tickets = ticketKey(this.#options.keyPrefix, '');
-    if (key.startsWith(tickets)) {
-      this.#handedOver(key.slice(tickets.length));
+    const handoffs = handoffKey(this.#options.keyPrefix, '');
+    if (key.startsWith(handoffs)) {
+      this.#handedOver(key.slice(handoffs.length));
       return;
     }
     const parsed = parseKey(this.#options.keyPrefix, key);

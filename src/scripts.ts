@@ -19,12 +19,13 @@ function script(source: string): Script {
  * so a waiter hears when the holder lets go. PTTL tells a waiter when the key expires if no
  * invalidation ever comes. A key that already holds our value (a waiter reuses its value with
  * direct handoff) gets this attempt's expiry: the client counts from this attempt's send time.
- * KEYS: the lock's keys, then, with direct handoff, its queue and the caller's ticket key.
+ * KEYS: the lock's keys, then, with direct handoff, its queue and the caller's ticket and
+ * handoff keys.
  * ARGV: value, expiry, 'PXAT' | 'PX', 'NX' | '' (force), number of lock keys, and with direct
  * handoff the majority and the validity in ms. When the attempt falls short of the majority the
- * caller joins the queue (in order of first arrival) and renews its ticket key, which holds the
- * ticket's deadline on the server's clock, so that it hears when a release hands it the keys;
- * when it succeeds it leaves the queue.
+ * caller joins the queue (in order of first arrival), renews its ticket key, which holds the
+ * ticket's deadline on the server's clock, and reads its handoff key, so that it hears when a
+ * release hands it the keys; when it succeeds it leaves the queue.
  * Returns, per key, its value after the attempt (false when absent) and its PTTL.
  */
 export const ACQUIRE = script(`
@@ -50,7 +51,8 @@ for i = 1, n do
   replies[2 * i] = redis.call('PTTL', key)
 end
 if #KEYS > n then
-  local queue, ticket, validity = KEYS[n + 1], KEYS[n + 2], tonumber(ARGV[7])
+  local queue, ticket, handoff = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3]
+  local validity = tonumber(ARGV[7])
   if ours >= tonumber(ARGV[6]) then
     redis.call('ZREM', queue, ARGV[1])
   else
@@ -64,10 +66,9 @@ if #KEYS > n then
     -- NX: a waiter keeps its place in the queue from its first attempt on.
     redis.call('ZADD', queue, 'NX', ms, ARGV[1])
     redis.call('PEXPIRE', queue, 2 * validity)
-    -- The ticket holds its deadline and vanishes with it (a waiter that is gone); writing it
-    -- dropped it from our tracking table, so read it again to hear of the handoff.
+    -- The ticket holds its deadline and vanishes with it (a waiter that is gone).
     redis.call('SET', ticket, ms + validity, 'PX', validity)
-    redis.call('GET', ticket)
+    redis.call('GET', handoff)
   end
 end
 return replies
@@ -109,12 +110,13 @@ return replies
 `);
 
 /**
- * Release with direct handoff: leave the queue (a waiter giving up), and if every key is still
- * ours, give them all to the first queued waiter whose ticket has at least ARGV[4] ms left,
- * until its ticket's deadline: its ticket key is written first, so the invalidation that tells
- * it arrives before the keys' own. Otherwise delete what is ours.
- * KEYS: the lock's keys, then the queue. ARGV: value, number of lock keys, the ticket key
- * prefix, the least remaining validity in ms a ticket must have.
+ * Release with direct handoff: leave the queue (a waiter giving up), and if every one of the
+ * lock's keys is still ours, give them all to the first queued waiter whose ticket has at least
+ * ARGV[5] ms left, until its ticket's deadline: its handoff key is written first, so the
+ * invalidation that tells it arrives before the keys' own. Otherwise delete what is ours.
+ * KEYS: all the lock's keys (never a subset: "all ours" must mean all), then the queue.
+ * ARGV: value, number of lock keys, the ticket key prefix, the handoff key prefix, the least
+ * remaining validity in ms a ticket must have.
  * Returns, per key, 1 when deleted or handed on, 0 when not ours.
  */
 export const RELEASE = script(`
@@ -134,9 +136,10 @@ if all then
     local next = redis.call('ZRANGE', queue, 0, 0)[1]
     redis.call('ZREM', queue, next)
     local deadline = tonumber(redis.call('GET', ARGV[3] .. next))
-    if deadline and deadline - ms >= tonumber(ARGV[4]) then
+    if deadline and deadline - ms >= tonumber(ARGV[5]) then
       local ttl = deadline - ms
-      redis.call('SET', ARGV[3] .. next, 'handed', 'PX', ttl)
+      redis.call('DEL', ARGV[3] .. next)
+      redis.call('SET', ARGV[4] .. next, 'handed', 'PX', ttl)
       for i = 1, n do
         redis.call('SET', KEYS[i], next, 'PX', ttl)
         replies[i] = 1

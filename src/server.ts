@@ -1,7 +1,7 @@
 import { createClient } from '@redis/client';
 import { delay } from 'abort-controller-x';
 import { LockError } from './errors.js';
-import { ticketKey } from './keys.js';
+import { handoffKey, ticketKey } from './keys.js';
 import type { ResolvedOptions } from './options.js';
 import { ACQUIRE, DELETE, EXTEND, RELEASE, type Script } from './scripts.js';
 import {
@@ -32,6 +32,7 @@ export class ServerStore implements KeyStore {
 
   readonly #majority: number;
   readonly #ticketPrefix: string;
+  readonly #handoffPrefix: string;
   /**
    * A ticket is handed the lock only with at least this much of its validity left: a live
    * waiter renews its ticket at every attempt (each extension of the holder wakes it), so an
@@ -45,6 +46,7 @@ export class ServerStore implements KeyStore {
     this.#expiry = { relative: options.fallbackSetPx, validityMs: options.keyValidityMs };
     this.#majority = options.keyMajority;
     this.#ticketPrefix = ticketKey(options.keyPrefix, '');
+    this.#handoffPrefix = handoffKey(options.keyPrefix, '');
     this.#minTicketMs = Math.floor(options.keyValidityMs / 4);
   }
 
@@ -95,7 +97,7 @@ export class ServerStore implements KeyStore {
     const reply = queue
       ? this.#run(
           ACQUIRE,
-          [...keys, queue.queueKey, queue.ticketKey],
+          [...keys, queue.queueKey, queue.ticketKey, queue.handoffKey],
           [...args, String(this.#majority), String(this.#expiry.validityMs)],
         )
       : this.#run(ACQUIRE, keys, args);
@@ -124,7 +126,13 @@ export class ServerStore implements KeyStore {
 
   release(keys: readonly string[], value: string, queueKey?: string): Promise<Outcome<boolean>[]> {
     if (queueKey === undefined) return this.delete(keys, value);
-    const args = [value, String(keys.length), this.#ticketPrefix, String(this.#minTicketMs)];
+    const args = [
+      value,
+      String(keys.length),
+      this.#ticketPrefix,
+      this.#handoffPrefix,
+      String(this.#minTicketMs),
+    ];
     const reply = this.#run(RELEASE, [...keys, queueKey], args);
     return perKey(keys, reply, (replies, i) => replies[i] === 1);
   }

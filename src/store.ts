@@ -33,6 +33,7 @@ export interface KeyStore {
 export interface Queue {
   readonly queueKey: string;
   readonly ticketKey: string;
+  readonly handoffKey: string;
 }
 
 /** What an acquire attempt found at one key. */

@@ -158,4 +158,38 @@ test('never two holders: three lockers, two waiters each, many handoffs', async 
   assert.is(overlaps, 0);
 });
 
+test('a holder that lost its lock to a force hands nothing on', async (ctx) => {
+  const [a, w, c] = (await lockers(ctx, 3, { keyMajority: 1 })) as [Locker, Locker, Locker];
+  const held = await a.withContext('forced', bound());
+  let resolved = false;
+  const waiting = w.withContext('forced', bound(10_000)).then((lock) => {
+    resolved = true;
+    return lock;
+  });
+  await sleep(50); // w is queued
+  const forced = await c.forceWithContext('forced');
+  // a hears of the force and ends: its release must not give w keys it no longer has.
+  await sleep(300);
+  assert.ok(held.signal.aborted);
+  assert.not.ok(resolved, 'the waiter got the lock while the forcing locker held it');
+  await forced.release();
+  const lock = await waiting;
+  assert.is(await lock.release(), true);
+});
+
+test('without NOLOOP a waiter does not mistake its own ticket renewal for a handoff', async (ctx) => {
+  const [a, w] = (await lockers(ctx, 2, { noLoopTracking: false })) as [Locker, Locker];
+  const held = await a.withContext('echo', bound());
+  let resolved = false;
+  const waiting = w.withContext('echo', bound(10_000)).then((lock) => {
+    resolved = true;
+    return lock;
+  });
+  await sleep(300);
+  assert.not.ok(resolved, 'the waiter got a lock that is held');
+  await held.release();
+  const lock = await waiting;
+  assert.is(await lock.release(), true);
+});
+
 test.run();
