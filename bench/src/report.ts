@@ -15,7 +15,7 @@ function table(header: string[], rows: string[][]): string {
 }
 
 function name(v: VariantResult): string {
-  return `${v.library} ${v.version}${v.id.endsWith('fast') || v.id.endsWith('1ms') ? ' (fast)' : ''}${v.id.startsWith('tracklock') ? ` M=${v.id.slice(-1)}` : ''}`;
+  return `${v.library} ${v.version}${v.id.endsWith('fast') || v.id.endsWith('1ms') ? ' (fast)' : ''}${v.id.startsWith('tracklock') ? ` M=${/-m(\d+)/.exec(v.id)?.[1]}${v.id.endsWith('direct') ? ' direct' : ''}` : ''}`;
 }
 
 function p50p99(s: Summary | null | undefined): string {
