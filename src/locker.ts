@@ -14,6 +14,7 @@ import { createHandle, HeldLock, type Lock } from './lock.js';
 import { type LockerOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { ServerStore } from './server.js';
 import type { KeyStore } from './store.js';
+import { type Ticket, Tickets } from './tickets.js';
 
 /** Options of one acquisition. */
 export interface AcquireOptions {
@@ -40,8 +41,9 @@ export interface Locker {
   forceWithContext(name: string, options?: AcquireOptions): Promise<Lock>;
   /**
    * Wait for the lock, run `fn` with its signal, release it, and return what `fn` returned.
-   * Rethrows what `fn` throws; rejects with `LockLostError` if the lock was lost while `fn`
-   * ran, even when `fn` returned normally.
+   * Rethrows what `fn` throws; if the lock ended before `fn` returned (even when `fn` ignored
+   * its signal), rejects with the end's reason: `LockLostError`, `LockerClosedError`, or the
+   * caller's signal's reason.
    */
   withLock<T>(
     name: string,
@@ -71,35 +73,18 @@ interface NameState {
   readonly locks: Set<HeldLock>;
 }
 
-/**
- * With direct handoff, the active waiter's place in the name's queue on the server. Its value
- * is the waiter's for every attempt, so that a release can write it into the keys, until an
- * attempt goes unanswered: then the waiter deletes by that value (which may undo a handoff in
- * flight) and goes on under a new one, deaf to the old one's handoff.
- */
-interface Ticket {
-  value: string;
-  readonly queueKey: string;
-  /** The caller's signal, which the handed lock listens to like any other. */
-  readonly parent: AbortSignal | undefined;
-  /** The send time of the oldest registration the server may still be using: the safe bound. */
-  registeredAt: number | undefined;
-  /** The lock a release handed over, once one has. */
-  handed: HeldLock | undefined;
-}
-
 /** What one acquire attempt came to. */
 type Attempt =
   | { readonly lock: HeldLock }
   | { readonly busy: true; readonly retryInMs: number }
-  | { readonly error: unknown };
+  | { readonly error: unknown; readonly renewed?: Ticket };
 
 class RedisLocker implements Locker {
   readonly #options: ResolvedOptions;
   #store: KeyStore | undefined;
   readonly #names = new Map<string, NameState>();
-  /** The queued waiters of this locker, by ticket value, for direct handoff. */
-  readonly #tickets = new Map<string, { readonly name: string; readonly ticket: Ticket }>();
+  /** The queued waiters of this locker, for direct handoff. */
+  readonly #tickets = new Tickets();
   /** Aborts (with LockerClosedError) when close() starts: every waiter listens to it. */
   readonly #closing = new AbortController();
   #closed: Promise<void> | undefined;
@@ -254,12 +239,14 @@ class RedisLocker implements Locker {
     parent: AbortSignal | undefined,
   ) {
     await state.gate.enter(signal);
-    const ticket = this.#options.directHandoff ? this.#issueTicket(name, parent) : undefined;
+    const queue = queueKey(this.#options.keyPrefix, name);
+    let ticket = this.#options.directHandoff ? this.#tickets.issue(name, queue, parent) : undefined;
     let held: HeldLock | undefined;
     try {
       for (let failures = 0; ; ) {
         const epoch = state.gate.epoch;
         const attempt = await this.#attempt(name, false, signal, parent, true, ticket);
+        if ('renewed' in attempt) ticket = attempt.renewed;
         if ('lock' in attempt) {
           held = attempt.lock;
           return held;
@@ -283,35 +270,15 @@ class RedisLocker implements Locker {
       else state.gate.leave();
       throw error;
     } finally {
-      if (ticket) this.#retireTicket(name, ticket, held);
+      if (ticket) this.#retireTicket(ticket, held);
     }
   }
 
-  #issueTicket(name: string, parent: AbortSignal | undefined): Ticket {
-    const ticket: Ticket = {
-      value: randomUUID(),
-      queueKey: queueKey(this.#options.keyPrefix, name),
-      parent,
-      registeredAt: undefined,
-      handed: undefined,
-    };
-    this.#tickets.set(ticket.value, { name, ticket });
-    return ticket;
-  }
-
-  /** Give up the ticket's value for a fresh one: the old one's handoff would not be heard. */
-  #renewTicket(name: string, ticket: Ticket): void {
-    this.#tickets.delete(ticket.value);
-    ticket.value = randomUUID();
-    ticket.registeredAt = undefined;
-    this.#tickets.set(ticket.value, { name, ticket });
-  }
-
   /** The wait is over: unless it got the lock, leave the queue (passing on a late handoff). */
-  #retireTicket(name: string, ticket: Ticket, held: HeldLock | undefined): void {
-    this.#tickets.delete(ticket.value);
+  #retireTicket(ticket: Ticket, held: HeldLock | undefined): void {
+    this.#tickets.retire(ticket);
     if (held || ticket.handed) return;
-    const keys = keyNames(this.#options.keyPrefix, name, this.#options.keyCount);
+    const keys = keyNames(this.#options.keyPrefix, ticket.name, this.#options.keyCount);
     void this.#store?.release(keys, ticket.value, ticket.queueKey);
   }
 
@@ -321,11 +288,16 @@ class RedisLocker implements Locker {
    * round trip of its own.
    */
   #handedOver(value: string): void {
-    const entry = this.#tickets.get(value);
-    const state = entry && this.#names.get(entry.name);
-    if (!entry || !state) return;
-    const { name, ticket } = entry;
-    if (ticket.handed || ticket.registeredAt === undefined) return;
+    const ticket = this.#tickets.get(value);
+    const state = ticket && this.#names.get(ticket.name);
+    if (!ticket || !state) return;
+    const { name } = ticket;
+    if (ticket.handed || ticket.registeredAt === undefined || ticket.parent?.aborted) return;
+    // Heard too late (a stalled process): the keys may be about to expire. The next attempt,
+    // under the same value, takes them with a fresh expiry; the waiter's exit passes them on.
+    const now = performance.now();
+    const { keyValidityMs, marginMs } = this.#options;
+    if (now >= ticket.registeredAt + keyValidityMs - marginMs) return;
     const keys = keyNames(this.#options.keyPrefix, name, this.#options.keyCount);
     ticket.handed = this.#hold(
       name,
@@ -335,7 +307,7 @@ class RedisLocker implements Locker {
       keys.map(() => true),
       {
         sentAt: ticket.registeredAt,
-        now: performance.now(),
+        now,
         parent: ticket.parent,
         gated: true,
         queueKey: ticket.queueKey,
@@ -407,8 +379,11 @@ class RedisLocker implements Locker {
     const unanswered = outcomes.some((o) => o.status === 'rejected');
     if (ticket) {
       if (unanswered) {
-        this.#renewTicket(name, ticket);
         void store.release(keys, value, ticket.queueKey);
+        return {
+          renewed: this.#tickets.renew(ticket),
+          error: outcomes.find((o) => o.status === 'rejected')?.reason,
+        };
       }
     } else {
       const giveBack = keys.filter((_, i) => owned[i] || outcomes[i]?.status === 'rejected');
