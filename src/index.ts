@@ -10,5 +10,5 @@ export {
   UnavailableError,
 } from './errors.js';
 export type { Lock } from './lock.js';
-export { type AcquireOptions, createLocker, type Locker } from './locker.js';
+export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './locker.js';
 export { DEFAULTS, type LockerOptions } from './options.js';

@@ -23,10 +23,14 @@ export interface AcquireOptions {
    * in Redis); aborting it while the lock is held aborts the lock's signal and releases it.
    */
   signal?: AbortSignal;
+}
+
+/** Options of an acquisition that may wait (`withContext`, `withLock`). */
+export interface WaitOptions extends AcquireOptions {
   /**
-   * Give up waiting after this many ms and reject with `NotLockedError`. Unlike an
-   * `AbortSignal.timeout` passed as `signal`, it does not limit how long the lock is held.
-   * Only for `withContext` and `withLock` (the others never wait).
+   * Give up waiting after this many ms and reject with `NotLockedError`; the first attempt
+   * always completes, so 0 means "try once". Unlike an `AbortSignal.timeout` passed as
+   * `signal`, it does not limit how long the lock is held.
    */
   waitTimeoutMs?: number;
 }
@@ -34,7 +38,7 @@ export interface AcquireOptions {
 /** A distributed lock client on one Redis connection. Create it with {@link createLocker}. */
 export interface Locker {
   /** Wait until the lock is ours. */
-  withContext(name: string, options?: AcquireOptions): Promise<Lock>;
+  withContext(name: string, options?: WaitOptions): Promise<Lock>;
   /** Take the lock if it is free now, else reject with `NotLockedError`. Never waits. */
   tryWithContext(name: string, options?: AcquireOptions): Promise<Lock>;
   /** Take the lock whoever holds it: the holder's signal aborts with `LockLostError`. */
@@ -48,7 +52,7 @@ export interface Locker {
   withLock<T>(
     name: string,
     fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
-    options?: AcquireOptions,
+    options?: WaitOptions,
   ): Promise<T>;
   /**
    * Abort every held signal (`LockerClosedError`), reject every waiter, delete the keys best
@@ -102,7 +106,7 @@ class RedisLocker implements Locker {
     });
   }
 
-  withContext(name: string, options?: AcquireOptions): Promise<Lock> {
+  withContext(name: string, options?: WaitOptions): Promise<Lock> {
     return this.#acquire(name, 'wait', options?.signal, options?.waitTimeoutMs);
   }
 
@@ -117,7 +121,7 @@ class RedisLocker implements Locker {
   async withLock<T>(
     name: string,
     fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
-    options?: AcquireOptions,
+    options?: WaitOptions,
   ): Promise<T> {
     if (typeof fn !== 'function') throw new TypeError('withLock: fn must be a function');
     const lock = await this.withContext(name, options);
@@ -183,7 +187,8 @@ class RedisLocker implements Locker {
         `waitTimeoutMs must be a whole number of ms from 0 to ${2 ** 31 - 1}, got ${String(waitTimeoutMs)}`,
       );
     }
-    // Only the wait listens to the timeout; the held lock listens to the parent alone.
+    // Only the sleeps between attempts listen to the timeout: an attempt in flight completes,
+    // and the held lock listens to the parent alone.
     const waitTimeout = new AbortController();
     const timer =
       waitTimeoutMs === undefined
@@ -192,18 +197,20 @@ class RedisLocker implements Locker {
             () => waitTimeout.abort(new NotLockedError(name, waitTimeoutMs)),
             waitTimeoutMs,
           );
-    const stop = linkSignals([this.#closing.signal, parent, waitTimeout.signal]);
+    const stop = linkSignals([this.#closing.signal, parent]);
+    const stopWaiting = linkSignals([stop.signal, waitTimeout.signal]);
     const state = this.#state(name);
     try {
       stop.signal.throwIfAborted();
       return createHandle(
         mode === 'wait'
-          ? await this.#wait(name, state, stop.signal, parent)
+          ? await this.#wait(name, state, stop.signal, stopWaiting.signal, parent)
           : await this.#once(name, mode, stop.signal, parent),
       );
     } finally {
       clearTimeout(timer);
       stop.dispose();
+      stopWaiting.dispose();
       this.#forgetIfIdle(name, state);
     }
   }
@@ -236,9 +243,10 @@ class RedisLocker implements Locker {
     name: string,
     state: NameState,
     signal: AbortSignal,
+    waiting: AbortSignal,
     parent: AbortSignal | undefined,
   ) {
-    await state.gate.enter(signal);
+    await state.gate.enter(waiting);
     const queue = queueKey(this.#options.keyPrefix, name);
     let ticket = this.#options.directHandoff ? this.#tickets.issue(name, queue, parent) : undefined;
     let held: HeldLock | undefined;
@@ -251,13 +259,16 @@ class RedisLocker implements Locker {
           held = attempt.lock;
           return held;
         }
+        // A waitTimeoutMs that ran out during the attempt ends the wait here, even if
+        // invalidations keep waking the loop.
+        waiting.throwIfAborted();
         if ('busy' in attempt) {
           failures = 0;
-          await state.gate.sleep(epoch, attempt.retryInMs, signal);
+          await state.gate.sleep(epoch, attempt.retryInMs, waiting);
         } else {
           failures++;
           const backoff = this.#options.tryNextAfterMs * 2 ** Math.min(failures - 1, 20);
-          await state.gate.sleep(epoch, Math.min(backoff, this.#options.keyValidityMs), signal);
+          await state.gate.sleep(epoch, Math.min(backoff, this.#options.keyValidityMs), waiting);
         }
         if (ticket?.handed) {
           held = ticket.handed;

@@ -4,7 +4,7 @@ import type { RedisClientOptions } from '@redis/client';
 export interface LockerOptions {
   /**
    * The Redis server, as a `redis://` or `rediss://` URL. Overrides `client.url`.
-   * @default 'redis://127.0.0.1:6379' (node-redis' own default)
+   * @default node-redis' own default, 'redis://localhost:6379'
    */
   url?: string;
   /**

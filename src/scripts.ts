@@ -55,6 +55,7 @@ if #KEYS > n then
   local validity = tonumber(ARGV[7])
   if ours >= tonumber(ARGV[6]) then
     redis.call('ZREM', queue, ARGV[1])
+    redis.call('DEL', ticket, handoff)
   else
     -- Give back what fell short here, not in a later command: a release may hand us the keys
     -- in between, and a later delete by our value would take them from under us.
@@ -110,7 +111,8 @@ return replies
 `);
 
 /**
- * Release with direct handoff: leave the queue (a waiter giving up), and if every one of the
+ * Release with direct handoff: leave the queue and drop our ticket and handoff keys (a waiter
+ * giving up, or a holder that was handed the lock), and if every one of the
  * lock's keys is still ours, give them all to the first queued waiter whose ticket has at least
  * ARGV[5] ms left, until its ticket's deadline: its handoff key is written first, so the
  * invalidation that tells it arrives before the keys' own. Otherwise delete what is ours.
@@ -124,6 +126,7 @@ local n = tonumber(ARGV[2])
 local queue = KEYS[n + 1]
 local replies = {}
 redis.call('ZREM', queue, ARGV[1])
+redis.call('DEL', ARGV[3] .. ARGV[1], ARGV[4] .. ARGV[1])
 local all = true
 for i = 1, n do
   if redis.call('GET', KEYS[i]) ~= ARGV[1] then all = false end

@@ -281,6 +281,13 @@ test('waitTimeoutMs gives up waiting with NotLockedError', async ({ a, b }) => {
   await held.release();
 });
 
+test('waitTimeoutMs 0 tries once: a free lock is always taken', async ({ a }) => {
+  for (let i = 0; i < 20; i++) {
+    const lock = await a.withContext(fresh(), { waitTimeoutMs: 0 });
+    assert.is(await lock.release(), true);
+  }
+});
+
 test('waitTimeoutMs does not limit how long the lock is held', async ({ a }) => {
   const lock = await a.withContext(fresh(), { waitTimeoutMs: 20 });
   await new Promise((resolve) => setTimeout(resolve, 100));

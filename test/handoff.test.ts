@@ -58,7 +58,8 @@ test('a release hands the lock to the waiting locker, which sends nothing to tak
     const pttl = await client.pTTL('rueidislock:0:direct');
     assert.ok(pttl > 0 && pttl <= 30_000, `PTTL ${pttl}`);
     assert.is(await lock.release(), true);
-    assert.is(await client.exists(['rueidislock:0:direct', 'rueidislock:q:direct']), 0);
+    // No lock key, queue, ticket or handoff key is left behind.
+    assert.equal(await client.keys('rueidislock:*'), []);
   } finally {
     await client.close();
   }
@@ -109,6 +110,12 @@ test('a waiter that gives up leaves the queue: the next one gets the lock at onc
   await sleep(30);
   quitter.abort(new Error('gave up'));
   assert.instance(await gaveUp, Error);
+  await sleep(30);
+  const client = await connect(ctx.server.url);
+  // b left nothing behind: its ticket and handoff keys are gone (c's remain while it waits).
+  const left = await client.keys('rueidislock:[th]:*');
+  await client.close();
+  assert.is(left.length, 1, String(left));
   await sleep(30);
   await held.release();
   // Had b's ticket stayed, the lock would sit with a gone waiter for the 30 s validity.

@@ -7,6 +7,7 @@
  * every phase for every library, prints the tables, and writes bench/results/NAME.json (default
  * `latest`), NAME.md and the charts NAME-*.svg.
  */
+import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -187,6 +188,8 @@ async function main(): Promise<void> {
   // Aborted by SIGINT or SIGTERM: the run then fails like any other, so the finally blocks
   // still stop the workers and the redis-server (a signal's default action would skip them).
   const interrupted = new AbortController();
+  // Every concurrent phase waits on it: many listeners at once are expected, not a leak.
+  setMaxListeners(0, interrupted.signal);
   for (const name of ['SIGINT', 'SIGTERM'] as const) {
     process.once(name, () => interrupted.abort(new Error(`interrupted by ${name}`)));
   }
