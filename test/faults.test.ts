@@ -105,9 +105,7 @@ test('a held lock survives its connection being killed, and is tracked again aft
 test('FLUSHALL (a null invalidation) aborts the holder and wakes the waiter', async ({
   server,
 }) => {
-  const client = await connect(server.url);
-  const a = await createLocker({ url: server.url, keyValidityMs: 30_000 });
-  const b = await createLocker({ url: server.url, keyValidityMs: 30_000 });
+  const { client, a, b, close } = await twoLockers(server.url);
   try {
     const lock = await a.withContext('flushed', bound());
     const waiting = b.withContext('flushed', bound());
@@ -118,18 +116,14 @@ test('FLUSHALL (a null invalidation) aborts the holder and wakes the waiter', as
     assert.not.ok(next.signal.aborted);
     await next.release();
   } finally {
-    await a.close();
-    await b.close();
-    await client.close();
+    await close();
   }
 });
 
 test('one invalidation wakes one local waiter, not every waiter of the name', async ({
   server,
 }) => {
-  const client = await connect(server.url);
-  const a = await createLocker({ url: server.url, keyValidityMs: 30_000 });
-  const b = await createLocker({ url: server.url, keyValidityMs: 30_000 });
+  const { client, a, b, close } = await twoLockers(server.url);
   try {
     const lock = await a.withContext('herd', bound());
     const stop = new AbortController();
@@ -151,9 +145,7 @@ test('one invalidation wakes one local waiter, not every waiter of the name', as
     await Promise.all(waiters);
     await lock.release();
   } finally {
-    await a.close();
-    await b.close();
-    await client.close();
+    await close();
   }
 });
 
@@ -202,5 +194,17 @@ test('what an unanswered acquisition may have taken is deleted once Redis answer
     await b.close();
   }
 });
+
+/** Two lockers with a long validity (only invalidations move the lock), and a plain client. */
+async function twoLockers(url: string) {
+  const client = await connect(url);
+  const a = await createLocker({ url, keyValidityMs: 30_000 });
+  const b = await createLocker({ url, keyValidityMs: 30_000 });
+  const close = async () => {
+    await Promise.all([a.close(), b.close()]);
+    await client.close();
+  };
+  return { client, a, b, close };
+}
 
 test.run();
