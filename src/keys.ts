@@ -21,8 +21,9 @@ export function ticketKey(prefix: string, ticket: string): string {
 
 /**
  * With direct handoff, the key only a release writes, to tell the waiter of `ticket` it holds
- * the lock now. The waiter only ever reads it, so nothing else changes it: not the waiter's
- * own renewals (echoed back without NOLOOP), not an expiry, not an eviction.
+ * the lock now. The waiter only reads it while queued, so its own renewals (echoed back
+ * without NOLOOP) do not change it; once written it expires with the handoff, and a waiter
+ * that refused that handoff stops listening to it (see Ticket.deaf).
  */
 export function handoffKey(prefix: string, ticket: string): string {
   return `${prefix}:h:${ticket}`;

@@ -29,7 +29,7 @@ export interface AcquireOptions {
 export interface WaitOptions extends AcquireOptions {
   /**
    * Give up waiting after this many ms and reject with `NotLockedError`; the first attempt
-   * always completes, so 0 means "try once". Unlike an `AbortSignal.timeout` passed as
+   * always completes, so 0 means "try once" (unless another waiter of this locker is ahead). Unlike an `AbortSignal.timeout` passed as
    * `signal`, it does not limit how long the lock is held.
    */
   waitTimeoutMs?: number;
@@ -303,12 +303,16 @@ class RedisLocker implements Locker {
     const state = ticket && this.#names.get(ticket.name);
     if (!ticket || !state) return;
     const { name } = ticket;
-    if (ticket.handed || ticket.registeredAt === undefined || ticket.parent?.aborted) return;
+    if (ticket.handed || ticket.deaf || ticket.registeredAt === undefined) return;
+    if (ticket.parent?.aborted) return;
     // Heard too late (a stalled process): the keys may be about to expire. The next attempt,
     // under the same value, takes them with a fresh expiry; the waiter's exit passes them on.
     const now = performance.now();
     const { keyValidityMs, marginMs } = this.#options;
-    if (now >= ticket.registeredAt + keyValidityMs - marginMs) return;
+    if (now >= ticket.registeredAt + keyValidityMs - marginMs) {
+      ticket.deaf = true;
+      return;
+    }
     const keys = keyNames(this.#options.keyPrefix, name, this.#options.keyCount);
     ticket.handed = this.#hold(
       name,

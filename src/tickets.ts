@@ -17,6 +17,12 @@ export interface Ticket {
   registeredAt: number | undefined;
   /** The lock a release handed over, once one has. */
   handed: HeldLock | undefined;
+  /**
+   * Set once a handoff was refused (heard too late): its handoff key then lingers until it
+   * expires, and that expiry must not read as a handoff. The waiter takes later handoffs to
+   * this value by its own attempts, which the keys' invalidations wake.
+   */
+  deaf: boolean;
 }
 
 /** The tickets of one locker's waiters, by value: what a handoff key's invalidation names. */
@@ -31,6 +37,7 @@ export class Tickets {
       parent,
       registeredAt: undefined,
       handed: undefined,
+      deaf: false,
     };
     this.#byValue.set(ticket.value, ticket);
     return ticket;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type Locker, type LockerOptions } from '../src/index.js';
@@ -197,6 +198,39 @@ test('without NOLOOP a waiter does not mistake its own ticket renewal for a hand
   await held.release();
   const lock = await waiting;
   assert.is(await lock.release(), true);
+});
+
+test('a waiter that refused a late handoff is not fooled when its handoff key expires', async (ctx) => {
+  const [a] = (await lockers(ctx, 1, { keyValidityMs: 10_000 })) as [Locker];
+  const [w] = (await lockers(ctx, 1, { keyValidityMs: 1000 })).slice(-1) as [Locker];
+  const client = await connect(ctx.server.url);
+  try {
+    const held = await a.withContext('stale', bound());
+    let resolved = false;
+    const waiting = w.withContext('stale', bound(15_000)).then((lock) => {
+      resolved = true;
+      return lock;
+    });
+    await sleep(50);
+    const [value] = await client.zRange('rueidislock:q:stale', 0, -1);
+    assert.ok(value, 'the waiter is queued');
+    // While this process is stalled, something writes the waiter's handoff key (as a release
+    // would) with a short life: the waiter hears of it only after its registration's deadline.
+    const stallUntil = Date.now() + 1100;
+    while (Date.now() < stallUntil - 800) {} // a stalled event loop, on purpose
+    const key = `rueidislock:h:${value}`;
+    execFileSync('redis-cli', ['-p', String(ctx.server.port), 'SET', key, 'handed', 'PX', '1500']);
+    while (Date.now() < stallUntil) {}
+    // The waiter refused that handoff, attempted again (the lock is a's), and re-registered;
+    // the key's expiry, about 1.8 s after the stall began, must not read as a handoff.
+    await sleep(1500);
+    assert.not.ok(resolved, 'the waiter took a lock that a holds');
+    await held.release();
+    const lock = await waiting;
+    assert.is(await lock.release(), true);
+  } finally {
+    await client.close();
+  }
 });
 
 test.run();
