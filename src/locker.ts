@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { abortable, delay } from 'abort-controller-x';
+import { abortable } from 'abort-controller-x';
 import {
   LockerClosedError,
   LockLostError,
@@ -11,10 +11,16 @@ import {
 import { Gate } from './gate.js';
 import { checkName, handoffKey, keyNames, queueKey, ticketKey } from './keys.js';
 import { createHandle, HeldLock, type Lock } from './lock.js';
-import { type LockerOptions, type ResolvedOptions, resolveOptions } from './options.js';
+import {
+  checkDuration,
+  type LockerOptions,
+  type ResolvedOptions,
+  resolveOptions,
+} from './options.js';
 import { ServerStore } from './server.js';
 import type { KeyStore } from './store.js';
 import { type Ticket, Tickets } from './tickets.js';
+import { settleWithin } from './timing.js';
 
 /** Options of one acquisition. */
 export interface AcquireOptions {
@@ -160,12 +166,7 @@ class RedisLocker implements Locker {
     );
     // One deadline for the deletions and the connection's close together.
     const deadline = performance.now() + this.#options.commandTimeoutMs;
-    const stop = new AbortController();
-    await Promise.race([
-      Promise.allSettled(cleanups),
-      delay(stop.signal, this.#options.commandTimeoutMs).catch(() => {}),
-    ]);
-    stop.abort();
+    await settleWithin(Promise.allSettled(cleanups), this.#options.commandTimeoutMs);
     await this.#store?.close(Math.max(0, deadline - performance.now()));
   }
 
@@ -179,14 +180,7 @@ class RedisLocker implements Locker {
     if (parent !== undefined && !(parent instanceof AbortSignal)) {
       throw new TypeError('options.signal must be an AbortSignal');
     }
-    if (
-      waitTimeoutMs !== undefined &&
-      !(Number.isInteger(waitTimeoutMs) && waitTimeoutMs >= 0 && waitTimeoutMs <= 2 ** 31 - 1)
-    ) {
-      throw new RangeError(
-        `waitTimeoutMs must be a whole number of ms from 0 to ${2 ** 31 - 1}, got ${String(waitTimeoutMs)}`,
-      );
-    }
+    if (waitTimeoutMs !== undefined) checkDuration('waitTimeoutMs', waitTimeoutMs, 0);
     // Only the sleeps between attempts listen to the timeout: an attempt in flight completes,
     // and the held lock listens to the parent alone.
     const waitTimeout = new AbortController();

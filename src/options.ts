@@ -179,10 +179,14 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
 }
 
 function duration(name: string, value: unknown, fallback: number): number {
-  const ms = value ?? fallback;
-  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms <= 0 || ms > MAX_TIMER_MS) {
+  return checkDuration(name, value ?? fallback, 1);
+}
+
+/** A whole number of ms from `min` to setTimeout's largest delay, or a RangeError naming it. */
+export function checkDuration(name: string, ms: unknown, min: number): number {
+  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < min || ms > MAX_TIMER_MS) {
     throw new RangeError(
-      `${name} must be a whole number of ms from 1 to ${MAX_TIMER_MS}, got ${String(value)}`,
+      `${name} must be a whole number of ms from ${min} to ${MAX_TIMER_MS}, got ${String(ms)}`,
     );
   }
   return ms;

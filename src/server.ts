@@ -12,6 +12,7 @@ import {
   type Outcome,
   type Queue,
 } from './store.js';
+import { settleWithin } from './timing.js';
 import { InvalidationRouter } from './tracking.js';
 
 type Client = ReturnType<typeof createClient>;
@@ -139,10 +140,7 @@ export class ServerStore implements KeyStore {
 
   async close(timeoutMs: number): Promise<void> {
     if (!this.#client.isOpen) return;
-    const closed = this.#client.close().catch(() => {});
-    const stop = new AbortController();
-    await Promise.race([closed, delay(stop.signal, timeoutMs).catch(() => {})]);
-    stop.abort();
+    await settleWithin(this.#client.close(), timeoutMs);
     if (this.#client.isOpen) this.#client.destroy();
     this.#client.removeAllListeners();
   }
