@@ -45,3 +45,24 @@ export function checkName(name: unknown): asserts name is string {
 function describe(value: unknown): string {
   return typeof value === 'string' ? '""' : String(value);
 }
+
+/** `${prefix}:${i}:${name}` back into its parts, or undefined for a key that is not a lock's. */
+export function parseKey(prefix: string, key: string): { index: number; name: string } | undefined {
+  if (!key.startsWith(`${prefix}:`)) return undefined;
+  const rest = key.slice(prefix.length + 1);
+  const colon = rest.indexOf(':');
+  const index = Number(rest.slice(0, colon));
+  if (colon < 1 || !Number.isInteger(index)) return undefined;
+  return { index, name: rest.slice(colon + 1) };
+}
+
+/**
+ * The part of `key` Redis Cluster hashes when it is not the whole key: what lies between the
+ * first `{` and the next `}`, when that is not empty. Keys with the same hashtag share a slot.
+ */
+export function hashtag(key: string): string | undefined {
+  const open = key.indexOf('{');
+  if (open < 0) return undefined;
+  const close = key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
+}

@@ -148,12 +148,14 @@ export class HeldLock {
     this.#finish(new LockReleasedError(this.name));
     const outcomes = (await this.#cleanup) as Outcome<boolean>[];
     if (!wasHeld) return false;
+    // Held as far as we knew; the deletions say whether Redis agreed (an invalidation telling
+    // otherwise may still have been on its way). A majority confirmed is enough: the keys of a
+    // server that did not answer expire by themselves.
+    const deleted = outcomes.filter((outcome) => outcome.status === 'fulfilled' && outcome.value);
+    if (deleted.length >= this.#options.keyMajority) return true;
     const failure = outcomes.find((outcome) => outcome.status === 'rejected');
     if (failure) throw new ReleaseUnconfirmedError(this.name, failure.reason);
-    // Held as far as we knew; the deletions say whether Redis agreed (an invalidation telling
-    // otherwise may still have been on its way).
-    const deleted = outcomes.filter((outcome) => outcome.status === 'fulfilled' && outcome.value);
-    return deleted.length >= this.#options.keyMajority;
+    return false;
   }
 
   #validFrom(sentAt: number): number {

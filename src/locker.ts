@@ -9,7 +9,7 @@ import {
   UnavailableError,
 } from './errors.js';
 import { Gate } from './gate.js';
-import { checkName, handoffKey, keyNames, queueKey, ticketKey } from './keys.js';
+import { checkName, handoffKey, keyNames, parseKey, queueKey, ticketKey } from './keys.js';
 import { createHandle, HeldLock, type Lock } from './lock.js';
 import {
   checkDuration,
@@ -17,10 +17,10 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
-import { ServerStore } from './server.js';
-import type { KeyStore } from './store.js';
+import type { KeyStore, Placement } from './store.js';
 import { type Ticket, Tickets } from './tickets.js';
 import { settleWithin } from './timing.js';
+import { connectPlacement } from './topology.js';
 
 /** Options of one acquisition. */
 export interface AcquireOptions {
@@ -91,7 +91,7 @@ type Attempt =
 
 class RedisLocker implements Locker {
   readonly #options: ResolvedOptions;
-  #store: KeyStore | undefined;
+  #placement: Placement | undefined;
   readonly #names = new Map<string, NameState>();
   /** The queued waiters of this locker, for direct handoff. */
   readonly #tickets = new Tickets();
@@ -106,7 +106,7 @@ class RedisLocker implements Locker {
   }
 
   async connect(): Promise<void> {
-    this.#store = await ServerStore.connect(this.#options, {
+    this.#placement = await connectPlacement(this.#options, {
       invalidated: (key) => this.#invalidated(key),
       error: () => {}, // node-redis reconnects by itself; our own timeouts bound every wait
     });
@@ -167,7 +167,7 @@ class RedisLocker implements Locker {
     // One deadline for the deletions and the connection's close together.
     const deadline = performance.now() + this.#options.commandTimeoutMs;
     await settleWithin(Promise.allSettled(cleanups), this.#options.commandTimeoutMs);
-    await this.#store?.close(Math.max(0, deadline - performance.now()));
+    await this.#placement?.close(Math.max(0, deadline - performance.now()));
   }
 
   async #acquire(
@@ -177,6 +177,7 @@ class RedisLocker implements Locker {
     waitTimeoutMs?: number,
   ): Promise<Lock> {
     checkName(name);
+    this.#placement?.checkName(name);
     if (parent !== undefined && !(parent instanceof AbortSignal)) {
       throw new TypeError('options.signal must be an AbortSignal');
     }
@@ -284,7 +285,7 @@ class RedisLocker implements Locker {
     this.#tickets.retire(ticket);
     if (held || ticket.handed) return;
     const keys = keyNames(this.#options.keyPrefix, ticket.name, this.#options.keyCount);
-    void this.#store?.release(keys, ticket.value, ticket.queueKey);
+    void this.#storeFor(ticket.name).release(keys, ticket.value, ticket.queueKey);
   }
 
   /**
@@ -343,7 +344,7 @@ class RedisLocker implements Locker {
     ticket?: Ticket,
   ): Promise<Attempt> {
     signal.throwIfAborted();
-    const store = this.#store as KeyStore;
+    const store = this.#storeFor(name);
     const options = this.#options;
     const keys = keyNames(options.keyPrefix, name, options.keyCount);
     const value = ticket?.value ?? randomUUID(); // 122 random bits, from an entropy cache
@@ -371,6 +372,10 @@ class RedisLocker implements Locker {
     // Replies that come back after the keys may have expired are worth nothing.
     const late = now >= sentAt + options.keyValidityMs - options.marginMs;
     if (count >= options.keyMajority && !late) {
+      // With several servers, the majority can be decided before a slow one answers: give back
+      // by value what its keys may turn out to hold (the delete follows the attempt there).
+      const undecided = keys.filter((_, i) => outcomes[i]?.status === 'rejected');
+      if (undecided.length > 0) void store.delete(undecided, value);
       const queueKey = ticket?.queueKey;
       return {
         lock: this.#hold(name, this.#state(name), keys, value, owned, {
@@ -431,7 +436,7 @@ class RedisLocker implements Locker {
     },
   ): HeldLock {
     const { sentAt, now, parent, gated, queueKey } = how;
-    const lock = new HeldLock(this.#store as KeyStore, this.#options, {
+    const lock = new HeldLock(this.#storeFor(name), this.#options, {
       name,
       keys,
       value,
@@ -458,6 +463,11 @@ class RedisLocker implements Locker {
       .sort((a, b) => a - b);
     const free = expiries[this.#options.keyMajority - 1] ?? validity;
     return Math.min(validity, free + 1);
+  }
+
+  /** The store that holds `name`'s keys. */
+  #storeFor(name: string): KeyStore {
+    return (this.#placement as Placement).storeFor(name);
   }
 
   #ended(name: string, state: NameState, lock: HeldLock, gated: boolean): void {
@@ -502,16 +512,6 @@ class RedisLocker implements Locker {
       this.#names.delete(name);
     }
   }
-}
-
-/** `${prefix}:${i}:${name}` back into its parts, or undefined for a key that is not a lock's. */
-function parseKey(prefix: string, key: string): { index: number; name: string } | undefined {
-  if (!key.startsWith(`${prefix}:`)) return undefined;
-  const rest = key.slice(prefix.length + 1);
-  const colon = rest.indexOf(':');
-  const index = Number(rest.slice(0, colon));
-  if (colon < 1 || !Number.isInteger(index)) return undefined;
-  return { index, name: rest.slice(colon + 1) };
 }
 
 /** One signal that aborts when any input does, with that input's reason; dispose to unhook. */

@@ -1,4 +1,7 @@
-import type { RedisClientOptions } from '@redis/client';
+import type { RedisClientOptions, RedisClusterOptions } from '@redis/client';
+
+/** One Redis server of several: a `redis://` URL, or node-redis client options. */
+export type NodeOptions = string | RedisClientOptions;
 
 /** Options of {@link createLocker}. Every field is optional; defaults are in {@link DEFAULTS}. */
 export interface LockerOptions {
@@ -12,6 +15,25 @@ export interface LockerOptions {
    * tracklock sets `RESP: 3` and its own `clientSideCache`; passing others for those is an error.
    */
   client?: RedisClientOptions;
+  /**
+   * Independent Redis servers (Redlock): key `i` of every lock lives on node `i mod n`, each node
+   * over its own connection. Each entry is a URL or client options (laid over `client`).
+   * `keyMajority` defaults to a majority of the nodes (at least 2), so the lock outlives the
+   * loss of a minority of them. Not with `url`, `cluster` or `groups`.
+   */
+  nodes?: readonly NodeOptions[];
+  /**
+   * A Redis Cluster: node-redis `createCluster` options (`rootNodes`, `defaults` for every node
+   * connection…). tracklock sets `RESP: 3`, its `clientSideCache` and `useReplicas: false`.
+   * Lock names must not contain a `{hashtag}`. Not with `url`, `client`, `nodes` or `groups`.
+   */
+  cluster?: RedisClusterOptions;
+  /**
+   * Several independent sets of `nodes`; each lock name lives on one set, chosen by rendezvous
+   * hashing of the name, so adding a set moves about 1/n of the names. A set's identity is
+   * its nodes' addresses. Not with `url`, `nodes` or `cluster`.
+   */
+  groups?: readonly (readonly NodeOptions[])[];
   /**
    * Keys are `${keyPrefix}:${i}:${name}`. The default matches Go's rueidislock, so Go and Node
    * services contend for the same locks.
@@ -38,7 +60,7 @@ export interface LockerOptions {
   tryNextAfterMs?: number;
   /**
    * The lock needs `keyMajority` of `2 * keyMajority - 1` keys.
-   * @default 2
+   * @default 2, or with `nodes` / `groups` a majority of the (largest set of) nodes
    */
   keyMajority?: number;
   /**
@@ -98,8 +120,17 @@ export const DEFAULTS = Object.freeze({
 });
 
 /** Options after defaults and validation; what the rest of the library reads. */
+/** Where the keys live. */
+export type Topology =
+  | { readonly kind: 'server' }
+  | { readonly kind: 'nodes'; readonly nodes: readonly RedisClientOptions[] }
+  | { readonly kind: 'cluster'; readonly cluster: RedisClusterOptions }
+  | { readonly kind: 'groups'; readonly groups: readonly (readonly RedisClientOptions[])[] };
+
 export interface ResolvedOptions {
+  /** The one server's client options; with `nodes` or `groups`, what each node's are laid over. */
   readonly client: RedisClientOptions;
+  readonly topology: Topology;
   readonly keyPrefix: string;
   readonly keyValidityMs: number;
   readonly extendIntervalMs: number;
@@ -117,7 +148,7 @@ export interface ResolvedOptions {
 
 /** setTimeout's largest delay; a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const KNOWN = new Set(['url', 'client', ...Object.keys(DEFAULTS)]);
+const KNOWN = new Set(['url', 'client', 'nodes', 'cluster', 'groups', ...Object.keys(DEFAULTS)]);
 
 export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
@@ -130,10 +161,13 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
   if (typeof keyPrefix !== 'string' || keyPrefix === '') {
     throw new TypeError('keyPrefix must be a non-empty string');
   }
-  const keyMajority = options.keyMajority ?? DEFAULTS.keyMajority;
+  const client = clientOptions(options);
+  const topology = resolveTopology(options, client);
+  const keyMajority = options.keyMajority ?? defaultMajority(topology);
   if (!Number.isSafeInteger(keyMajority) || keyMajority < 1) {
     throw new RangeError(`keyMajority must be a positive integer, got ${String(keyMajority)}`);
   }
+  checkNodeCount(topology, 2 * keyMajority - 1);
   const keyValidityMs = duration('keyValidityMs', options.keyValidityMs, DEFAULTS.keyValidityMs);
   const driftFactor = options.driftFactor ?? DEFAULTS.driftFactor;
   if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5)) {
@@ -152,9 +186,15 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
       `extendIntervalMs (${extendIntervalMs}) must be less than keyValidityMs (${keyValidityMs}) minus the drift margin (${marginMs} ms), or the lock would expire between extensions`,
     );
   }
-  const client = clientOptions(options);
+  const directHandoff = flag('directHandoff', options.directHandoff, DEFAULTS.directHandoff);
+  if (directHandoff && topology.kind !== 'server') {
+    throw new TypeError(
+      `directHandoff works on one server only, not with ${topology.kind}: a handoff must move every key in one script`,
+    );
+  }
   return {
     client,
+    topology,
     keyPrefix,
     keyValidityMs,
     extendIntervalMs,
@@ -163,7 +203,7 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
     keyCount: 2 * keyMajority - 1,
     noLoopTracking: flag('noLoopTracking', options.noLoopTracking, DEFAULTS.noLoopTracking),
     fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
-    directHandoff: flag('directHandoff', options.directHandoff, DEFAULTS.directHandoff),
+    directHandoff,
     marginMs,
     commandTimeoutMs: duration(
       'commandTimeoutMs',
@@ -214,4 +254,94 @@ function clientOptions(options: LockerOptions): RedisClientOptions {
     throw new TypeError('url must be a string such as "redis://127.0.0.1:6379"');
   }
   return options.url === undefined ? { ...client } : { ...client, url: options.url };
+}
+
+function resolveTopology(options: LockerOptions, client: RedisClientOptions): Topology {
+  const chosen = (['url', 'nodes', 'cluster', 'groups'] as const).filter(
+    (key) => options[key] !== undefined,
+  );
+  if (chosen.length > 1) {
+    throw new TypeError(
+      `pass one of url, nodes, cluster and groups, not ${chosen.join(' and ')}: each says where the keys live`,
+    );
+  }
+  if (options.nodes !== undefined) {
+    return { kind: 'nodes', nodes: nodeList('nodes', options.nodes, client) };
+  }
+  if (options.groups !== undefined) {
+    if (!Array.isArray(options.groups) || options.groups.length === 0) {
+      throw new TypeError('groups must be a non-empty array of node arrays');
+    }
+    const groups = options.groups.map((group, g) => nodeList(`groups[${g}]`, group, client));
+    return { kind: 'groups', groups };
+  }
+  if (options.cluster !== undefined) {
+    const cluster = options.cluster;
+    if (typeof cluster !== 'object' || cluster === null || !Array.isArray(cluster.rootNodes)) {
+      throw new TypeError('cluster must be node-redis cluster options with a rootNodes array');
+    }
+    if (cluster.rootNodes.length === 0) throw new TypeError('cluster.rootNodes must not be empty');
+    if (options.client !== undefined) {
+      throw new TypeError('with cluster, put client options in cluster.defaults, not client');
+    }
+    if (cluster.RESP !== undefined && cluster.RESP !== 3) {
+      throw new TypeError('cluster.RESP must be 3 (or unset): invalidation pushes need RESP3');
+    }
+    if (cluster.clientSideCache !== undefined) {
+      throw new TypeError('cluster.clientSideCache is set by tracklock itself; leave it unset');
+    }
+    if (cluster.useReplicas) {
+      throw new TypeError(
+        'cluster.useReplicas must be false (or unset): a lock reads its keys on the masters',
+      );
+    }
+    return { kind: 'cluster', cluster };
+  }
+  return { kind: 'server' };
+}
+
+/** Each node's client options: its own laid over the shared `client`. */
+function nodeList(
+  name: string,
+  nodes: unknown,
+  client: RedisClientOptions,
+): readonly RedisClientOptions[] {
+  if (!Array.isArray(nodes) || nodes.length === 0) {
+    throw new TypeError(`${name} must be a non-empty array of URLs or client options`);
+  }
+  return nodes.map((node: unknown, i) => {
+    if (typeof node === 'string') return { ...client, url: node };
+    if (typeof node !== 'object' || node === null) {
+      throw new TypeError(`${name}[${i}] must be a URL or node-redis client options`);
+    }
+    return { ...client, ...clientOptions({ client: node as RedisClientOptions }) };
+  });
+}
+
+/** With several nodes, a majority of them, so that the lock outlives a minority's loss. */
+function defaultMajority(topology: Topology): number {
+  const sizes =
+    topology.kind === 'nodes'
+      ? [topology.nodes.length]
+      : topology.kind === 'groups'
+        ? topology.groups.map((group) => group.length)
+        : [];
+  return Math.max(DEFAULTS.keyMajority, ...sizes.map((n) => Math.floor(n / 2) + 1));
+}
+
+/** A node beyond the last key would hold none of it: surely not what was meant. */
+function checkNodeCount(topology: Topology, keyCount: number): void {
+  const sets =
+    topology.kind === 'nodes'
+      ? [topology.nodes]
+      : topology.kind === 'groups'
+        ? topology.groups
+        : [];
+  for (const nodes of sets) {
+    if (nodes.length > keyCount) {
+      throw new RangeError(
+        `${nodes.length} nodes but each lock has only ${keyCount} keys (2 * keyMajority - 1): nodes ${keyCount} to ${nodes.length - 1} would hold none; raise keyMajority to ${Math.floor(nodes.length / 2) + 1}`,
+      );
+    }
+  }
 }

@@ -58,3 +58,11 @@ export function expiryArgs(mode: ExpiryMode, command: 'set' | 'expire'): [string
   if (command === 'set') return [at, mode.relative ? 'PX' : 'PXAT'];
   return [at, mode.relative ? 'PEXPIRE' : 'PEXPIREAT'];
 }
+
+/** Where each lock's keys live: one store for every name, or one of several chosen by name. */
+export interface Placement {
+  storeFor(name: string): KeyStore;
+  /** Throws a TypeError for a name this placement cannot serve well. */
+  checkName(name: string): void;
+  close(timeoutMs: number): Promise<void>;
+}

@@ -1,15 +1,16 @@
-import { BasicClientSideCache } from '@redis/client';
+import { BasicPooledClientSideCache } from '@redis/client';
 
 type Invalidated = (key: string | null) => void;
-type CacheArgs = Parameters<BasicClientSideCache['handleCache']>;
+type CacheArgs = Parameters<BasicPooledClientSideCache['handleCache']>;
 
 /**
  * node-redis' client-side-cache hook, used as a router rather than a cache: it chooses the
  * tracking mode node-redis sends on every (re)connect and hands every invalidation push to
  * the locker. It never serves a reply from memory: an ownership check must read the server.
- * (node-redis does not export the abstract provider, hence the subclass.)
+ * (node-redis does not export the abstract provider, hence the subclass; the pooled kind, so
+ * that one router serves every node connection of a cluster too.)
  */
-export class InvalidationRouter extends BasicClientSideCache {
+export class InvalidationRouter extends BasicPooledClientSideCache {
   readonly #noLoop: boolean;
   readonly #invalidated: Invalidated;
 
@@ -30,7 +31,7 @@ export class InvalidationRouter extends BasicClientSideCache {
   }
 
   /** `null` is a flush, or a lost tracking table: everything may have changed. */
-  override invalidate(key: Parameters<BasicClientSideCache['invalidate']>[0]): void {
+  override invalidate(key: Parameters<BasicPooledClientSideCache['invalidate']>[0]): void {
     this.#invalidated(key === null ? null : key.toString());
   }
 

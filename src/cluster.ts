@@ -1,0 +1,105 @@
+import { createCluster, type RedisClusterOptions } from '@redis/client';
+import { LockCommands } from './commands.js';
+import { hashtag, keyNames } from './keys.js';
+import type { ResolvedOptions } from './options.js';
+import { checkServer, connectError, type StoreEvents, withinConnectTimeout } from './server.js';
+import { SplitStore } from './split.js';
+import type { KeyStore } from './store.js';
+import { settleWithin } from './timing.js';
+import { InvalidationRouter } from './tracking.js';
+
+/**
+ * A Redis Cluster through node-redis' cluster client: each key goes, in a call of its own, to
+ * the master of its slot (node-redis follows MOVED and ASK and refreshes the slot map after a
+ * failover), and the connection that served the key's read is the one that tracks it. One
+ * router hears the invalidations of every node connection.
+ */
+export class ClusterStore extends SplitStore implements KeyStore {
+  readonly #cluster: Cluster;
+  readonly #prefix: string;
+  readonly #keyCount: number;
+
+  private constructor(cluster: Cluster, options: ResolvedOptions) {
+    // `false`: reads go to the master too, the connection that hears about the key's writes.
+    const commands = new LockCommands(
+      (args, firstKey) => cluster.sendCommand(firstKey, false, args),
+      options,
+    );
+    super((key) => ({ ops: commands, group: key }), options.keyMajority);
+    this.#cluster = cluster;
+    this.#prefix = options.keyPrefix;
+    this.#keyCount = options.keyCount;
+  }
+
+  static async connect(
+    options: ResolvedOptions,
+    cluster: RedisClusterOptions,
+    events: StoreEvents,
+  ): Promise<ClusterStore> {
+    const client = newCluster(
+      cluster,
+      new InvalidationRouter(options.noLoopTracking, events.invalidated),
+    );
+    let lastError: Error | undefined;
+    const onError = (error: Error) => {
+      lastError = error;
+      events.error(error);
+    };
+    client.on('error', onError).on('node-error', onError);
+    // A node connection that (re)connects tracks nothing yet, and missed what changed meanwhile.
+    client.on('node-ready', () => events.invalidated(null));
+    const ready = client.connect().then(() =>
+      Promise.all(
+        client.masters.map(async (master) => {
+          const node = await client.nodeClient(master);
+          await checkServer((args) => node.sendCommand(args), options, master.address);
+        }),
+      ),
+    );
+    ready.catch(() => {}); // the race reports it
+    try {
+      await withinConnectTimeout(ready, options.connectTimeoutMs, () => lastError);
+    } catch (error) {
+      client.destroy();
+      throw connectError(error, options.connectTimeoutMs, describeRoots(cluster));
+    }
+    return new ClusterStore(client, options);
+  }
+
+  /**
+   * A name with a `{hashtag}` would put every key of the lock in one slot, on one master: the
+   * keys would share that master's fate, and the majority would protect nothing.
+   */
+  checkName(name: string): void {
+    const [key] = keyNames(this.#prefix, name, this.#keyCount);
+    const tag = hashtag(key as string);
+    if (tag !== undefined) {
+      throw new TypeError(
+        `lock name "${name}" has the hashtag {${tag}}: in a cluster every key of the lock would share its slot, on one master, and the key majority would protect nothing; leave braces out of names`,
+      );
+    }
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    if (this.#cluster.isOpen) await settleWithin(this.#cluster.close(), timeoutMs);
+    if (this.#cluster.isOpen) this.#cluster.destroy();
+    this.#cluster.removeAllListeners();
+  }
+}
+
+function newCluster(cluster: RedisClusterOptions, router: InvalidationRouter) {
+  return createCluster({
+    ...cluster,
+    // A master that is down fails its keys at once instead of holding up the majority.
+    defaults: { disableOfflineQueue: true, ...cluster.defaults },
+    useReplicas: false,
+    RESP: 3,
+    clientSideCache: router,
+  });
+}
+
+type Cluster = ReturnType<typeof newCluster>;
+
+function describeRoots(cluster: RedisClusterOptions): string {
+  return cluster.rootNodes.map((node) => node.url ?? 'a root node').join(', ');
+}

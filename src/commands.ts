@@ -1,0 +1,152 @@
+import { handoffKey, ticketKey } from './keys.js';
+import type { ResolvedOptions } from './options.js';
+import { ACQUIRE, DELETE, EXTEND, RELEASE, type Script } from './scripts.js';
+import {
+  type ExpiryMode,
+  expiryArgs,
+  type KeyState,
+  type KeyStore,
+  type Outcome,
+  type Queue,
+} from './store.js';
+
+/**
+ * Sends one command to the server that holds `firstKey` (every key of a call lives on one
+ * server, in one cluster slot) and resolves with its reply.
+ */
+export type Send = (args: string[], firstKey: string) => Promise<unknown>;
+
+/**
+ * The lock's commands on keys that live together on one server: each operation is one script
+ * call (or one MGET) for all the keys it is given, bounded by `commandTimeoutMs`. Stores that
+ * own a connection build on it; stores that spread keys over servers call one per group.
+ */
+export class LockCommands implements Omit<KeyStore, 'close'> {
+  readonly #send: Send;
+  readonly #timeoutMs: number;
+  readonly #expiry: ExpiryMode;
+  readonly #majority: number;
+  readonly #ticketPrefix: string;
+  readonly #handoffPrefix: string;
+  /**
+   * A ticket is handed the lock only with at least this much of its validity left: a live
+   * waiter renews its ticket at every attempt (each extension of the holder wakes it), so an
+   * older one is most likely a waiter that is gone.
+   */
+  readonly #minTicketMs: number;
+
+  constructor(send: Send, options: ResolvedOptions) {
+    // A client that is closed may throw rather than reject: make every failure a rejection.
+    this.#send = async (args, firstKey) => send(args, firstKey);
+    this.#timeoutMs = options.commandTimeoutMs;
+    this.#expiry = { relative: options.fallbackSetPx, validityMs: options.keyValidityMs };
+    this.#majority = options.keyMajority;
+    this.#ticketPrefix = ticketKey(options.keyPrefix, '');
+    this.#handoffPrefix = handoffKey(options.keyPrefix, '');
+    this.#minTicketMs = Math.floor(options.keyValidityMs / 4);
+  }
+
+  acquire(
+    keys: readonly string[],
+    value: string,
+    force: boolean,
+    queue?: Queue,
+  ): Promise<Outcome<KeyState>[]> {
+    const [at, unit] = expiryArgs(this.#expiry, 'set');
+    const args = [value, at, unit, force ? '' : 'NX', String(keys.length)];
+    const reply = queue
+      ? this.#run(
+          ACQUIRE,
+          [...keys, queue.queueKey, queue.ticketKey, queue.handoffKey],
+          [...args, String(this.#majority), String(this.#expiry.validityMs)],
+        )
+      : this.#run(ACQUIRE, keys, args);
+    return perKey(keys, reply, (replies, i) => ({
+      value: (replies[2 * i] as string | null) ?? null,
+      pttlMs: Number(replies[2 * i + 1]),
+    }));
+  }
+
+  extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    const [at, command] = expiryArgs(this.#expiry, 'expire');
+    const reply = this.#run(EXTEND, keys, [value, at, command]);
+    return perKey(keys, reply, (replies, i) => replies[i] === 1);
+  }
+
+  check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    // MGET is a read: it also puts the keys back in this connection's tracking table.
+    const reply = this.#bounded(this.#send(['MGET', ...keys], keys[0] as string));
+    return perKey(keys, reply, (replies, i) => replies[i] === value);
+  }
+
+  delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    if (keys.length === 0) return Promise.resolve([]);
+    return perKey(keys, this.#run(DELETE, keys, [value]), (replies, i) => replies[i] === 1);
+  }
+
+  release(keys: readonly string[], value: string, queueKey?: string): Promise<Outcome<boolean>[]> {
+    if (queueKey === undefined) return this.delete(keys, value);
+    const args = [
+      value,
+      String(keys.length),
+      this.#ticketPrefix,
+      this.#handoffPrefix,
+      String(this.#minTicketMs),
+    ];
+    const reply = this.#run(RELEASE, [...keys, queueKey], args);
+    return perKey(keys, reply, (replies, i) => replies[i] === 1);
+  }
+
+  /** EVALSHA, and EVAL when the server lost its script cache (restart, SCRIPT FLUSH). */
+  #run(script: Script, keys: readonly string[], args: string[]): Promise<unknown> {
+    const tail = [String(keys.length), ...keys, ...args];
+    const first = keys[0] as string;
+    return this.#bounded(
+      this.#send(['EVALSHA', script.sha, ...tail], first).catch((error: unknown) => {
+        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+        return this.#send(['EVAL', script.source, ...tail], first);
+      }),
+    );
+  }
+
+  /**
+   * Give up on a request Redis has not answered after commandTimeoutMs: its outcome is then
+   * unknown. (node-redis' own `timeout` bounds only the wait to be written, not the wait for
+   * a frozen server's reply, and costs a timer and an abort signal per command.) A request
+   * given up on while disconnected may stay in node-redis' queue and run after the reconnect:
+   * harmless, since every value is per attempt and every write compares it first.
+   */
+  async #bounded<T>(request: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(this.#timeoutMs)), this.#timeoutMs);
+    });
+    try {
+      return await Promise.race([request, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** One reply for several keys, as one outcome per key. */
+async function perKey<T>(
+  keys: readonly string[],
+  reply: Promise<unknown>,
+  pick: (replies: unknown[], index: number) => T,
+): Promise<Outcome<T>[]> {
+  try {
+    const replies = (await reply) as unknown[];
+    return keys.map((_, i) => ({ status: 'fulfilled', value: pick(replies, i) }));
+  } catch (reason) {
+    return keys.map(() => ({ status: 'rejected', reason }));
+  }
+}
+
+/** A request Redis did not answer within commandTimeoutMs: its outcome is unknown. */
+export class TimeoutError extends Error {
+  constructor(ms: number) {
+    super(`Redis did not answer within commandTimeoutMs (${ms} ms)`);
+    this.name = 'TimeoutError';
+  }
+}

@@ -1,0 +1,117 @@
+import type { RedisClientOptions } from '@redis/client';
+import { LockError } from './errors.js';
+import { parseKey } from './keys.js';
+import type { ResolvedOptions } from './options.js';
+import { connectError, ServerStore, type StoreEvents, withinConnectTimeout } from './server.js';
+import { SplitStore } from './split.js';
+import type { KeyStore } from './store.js';
+
+/**
+ * Independent Redis servers, as in Redlock: key `i` of every lock lives on node `i mod n`, and
+ * each node has its own connection, which tracks the keys it reads. The lock needs a majority
+ * of keys across nodes, so it outlives the loss of the nodes holding a minority of them.
+ */
+export class NodesStore extends SplitStore implements KeyStore {
+  readonly #nodes: readonly ServerStore[];
+
+  private constructor(nodes: readonly ServerStore[], options: ResolvedOptions) {
+    const prefix = options.keyPrefix;
+    super((key) => {
+      const node = nodes[(parseKey(prefix, key)?.index ?? 0) % nodes.length] as ServerStore;
+      return { ops: node, group: node };
+    }, options.keyMajority);
+    this.#nodes = nodes;
+  }
+
+  /**
+   * Connect to every node at once; resolve as soon as the nodes that are up hold a majority of
+   * each lock's keys. The others keep connecting in the background and join when they come up.
+   * A node that is down fails its commands at once (no offline queue) rather than hold up an
+   * acquisition, unless the client options say otherwise.
+   */
+  static async connect(
+    options: ResolvedOptions,
+    clients: readonly RedisClientOptions[],
+    events: StoreEvents,
+  ): Promise<NodesStore> {
+    const nodes = clients.map((client) =>
+      ServerStore.start({ ...options, client: { disableOfflineQueue: true, ...client } }, events),
+    );
+    try {
+      await withinConnectTimeout(
+        majorityReady(nodes, options),
+        options.connectTimeoutMs,
+        () => new Error(describeDown(nodes)),
+      );
+    } catch (error) {
+      for (const node of nodes) node.destroy();
+      if (error instanceof NodeRefusedError) {
+        throw connectError(error.cause, options.connectTimeoutMs, error.address);
+      }
+      throw new LockError(
+        'ERR_CONNECT',
+        `could not reach enough Redis nodes to hold a majority of ${options.keyCount} keys within connectTimeoutMs (${options.connectTimeoutMs} ms): ${describeDown(nodes)}`,
+        { cause: error },
+      );
+    }
+    for (const node of nodes) {
+      node.ready.then(
+        // A node that joins late: waiters that could not reach a majority retry now.
+        () => events.invalidated(null),
+        (error: unknown) => {
+          node.destroy();
+          process.emitWarning(
+            `Redis node ${node.address} cannot serve locks, tracklock goes on without it: ${error instanceof Error ? error.message : String(error)}`,
+            { code: 'TRACKLOCK_NODE' },
+          );
+        },
+      );
+    }
+    return new NodesStore(nodes, options);
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    await Promise.all(this.#nodes.map((node) => node.close(timeoutMs)));
+  }
+}
+
+/** Resolves once the ready nodes hold `keyMajority` of the keys; rejects once they cannot. */
+function majorityReady(nodes: readonly ServerStore[], options: ResolvedOptions): Promise<void> {
+  const { keyCount, keyMajority } = options;
+  const keysOn = (set: ReadonlySet<number>) =>
+    Array.from({ length: keyCount }, (_, i) => i % nodes.length).filter((n) => set.has(n)).length;
+  const up = new Set<number>();
+  const refused = new Set<number>();
+  return new Promise((resolve, reject) => {
+    nodes.forEach((node, n) => {
+      node.ready.then(
+        () => {
+          up.add(n);
+          if (keysOn(up) >= keyMajority) resolve();
+        },
+        (error: unknown) => {
+          refused.add(n);
+          if (keyCount - keysOn(refused) < keyMajority) {
+            reject(new NodeRefusedError(node.address, error));
+          }
+        },
+      );
+    });
+  });
+}
+
+/** A node that answered but cannot serve locks (old server, refused RESP3, failed a check). */
+class NodeRefusedError extends Error {
+  readonly address: string;
+  constructor(address: string, cause: unknown) {
+    super(`Redis node ${address} cannot serve locks`, { cause });
+    this.address = address;
+  }
+}
+
+function describeDown(nodes: readonly ServerStore[]): string {
+  return nodes
+    .filter((node) => !node.up)
+    .map((node) => `${node.address} (${node.lastError?.message ?? 'no answer'})`)
+    .join(', ');
+}

@@ -1,0 +1,109 @@
+import type { KeyState, KeyStore, Outcome } from './store.js';
+
+/** A store's operations, without the connection's life cycle. */
+export type KeyOps = Omit<KeyStore, 'close'>;
+
+/**
+ * Where one key lives: the operations of the server that holds it, and the group of keys that
+ * go to it in one call (a node, or in a cluster the key itself).
+ */
+export type Place = (key: string) => { readonly ops: KeyOps; readonly group: unknown };
+
+/**
+ * A lock's keys spread over several servers. Each operation goes out at once to every server
+ * concerned, one call per group, and the outcomes come back in the caller's key order. An
+ * acquisition, and a deletion, settle as soon as the majority is decided: a frozen server
+ * cannot hold them up, and its keys count as unknown (the caller gives them back by value).
+ * Every call is bounded by `commandTimeoutMs` on its own.
+ */
+export class SplitStore implements KeyOps {
+  readonly #place: Place;
+  readonly #majority: number;
+
+  constructor(place: Place, majority: number) {
+    this.#place = place;
+    this.#majority = majority;
+  }
+
+  acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]> {
+    const spare = keys.length - this.#majority;
+    return this.#fan(
+      keys,
+      (ops, some) => ops.acquire(some, value, force),
+      (outcomes) => {
+        let ours = 0;
+        let others = 0;
+        for (const outcome of outcomes) {
+          if (outcome?.status !== 'fulfilled') continue;
+          if (outcome.value.value === value) ours++;
+          else others++;
+        }
+        return ours >= this.#majority || others > spare;
+      },
+    );
+  }
+
+  extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    return this.#fan(keys, (ops, some) => ops.extend(some, value));
+  }
+
+  check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    return this.#fan(keys, (ops, some) => ops.check(some, value));
+  }
+
+  delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    return this.#fan(
+      keys,
+      (ops, some) => ops.delete(some, value),
+      (outcomes) => confirmed(outcomes) >= this.#majority,
+    );
+  }
+
+  /** No queue across servers (direct handoff is for one server): a release is a deletion. */
+  release(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+    return this.delete(keys, value);
+  }
+
+  /** Call `call` once per group; settle when every group answered or `decided` says so. */
+  #fan<T>(
+    keys: readonly string[],
+    call: (ops: KeyOps, keys: string[]) => Promise<Outcome<T>[]>,
+    decided: (outcomes: readonly (Outcome<T> | undefined)[]) => boolean = () => false,
+  ): Promise<Outcome<T>[]> {
+    const groups = new Map<unknown, { ops: KeyOps; indexes: number[] }>();
+    keys.forEach((key, i) => {
+      const { ops, group } = this.#place(key);
+      const entry = groups.get(group);
+      if (entry) entry.indexes.push(i);
+      else groups.set(group, { ops, indexes: [i] });
+    });
+    const outcomes: (Outcome<T> | undefined)[] = keys.map(() => undefined);
+    let waiting = groups.size;
+    return new Promise((resolve) => {
+      const settle = () =>
+        resolve(outcomes.map((outcome) => outcome ?? { status: 'rejected', reason: UNDECIDED }));
+      if (waiting === 0) settle();
+      for (const { ops, indexes } of groups.values()) {
+        void call(
+          ops,
+          indexes.map((i) => keys[i] as string),
+        ).then((some) => {
+          indexes.forEach((i, n) => {
+            outcomes[i] = some[n];
+          });
+          waiting--;
+          if (waiting === 0 || decided(outcomes)) settle();
+        });
+      }
+    });
+  }
+}
+
+/** The outcome of a key whose server had not answered when the majority was decided. */
+const UNDECIDED = new Error(
+  'no reply yet from this key\u2019s server when the majority was decided',
+);
+
+function confirmed(outcomes: readonly (Outcome<boolean> | undefined)[]): number {
+  return outcomes.filter((outcome) => outcome?.status === 'fulfilled' && outcome.value).length;
+}
