@@ -1,6 +1,6 @@
 import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
-import type { KeyStore, Outcome } from './store.js';
+import type { KeyState, KeyStore, Outcome } from './store.js';
 
 /**
  * What `withContext` and friends resolve to: a `[signal, release]` tuple that also has named
@@ -110,6 +110,21 @@ export class HeldLock {
   }
 
   /**
+   * The outcome of taking key `i` with a request sent at `sentAt`, which came after the lock
+   * was decided (a slow server, or a retake). A key that is ours joins the lock; one that is
+   * ours after the lock ended, or whose outcome is unknown, is deleted by value.
+   */
+  takeLate(i: number, outcome: Outcome<KeyState>, sentAt: number): void {
+    const ours = outcome.status === 'fulfilled' && outcome.value.value === this.#value;
+    if (ours && this.#held) {
+      this.#owned[i] = true;
+      this.#validUntil[i] = this.#validFrom(sentAt);
+    } else if (ours || outcome.status === 'rejected') {
+      void this.#store.delete([this.#keys[i] as string], this.#value);
+    }
+  }
+
+  /**
    * A key may have changed (`null`: any of them). Read it again, never write: an echo of our
    * own extension must not cause another one.
    */
@@ -171,6 +186,7 @@ export class HeldLock {
   async #extend(): Promise<void> {
     const indexes = this.#ownedIndexes();
     const sentAt = performance.now();
+    void this.#retake(sentAt);
     this.#extending = true;
     const outcomes = await this.#store.extend(
       indexes.map((i) => this.#keys[i] as string),
@@ -196,6 +212,25 @@ export class HeldLock {
     const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
     const retry = Math.min(cap, tryNextAfterMs * 2 ** Math.min(this.#extendFailures - 1, 20));
     this.#scheduleExtend(unanswered ? performance.now() + retry : sentAt + extendIntervalMs);
+  }
+
+  /**
+   * Take the keys that are not ours, if they are free (NX): a handoff decided on a majority
+   * leaves the last keys to the previous holder's deletion, and a server that restarted empty
+   * lost ours. A lock that holds every key outlives the most server failures. Runs beside the
+   * extension, so a slow server does not hold that up.
+   */
+  async #retake(sentAt: number): Promise<void> {
+    const missing = this.#keys.flatMap((_, i) => (this.#owned[i] ? [] : [i]));
+    if (missing.length === 0) return;
+    const outcomes = await this.#store.acquire(
+      missing.map((i) => this.#keys[i] as string),
+      this.#value,
+      false,
+    );
+    outcomes.forEach((outcome, n) => {
+      this.takeLate(missing[n] as number, outcome, sentAt);
+    });
   }
 
   /** Still a majority of keys ours and unexpired? If not, the lock is lost now. */

@@ -17,7 +17,8 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
-import type { KeyStore, Placement } from './store.js';
+import { Undecided } from './split.js';
+import type { KeyState, KeyStore, Outcome, Placement } from './store.js';
 import { type Ticket, Tickets } from './tickets.js';
 import { settleWithin } from './timing.js';
 import { connectPlacement } from './topology.js';
@@ -372,20 +373,16 @@ class RedisLocker implements Locker {
     // Replies that come back after the keys may have expired are worth nothing.
     const late = now >= sentAt + options.keyValidityMs - options.marginMs;
     if (count >= options.keyMajority && !late) {
-      // With several servers, the majority can be decided before a slow one answers: give back
-      // by value what its keys may turn out to hold (the delete follows the attempt there).
-      const undecided = keys.filter((_, i) => outcomes[i]?.status === 'rejected');
-      if (undecided.length > 0) void store.delete(undecided, value);
       const queueKey = ticket?.queueKey;
-      return {
-        lock: this.#hold(name, this.#state(name), keys, value, owned, {
-          sentAt,
-          now,
-          parent,
-          gated,
-          queueKey,
-        }),
-      };
+      const lock = this.#hold(name, this.#state(name), keys, value, owned, {
+        sentAt,
+        now,
+        parent,
+        gated,
+        queueKey,
+      });
+      this.#adoptLate(lock, outcomes, sentAt);
+      return { lock };
     }
     // Give back what the attempt took, and what it may have taken unseen (keys whose reply
     // never came), by value: the delete runs after the attempt on the same connection. (A
@@ -418,6 +415,19 @@ class RedisLocker implements Locker {
         'the keys expired as soon as they were set: is the client clock behind the server by more than keyValidityMs? (fallbackSetPx: true uses relative expiries)',
       ),
     };
+  }
+
+  /**
+   * With several servers, the majority can be decided before a slow one answers: its keys'
+   * outcomes go to the lock when they come.
+   */
+  #adoptLate(lock: HeldLock, outcomes: readonly Outcome<KeyState>[], sentAt: number): void {
+    outcomes.forEach((outcome, i) => {
+      if (outcome.status !== 'rejected' || !(outcome.reason instanceof Undecided)) return;
+      void (outcome.reason as Undecided<KeyState>).outcome.then((late) =>
+        lock.takeLate(i, late, sentAt),
+      );
+    });
   }
 
   /** Start holding a lock whose keys `owned` are ours since `sentAt`. */

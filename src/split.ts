@@ -19,10 +19,12 @@ export type Place = (key: string) => { readonly ops: KeyOps; readonly group: unk
 export class SplitStore implements KeyOps {
   readonly #place: Place;
   readonly #majority: number;
+  readonly #keyCount: number;
 
   constructor(place: Place, majority: number) {
     this.#place = place;
     this.#majority = majority;
+    this.#keyCount = 2 * majority - 1;
   }
 
   acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]> {
@@ -30,7 +32,9 @@ export class SplitStore implements KeyOps {
     return this.#fan(
       keys,
       (ops, some) => ops.acquire(some, value, force),
+      // A whole lock's attempt: decided by the majority. (Taking back a few keys is not.)
       (outcomes) => {
+        if (keys.length < this.#keyCount) return false;
         let ours = 0;
         let others = 0;
         for (const outcome of outcomes) {
@@ -78,16 +82,29 @@ export class SplitStore implements KeyOps {
       else groups.set(group, { ops, indexes: [i] });
     });
     const outcomes: (Outcome<T> | undefined)[] = keys.map(() => undefined);
+    const late: Promise<Outcome<T>>[] = [];
     let waiting = groups.size;
     return new Promise((resolve) => {
       const settle = () =>
-        resolve(outcomes.map((outcome) => outcome ?? { status: 'rejected', reason: UNDECIDED }));
+        resolve(
+          outcomes.map(
+            (outcome, i) =>
+              outcome ?? {
+                status: 'rejected',
+                reason: new Undecided(late[i] as Promise<Outcome<T>>),
+              },
+          ),
+        );
       if (waiting === 0) settle();
       for (const { ops, indexes } of groups.values()) {
-        void call(
+        const reply = call(
           ops,
           indexes.map((i) => keys[i] as string),
-        ).then((some) => {
+        );
+        indexes.forEach((i, n) => {
+          late[i] = reply.then((some) => some[n] as Outcome<T>);
+        });
+        void reply.then((some) => {
           indexes.forEach((i, n) => {
             outcomes[i] = some[n];
           });
@@ -99,10 +116,18 @@ export class SplitStore implements KeyOps {
   }
 }
 
-/** The outcome of a key whose server had not answered when the majority was decided. */
-const UNDECIDED = new Error(
-  'no reply yet from this key\u2019s server when the majority was decided',
-);
+/**
+ * The outcome of a key whose server had not answered yet when the majority was decided; its
+ * `outcome` settles when the server answers (or the request times out).
+ */
+export class Undecided<T = unknown> extends Error {
+  readonly outcome: Promise<Outcome<T>>;
+  constructor(outcome: Promise<Outcome<T>>) {
+    super('no reply yet from this key\u2019s server when the majority was decided');
+    this.name = 'Undecided';
+    this.outcome = outcome;
+  }
+}
 
 function confirmed(outcomes: readonly (Outcome<boolean> | undefined)[]): number {
   return outcomes.filter((outcome) => outcome?.status === 'fulfilled' && outcome.value).length;
