@@ -90,8 +90,12 @@ export class ClusterStore extends SplitStore implements KeyStore {
 function newCluster(cluster: RedisClusterOptions, router: InvalidationRouter) {
   return createCluster({
     ...cluster,
-    // A master that is down fails its keys at once instead of holding up the majority.
+    // A master that is down fails its keys at once instead of holding up the majority, and the
+    // slot map is read again 100 ms after a node connection drops (node-redis waits 5 s), so
+    // that a failover is followed quickly.
     defaults: { disableOfflineQueue: true, ...cluster.defaults },
+    topologyRefreshOnReconnectionAttemptStrategy:
+      cluster.topologyRefreshOnReconnectionAttemptStrategy ?? 100,
     useReplicas: false,
     RESP: 3,
     clientSideCache: router,

@@ -35,24 +35,37 @@ export class ServerStore extends LockCommands implements KeyStore {
     super((args) => client.sendCommand(args), options);
     this.#client = client;
     this.address = describeAddress(options.client);
-    const refused = new Promise<never>((_, reject) => {
+    this.ready = new Promise<void>((resolve, reject) => {
+      let checked = false;
       client.on('error', (error: Error) => {
         this.lastError = error;
         // node-redis retries a failed handshake for ever; a refused HELLO will not get better.
         if (isRespRefusal(error)) reject(error);
         events.error(error);
       });
+      client.on('ready', () => {
+        if (checked) {
+          // Invalidations sent while the connection was down are lost, and the new connection
+          // tracks nothing yet: every waiter must retry and every held key be read again.
+          events.invalidated(null);
+          return;
+        }
+        checkServer((args) => client.sendCommand(args), options, this.address).then(
+          () => {
+            checked = true;
+            resolve();
+          },
+          // A server that cannot serve locks is final; a connection lost mid-check is not:
+          // the next 'ready' checks again.
+          (error: unknown) => {
+            if (error instanceof LockError) reject(error);
+            else this.lastError = error instanceof Error ? error : new Error(String(error));
+          },
+        );
+      });
+      client.connect().catch(reject); // only when the client is closed, or gave up for good
     });
-    refused.catch(() => {});
-    const connected = client
-      .connect()
-      .then(() => checkServer((args) => client.sendCommand(args), options, this.address));
-    connected.catch(() => {}); // the race below reports it
-    this.ready = Promise.race([connected, refused]).then(() => {
-      // Invalidations sent while the connection was down are lost, and the new connection
-      // tracks nothing yet: every waiter must retry and every held key be read again.
-      client.on('ready', () => events.invalidated(null));
-    });
+    this.ready.catch(() => {}); // whoever awaits it reports it
   }
 
   /**

@@ -1,42 +1,155 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { killOnExit } from './reaper.js';
 
-/** A throwaway `redis-server` child process on a free loopback port, stopped by PID. */
+/**
+ * A throwaway `redis-server` child process on a loopback port, stopped by PID. `restart()` runs
+ * a new process on the same port and args; `pid`, `pause`, `resume` and `stop` then refer to it.
+ */
 export interface RedisServer {
   readonly url: string;
   readonly port: number;
+  /** PID of the current process: it changes on `restart()`. */
   readonly pid: number;
+  /** Whether the current process has not exited yet (it may be paused). */
+  readonly running: boolean;
   /** SIGSTOP: the server stops answering but keeps its sockets open. */
   pause(): void;
   /** SIGCONT after `pause()`. */
   resume(): void;
-  /** SIGKILL and wait for the exit. */
+  /** SIGKILL and wait for the exit. Nothing is kept: the server runs without persistence. */
   stop(): Promise<void>;
+  /**
+   * Stop (if running) and start a new process on the same port with the same args, resolved once
+   * it accepts connections: a crash and restart. Data is lost; a cluster node keeps its
+   * cluster-config-file, so it rejoins as the same node.
+   */
+  restart(): Promise<void>;
+}
+
+export interface RedisServerOptions {
+  /** Listen on this port; default a free one picked by the kernel. */
+  port?: number | undefined;
+  /** Appended to the defaults (`--port`, `--bind 127.0.0.1`, no RDB, no AOF). */
+  args?: string[] | undefined;
+  /** Bound on each start (and restart), retries included. Default 10 s. */
+  timeoutMs?: number | undefined;
 }
 
 /** Ask the kernel for a free port on 127.0.0.1. */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  await once(server, 'close');
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
+  const [port] = await freePorts(1);
+  return port as number;
+}
+
+/** `count` distinct free ports on 127.0.0.1, held open together so none is handed out twice. */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const address = server.address();
+      if (address === null || typeof address === 'string') throw new Error('no port');
+      ports.push(address.port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(
+      servers.map((server) =>
+        server.listening ? new Promise((resolve) => server.close(resolve)) : undefined,
+      ),
+    );
+  }
 }
 
 /**
- * Start `redis-server` (from PATH, or REDIS_SERVER_BIN) with no persistence on a free port and
- * resolve once it accepts connections. Bounded: rejects after `timeoutMs`.
+ * Start `redis-server` (from PATH, or REDIS_SERVER_BIN) with no persistence on a free port (or
+ * `options.port`) and resolve once it accepts connections. Bounded: rejects after `timeoutMs`.
  */
+export function startRedisServer(extraArgs?: string[], timeoutMs?: number): Promise<RedisServer>;
+export function startRedisServer(options: RedisServerOptions): Promise<RedisServer>;
 export async function startRedisServer(
-  extraArgs: string[] = [],
+  argsOrOptions: string[] | RedisServerOptions = [],
   timeoutMs = 10_000,
 ): Promise<RedisServer> {
-  const port = await freePort();
+  const options: RedisServerOptions = Array.isArray(argsOrOptions)
+    ? { args: argsOrOptions, timeoutMs }
+    : argsOrOptions;
+  const extraArgs = options.args ?? [];
+  const timeout = options.timeoutMs ?? 10_000;
+  const started = await launch(options.port, extraArgs, timeout);
+  const { port } = started;
+  let current = started.process;
+
+  const stop = async () => {
+    const { child, exited } = current;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.ref(); // keep the loop alive until the exit is seen
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+    await exited;
+  };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    get pid() {
+      return current.child.pid as number;
+    },
+    get running() {
+      return current.child.exitCode === null && current.child.signalCode === null;
+    },
+    pause: () => {
+      current.child.kill('SIGSTOP');
+    },
+    resume: () => {
+      current.child.kill('SIGCONT');
+    },
+    stop,
+    restart: async () => {
+      await stop();
+      current = (await launch(port, extraArgs, timeout)).process;
+    },
+  };
+}
+
+interface Process {
+  child: ChildProcess;
+  exited: Promise<unknown>;
+}
+
+class AddressInUse extends Error {}
+
+/**
+ * Spawn until one process is ready. A port in use (a race with another process, or a killed
+ * server's port not yet released) is retried: on a new free port when none was asked for, else
+ * on the same port after a short delay. All of it within `timeoutMs`.
+ */
+async function launch(
+  wanted: number | undefined,
+  extraArgs: string[],
+  timeoutMs: number,
+): Promise<{ port: number; process: Process }> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    const port = wanted ?? (await freePort());
+    try {
+      return { port, process: await spawnOnce(port, extraArgs, deadline - Date.now()) };
+    } catch (error) {
+      if (!(error instanceof AddressInUse) || attempt >= 20 || Date.now() + 100 >= deadline) {
+        throw error;
+      }
+      await sleep(100);
+    }
+  }
+}
+
+async function spawnOnce(port: number, extraArgs: string[], timeoutMs: number): Promise<Process> {
   const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
   const child: ChildProcess = spawn(
     bin,
@@ -53,6 +166,10 @@ export async function startRedisServer(
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  // Do not let the server outlive the test process, even if it dies while this waits.
+  killOnExit(child);
+  const exited = once(child, 'exit');
+  exited.catch(() => {}); // 'error' instead of 'exit' when the binary is missing: handled below
   let output = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     output += chunk;
@@ -63,7 +180,7 @@ export async function startRedisServer(
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`redis-server did not start in ${timeoutMs} ms:\n${output}`)),
-      timeoutMs,
+      Math.max(0, timeoutMs),
     );
     const check = () => {
       if (output.includes('Ready to accept connections')) {
@@ -81,36 +198,27 @@ export async function startRedisServer(
         ),
       );
     });
-    child.once('exit', (code) => {
+    // 'close', not 'exit': by then all of the output has been read.
+    child.once('close', (code) => {
       clearTimeout(timer);
-      reject(new Error(`redis-server exited with ${code}:\n${output}`));
+      const message = `redis-server on port ${port} exited with ${code}:\n${output}`;
+      reject(
+        output.includes('Address already in use') ? new AddressInUse(message) : new Error(message),
+      );
     });
   });
   try {
     await ready;
   } catch (error) {
-    child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      child.kill('SIGKILL');
+      await exited;
+    }
     throw error;
   }
-  const pid = child.pid as number;
-  const exited = once(child, 'exit');
-  // Do not let a forgotten server keep the test process alive, nor outlive it.
+  // Do not let a forgotten server keep the test process alive.
   child.unref();
   child.stdout?.destroy();
   child.stderr?.destroy();
-  killOnExit(child);
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    pid,
-    pause: () => child.kill('SIGSTOP'),
-    resume: () => child.kill('SIGCONT'),
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.ref(); // keep the loop alive until the exit is seen
-      child.kill('SIGCONT');
-      child.kill('SIGKILL');
-      await exited;
-    },
-  };
+  return { child, exited };
 }

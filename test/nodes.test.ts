@@ -1,0 +1,198 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createLocker, type LockError, type LockerOptions, LockLostError } from '../src/index.js';
+import { abortedWithin, connect, sleep } from './helpers/redis.js';
+import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+
+// Independent servers (Redlock). Each test stops or freezes some, so each gets its own.
+const test = suite<{ servers: RedisServer[] }>('nodes');
+const bound = (ms = 10_000) => ({ signal: AbortSignal.timeout(ms) });
+
+async function start(count: number): Promise<RedisServer[]> {
+  return Promise.all(Array.from({ length: count }, () => startRedisServer()));
+}
+
+test.before.each(async (ctx) => {
+  ctx.servers = await start(3);
+});
+
+test.after.each(async (ctx) => {
+  for (const server of ctx.servers) server.resume();
+  await Promise.all(ctx.servers.map((server) => server.stop()));
+});
+
+const urls = (servers: readonly RedisServer[]) => servers.map((server) => server.url);
+
+/** The lock keys each server holds, in server order. */
+async function keysOn(servers: readonly RedisServer[]): Promise<string[][]> {
+  return Promise.all(
+    servers.map(async (server) => {
+      const client = await connect(server.url);
+      try {
+        return (await client.keys('*')).sort();
+      } finally {
+        client.destroy();
+      }
+    }),
+  );
+}
+
+test('key i of a lock lives on node i mod n, and release deletes every one', async ({
+  servers,
+}) => {
+  const locker = await createLocker({ nodes: urls(servers) });
+  try {
+    const lock = await locker.withContext('spread', bound());
+    // Keys whose server answered after the majority was decided join the lock a little later.
+    await sleep(50);
+    assert.equal(await keysOn(servers), [
+      ['rueidislock:0:spread'],
+      ['rueidislock:1:spread'],
+      ['rueidislock:2:spread'],
+    ]);
+    assert.is(await lock.release(), true);
+    assert.equal(await keysOn(servers), [[], [], []]);
+  } finally {
+    await locker.close();
+  }
+});
+
+test('a frozen node does not slow an acquisition or a release down to its timeout', async ({
+  servers,
+}) => {
+  // Were the frozen node waited for, each call below would take commandTimeoutMs (20 s).
+  const locker = await createLocker({ nodes: urls(servers), commandTimeoutMs: 20_000 });
+  try {
+    servers[2]?.pause();
+    const lock = await locker.withContext('frozen-node', bound(10_000));
+    assert.is(lock.signal.aborted, false);
+    assert.is(await lock.release(), true);
+    const again = await locker.tryWithContext('frozen-node', bound(10_000));
+    assert.is(await again.release(), true);
+  } finally {
+    servers[2]?.resume();
+    await locker.close();
+  }
+});
+
+for (const fault of ['frozen (SIGSTOP)', 'killed'] as const) {
+  test(`the lock is held while a minority of nodes is ${fault}, and nobody else gets it`, async ({
+    servers,
+  }) => {
+    const options: LockerOptions = {
+      nodes: urls(servers),
+      keyValidityMs: 600,
+      commandTimeoutMs: 100,
+    };
+    const holder = await createLocker(options);
+    const other = await createLocker(options);
+    try {
+      const lock = await holder.withContext('minority', bound());
+      await sleep(50); // every key joined
+      if (fault === 'killed') await servers[1]?.stop();
+      else servers[1]?.pause();
+      // Four validities: the lock lives only if extensions keep reaching the other two nodes.
+      for (let i = 0; i < 8; i++) {
+        await sleep(300);
+        assert.is(lock.signal.aborted, false, `aborted: ${String(lock.signal.reason)}`);
+        const attempt = await other.tryWithContext('minority').catch((error: LockError) => error);
+        assert.is((attempt as LockError).code, 'ERR_NOT_LOCKED');
+      }
+      assert.is(await lock.release(), true);
+      const next = await other.tryWithContext('minority', bound());
+      assert.is(await next.release(), true);
+    } finally {
+      await Promise.all([holder.close(), other.close()]);
+    }
+  });
+}
+
+test('the signal aborts, before the keys can expire, when a majority of nodes goes away', async ({
+  servers,
+}) => {
+  const locker = await createLocker({
+    nodes: urls(servers),
+    keyValidityMs: 1000,
+    extendIntervalMs: 900,
+    commandTimeoutMs: 100,
+  });
+  try {
+    const sentNoEarlierThan = Date.now();
+    const lock = await locker.withContext('majority', bound());
+    servers[0]?.pause();
+    servers[2]?.pause();
+    const reason = await abortedWithin(lock.signal, 5000);
+    assert.instance(reason, LockLostError);
+    assert.is((reason as LockLostError).loss, 'expired');
+    assert.ok(Date.now() < sentNoEarlierThan + 1000, 'aborted after the keys could expire');
+  } finally {
+    await locker.close();
+  }
+});
+
+test('a waiter wakes by push when the holder releases, not at the keys\u2019 expiry', async ({
+  servers,
+}) => {
+  // With 60 s keys, a waiter that missed the push would sleep until they expire.
+  const options: LockerOptions = { nodes: urls(servers), keyValidityMs: 60_000 };
+  const [holder, waiter] = await Promise.all([createLocker(options), createLocker(options)]);
+  try {
+    const lock = await holder.withContext('push', bound());
+    const waiting = waiter.withContext('push', bound(10_000));
+    await sleep(100); // the waiter tried once and sleeps
+    await lock.release();
+    const next = await waiting;
+    assert.is(next.signal.aborted, false);
+    await next.release();
+  } finally {
+    await Promise.all([holder.close(), waiter.close()]);
+  }
+});
+
+test('with 5 nodes keyMajority defaults to 3, and the lock outlives 2 dead nodes', async ({
+  servers,
+}) => {
+  const more = await start(2);
+  servers.push(...more);
+  const options: LockerOptions = {
+    nodes: urls(servers),
+    keyValidityMs: 600,
+    commandTimeoutMs: 100,
+  };
+  const holder = await createLocker(options);
+  const other = await createLocker(options);
+  try {
+    const lock = await holder.withContext('five', bound());
+    await sleep(50);
+    assert.equal(
+      (await keysOn(servers)).map((keys) => keys.length),
+      [1, 1, 1, 1, 1],
+    );
+    await servers[0]?.stop();
+    await servers[3]?.stop();
+    await sleep(1500);
+    assert.is(lock.signal.aborted, false);
+    const attempt = await other.tryWithContext('five').catch((error: LockError) => error);
+    assert.is((attempt as LockError).code, 'ERR_NOT_LOCKED');
+    await lock.release();
+    const next = await other.tryWithContext('five', bound());
+    await next.release();
+  } finally {
+    await Promise.all([holder.close(), other.close()]);
+  }
+});
+
+test('createLocker fails with ERR_CONNECT, naming the nodes, when too few are up', async ({
+  servers,
+}) => {
+  await servers[0]?.stop();
+  await servers[1]?.stop();
+  const error = (await createLocker({ nodes: urls(servers), connectTimeoutMs: 500 }).catch(
+    (e: unknown) => e,
+  )) as LockError;
+  assert.is(error.code, 'ERR_CONNECT');
+  assert.match(error.message, `127.0.0.1:${servers[0]?.port}`);
+  assert.match(error.message, `127.0.0.1:${servers[1]?.port}`);
+});
+
+test.run();
