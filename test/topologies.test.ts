@@ -1,0 +1,128 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  createLocker,
+  type LockError,
+  LockerClosedError,
+  type LockerOptions,
+  LockLostError,
+} from '../src/index.js';
+import { abortedWithin, sleep } from './helpers/redis.js';
+import { TOPOLOGIES, type Topology } from './helpers/topologies.js';
+
+// What the single-server issue promised, in every topology: extension, wake-up by push, loss
+// detection, the local expiry timer, close. One set of servers per topology; the test that
+// freezes them all comes last.
+const bound = (ms = 10_000) => ({ signal: AbortSignal.timeout(ms) });
+
+for (const kind of TOPOLOGIES) {
+  const test = suite<{ topology: Topology }>(`topology: ${kind.label}`);
+  const options = (topology: Topology, more: LockerOptions = {}): LockerOptions => ({
+    ...topology.options,
+    ...more,
+  });
+
+  test.before(async (ctx) => {
+    ctx.topology = await kind.start();
+  });
+
+  test.after(async (ctx) => {
+    await ctx.topology.stop();
+  });
+
+  test('extensions keep the lock past its validity; nobody else gets it meanwhile', async ({
+    topology,
+  }) => {
+    const [holder, other] = await Promise.all([
+      createLocker(options(topology, { keyValidityMs: 600 })),
+      createLocker(options(topology, { keyValidityMs: 600 })),
+    ]);
+    try {
+      const lock = await holder.withContext('extended', bound());
+      for (let i = 0; i < 5; i++) {
+        await sleep(300);
+        assert.is(lock.signal.aborted, false, String(lock.signal.reason));
+        const attempt = await other.tryWithContext('extended').catch((e: LockError) => e);
+        assert.is((attempt as LockError).code, 'ERR_NOT_LOCKED');
+      }
+      assert.is(await lock.release(), true);
+      const next = await other.tryWithContext('extended', bound());
+      assert.is(await next.release(), true);
+    } finally {
+      await Promise.all([holder.close(), other.close()]);
+    }
+  });
+
+  test('a waiter in another locker wakes by push on release, not at the keys\u2019 expiry', async ({
+    topology,
+  }) => {
+    // With 60 s keys, a waiter that missed the push would sleep until they expire.
+    const [holder, waiter] = await Promise.all([
+      createLocker(options(topology, { keyValidityMs: 60_000 })),
+      createLocker(options(topology, { keyValidityMs: 60_000 })),
+    ]);
+    try {
+      for (const name of ['push-a', 'push-b', 'push-c']) {
+        const lock = await holder.withContext(name, bound());
+        const waiting = waiter.withContext(name, bound());
+        await sleep(50); // the waiter tried once and sleeps
+        await lock.release();
+        const next = await waiting;
+        assert.is(next.signal.aborted, false);
+        await next.release();
+      }
+    } finally {
+      await Promise.all([holder.close(), waiter.close()]);
+    }
+  });
+
+  test('deleting a majority of the keys aborts the holder\u2019s signal (changed)', async ({
+    topology,
+  }) => {
+    const locker = await createLocker(options(topology, { keyValidityMs: 60_000 }));
+    try {
+      const lock = await locker.withContext('deleted', bound());
+      await topology.deleteKeys(['rueidislock:0:deleted', 'rueidislock:2:deleted']);
+      const reason = await abortedWithin(lock.signal, 5000);
+      assert.instance(reason, LockLostError);
+      assert.is((reason as LockLostError).loss, 'changed');
+    } finally {
+      await locker.close();
+    }
+  });
+
+  test('close aborts held signals and rejects waiters with LockerClosedError', async ({
+    topology,
+  }) => {
+    const locker = await createLocker(options(topology));
+    const lock = await locker.withContext('closing', bound());
+    const waiting = locker.withContext('closing', bound()).catch((error: unknown) => error);
+    await sleep(20);
+    await locker.close();
+    assert.instance(lock.signal.reason, LockerClosedError);
+    assert.instance(await waiting, LockerClosedError);
+    assert.is(await lock.release(), false);
+  });
+
+  test('with every server frozen the signal aborts before the keys can expire (expired)', async ({
+    topology,
+  }) => {
+    const locker = await createLocker(
+      options(topology, { keyValidityMs: 1000, extendIntervalMs: 900, commandTimeoutMs: 100 }),
+    );
+    try {
+      const sentNoEarlierThan = Date.now();
+      const lock = await locker.withContext('frozen', bound());
+      for (const server of topology.servers) server.pause();
+      const reason = await abortedWithin(lock.signal, 5000);
+      assert.ok(Date.now() < sentNoEarlierThan + 1000, 'aborted after the keys could expire');
+      assert.instance(reason, LockLostError);
+      assert.is((reason as LockLostError).loss, 'expired');
+    } finally {
+      for (const server of topology.servers) server.resume();
+      await locker.close();
+    }
+  });
+
+  test.run();
+}
