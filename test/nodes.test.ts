@@ -1,8 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type LockError, type LockerOptions, LockLostError } from '../src/index.js';
-import { abortedWithin, connect, sleep } from './helpers/redis.js';
-import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { abortedWithin, connect, sleep, until } from './helpers/redis.js';
+import { freePort, type RedisServer, startRedisServer } from './helpers/redis-server.js';
 
 // Independent servers (Redlock). Each test stops or freezes some, so each gets its own.
 const test = suite<{ servers: RedisServer[] }>('nodes');
@@ -193,6 +193,84 @@ test('createLocker fails with ERR_CONNECT, naming the nodes, when too few are up
   assert.is(error.code, 'ERR_CONNECT');
   assert.match(error.message, `127.0.0.1:${servers[0]?.port}`);
   assert.match(error.message, `127.0.0.1:${servers[1]?.port}`);
+});
+
+/** The value of `key` on one server, or null (also when the server is down). */
+async function valueOn(server: RedisServer, key: string): Promise<string | null> {
+  const client = await connect(server.url).catch(() => undefined);
+  if (!client) return null;
+  try {
+    return (await client.get(key)) as string | null;
+  } finally {
+    client.destroy();
+  }
+}
+
+test('createLocker resolves with a majority of nodes up; a node that comes up later joins', async ({
+  servers,
+}) => {
+  const port = await freePort();
+  const nodes = [servers[0]?.url as string, servers[1]?.url as string, `redis://127.0.0.1:${port}`];
+  const locker = await createLocker({ nodes, keyValidityMs: 600, connectTimeoutMs: 2000 });
+  let late: RedisServer | undefined;
+  try {
+    const lock = await locker.withContext('late', bound());
+    late = await startRedisServer({ port });
+    // The holder takes the free key on the new node at one of its next extensions.
+    await until(
+      async () => (await valueOn(late as RedisServer, 'rueidislock:2:late')) !== null,
+      AbortSignal.timeout(10_000),
+    );
+    assert.is(lock.signal.aborted, false);
+    assert.is(await lock.release(), true);
+    assert.is(await valueOn(late, 'rueidislock:2:late'), null);
+  } finally {
+    await locker.close();
+    await late?.stop();
+  }
+});
+
+test('nodes killed and restarted empty, each after keyValidityMs, never let a second holder in', async ({
+  servers,
+}) => {
+  const options: LockerOptions = {
+    nodes: urls(servers),
+    keyValidityMs: 600,
+    commandTimeoutMs: 100,
+    client: { socket: { reconnectStrategy: 50 } },
+  };
+  const [holder, other] = await Promise.all([createLocker(options), createLocker(options)]);
+  /** The other locker tries, and must not get the lock (its nodes may fail it: unavailable). */
+  const notTaken = async () => {
+    const attempt = await other.tryWithContext('restarts').catch((e: LockError) => e);
+    assert.ok(
+      ['ERR_NOT_LOCKED', 'ERR_UNAVAILABLE'].includes((attempt as LockError).code),
+      'two holders',
+    );
+  };
+  try {
+    const lock = await holder.withContext('restarts', bound());
+    // Every node in turn: its keys are lost, and it stays down for longer than a validity
+    // (the restart delay Redlock asks for when a server keeps nothing on disk).
+    for (const [i, server] of servers.entries()) {
+      await server.stop();
+      for (let t = 0; t < 8; t++) {
+        await sleep(100);
+        await notTaken();
+      }
+      await server.restart();
+      // The holder takes its key back at an extension once its client has reconnected.
+      await until(
+        async () => (await valueOn(server, `rueidislock:${i}:restarts`)) !== null,
+        AbortSignal.timeout(10_000),
+      );
+      await notTaken();
+      assert.is(lock.signal.aborted, false, String(lock.signal.reason));
+    }
+    assert.is(await lock.release(), true);
+  } finally {
+    await Promise.all([holder.close(), other.close()]);
+  }
 });
 
 test.run();

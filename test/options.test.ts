@@ -42,6 +42,24 @@ test('bad options are refused with an error that names the option', async () => 
   await rejects({ keyValidity: 5000 } as LockerOptions, TypeError, 'unknown option "keyValidity"');
 });
 
+test('topology options are refused when they conflict or cannot work', async () => {
+  const three = ['redis://127.0.0.1:1', 'redis://127.0.0.1:2', 'redis://127.0.0.1:3'];
+  const five = [...three, 'redis://127.0.0.1:4', 'redis://127.0.0.1:5'];
+  const cluster = { rootNodes: [{ url: three[0] as string }] };
+  await rejects({ url: three[0] as string, nodes: three }, TypeError, 'not url and nodes');
+  await rejects({ nodes: three, cluster }, TypeError, 'not nodes and cluster');
+  await rejects({ nodes: [] }, TypeError, 'nodes must be a non-empty array');
+  await rejects({ nodes: [42] } as unknown as LockerOptions, TypeError, 'nodes[0]');
+  await rejects({ nodes: five, keyMajority: 2 }, RangeError, 'raise keyMajority to 3');
+  await rejects({ nodes: three, directHandoff: true }, TypeError, 'directHandoff');
+  await rejects({ groups: [] }, TypeError, 'groups must be');
+  await rejects({ groups: [three, []] }, TypeError, 'groups[1]');
+  await rejects({ cluster: { rootNodes: [] } }, TypeError, 'rootNodes');
+  await rejects({ cluster, client: {} }, TypeError, 'cluster.defaults');
+  await rejects({ cluster: { ...cluster, useReplicas: true } }, TypeError, 'useReplicas');
+  await rejects({ cluster, directHandoff: true }, TypeError, 'directHandoff');
+});
+
 test('bad names are refused before any key is written', async ({ redis }) => {
   const client = await connect(redis.url);
   const locker = await createLocker({ url: redis.url });
