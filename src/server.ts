@@ -21,6 +21,7 @@ export interface StoreEvents {
 /** Every key on one Redis server, over one RESP3 connection that tracks what it reads. */
 export class ServerStore extends LockCommands implements KeyStore {
   readonly #client: Client;
+  #closed = false;
   /** Where the server is, for error messages. */
   readonly address: string;
   /**
@@ -63,7 +64,10 @@ export class ServerStore extends LockCommands implements KeyStore {
           },
         );
       });
-      client.connect().catch(reject); // only when the client is closed, or gave up for good
+      // Rejects only when the client gave up for good, or was closed (then nobody is waiting).
+      client.connect().catch((error: unknown) => {
+        if (!this.#closed) reject(error);
+      });
     });
     this.ready.catch(() => {}); // whoever awaits it reports it
   }
@@ -102,6 +106,7 @@ export class ServerStore extends LockCommands implements KeyStore {
 
   /** Close the connection now, dropping pending replies. */
   destroy(): void {
+    this.#closed = true;
     if (this.#client.isOpen) this.#client.destroy();
     this.#client.removeAllListeners();
   }

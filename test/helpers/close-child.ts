@@ -1,15 +1,17 @@
 /**
  * Runs close() in a process of its own, so that the handles left afterwards are the locker's
- * alone, and prints what it saw as JSON. argv: url.
+ * alone, and prints what it saw as JSON. argv: the locker options, as JSON.
  */
-import { createLocker } from '../../src/index.js';
+import { createLocker, type LockerOptions } from '../../src/index.js';
 
-const url = process.argv[2] as string;
+const options = JSON.parse(process.argv[2] as string) as LockerOptions;
+/** How long after close() to look: see the nodes test for why it may be longer. */
+const settleMs = Number(process.argv[3] ?? 20);
 const code = (value: unknown) => (value as { code?: string } | undefined)?.code ?? String(value);
 // What the process has before any locker (its own stdio pipes): the locker must leave only that.
 const baseline = process.getActiveResourcesInfo();
-const other = await createLocker({ url });
-const locker = await createLocker({ url });
+const other = await createLocker(options);
+const locker = await createLocker(options);
 const held = await locker.withContext('close-held');
 await other.withContext('close-busy');
 const waiting = locker.withContext('close-busy').catch((error: unknown) => error);
@@ -18,7 +20,7 @@ await Promise.all([locker.close(), locker.close()]);
 const later = await locker.tryWithContext('close-later').catch((error: unknown) => error);
 await other.close();
 // A destroyed socket's handle is freed on the loop's next close phase.
-await new Promise((resolve) => setTimeout(resolve, 20));
+await new Promise((resolve) => setTimeout(resolve, settleMs));
 const left = process.getActiveResourcesInfo();
 for (const handle of baseline) {
   const at = left.indexOf(handle);
