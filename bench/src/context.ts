@@ -1,4 +1,8 @@
-/** What every phase gets: the server, the worker processes, the mode and the progress. */
+/**
+ * What every phase gets: the servers, the worker processes, the mode and the progress. Where
+ * the locks live (`target`) is apart from the main server (`url`), which keeps the counters:
+ * the "many servers" phase points `target` elsewhere and leaves the rest as it is.
+ */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Mode } from './modes.js';
@@ -10,9 +14,17 @@ export interface Progress {
 }
 
 export interface Context {
+  /** The main server: counters, PING, and the loss phase's keys. */
   readonly url: string;
-  /** A plain connection for INFO, counters and the loss phase's DEL. */
+  /** A plain connection to `url` for INFO, counters and the loss phase's DEL. */
   readonly admin: Redis;
+  /** Where the handoff, throughput and uncontended phases' locks live; `url` for the main tables. */
+  readonly target: string;
+  /**
+   * Plain connections to every server that holds lock keys (every master of a cluster), whose
+   * INFO commandstats are summed: `[admin]` when `target` is `url`.
+   */
+  readonly lockServers: readonly Redis[];
   /** Four long-lived worker processes, each with its own connections. */
   readonly workers: readonly Worker[];
   readonly mode: Mode;

@@ -5,13 +5,14 @@
  *
  * Starts a throwaway redis-server (or uses REDIS_URL), forks four worker processes, measures
  * every phase for every library, prints the tables, and writes bench/results/NAME.json (default
- * `latest`), NAME.md and the charts NAME-*.svg.
+ * `latest`), NAME.md and the charts NAME-*.svg. Then the "many servers" rows: tracklock and
+ * redlock on 3 independent servers and tracklock on a 3-master cluster, all throwaway.
  */
 import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { VARIANTS } from './adapters/index.js';
+import { TOPOLOGY_VARIANTS, VARIANTS } from './adapters/index.js';
 import { closeIoredis, connectIoredis } from './adapters/ioredis.js';
 import type { Variant } from './adapters/types.js';
 import { renderCharts } from './charts.js';
@@ -21,6 +22,7 @@ import { MODES, type Mode } from './modes.js';
 import { measureCost } from './phases/cost.js';
 import { chainHandoff, pairHandoff } from './phases/handoff.js';
 import { measureLoss } from './phases/loss.js';
+import { MANY_SERVERS_STEPS, measureManyServers } from './phases/many-servers.js';
 import { measureMemory } from './phases/memory.js';
 import { measurePing } from './phases/ping.js';
 import { measureThroughput, WORKER_COUNTS } from './phases/throughput.js';
@@ -29,7 +31,7 @@ import { startWorkers } from './pool.js';
 import { progressBar } from './progress.js';
 import { redact, serverVersion, startRedisServer } from './redis.js';
 import { renderReport } from './report.js';
-import type { Results, VariantResult } from './results.js';
+import type { Results, TopologyResult, VariantResult } from './results.js';
 import { cdfPoints } from './stats.js';
 import { computeTargets } from './targets.js';
 
@@ -41,6 +43,8 @@ interface Args {
   readonly mode: Mode;
   readonly name: string;
   readonly variants: readonly Variant[];
+  /** The "many servers" rows: each needs servers of its own (`topology`). */
+  readonly topologyVariants: readonly Variant[];
   readonly command: string;
 }
 
@@ -68,21 +72,33 @@ function parse(): Args {
   }
   if (!/^[\w.-]+$/.test(values.name)) throw new RangeError('--name: letters, digits, . _ - only');
   const only = values.only?.split(',');
-  const unknown = only?.filter((id) => !VARIANTS.some((v) => v.id === id));
+  const known = [...VARIANTS, ...TOPOLOGY_VARIANTS].map((v) => v.id);
+  const unknown = only?.filter((id) => !known.includes(id));
   if (unknown?.length) {
-    throw new RangeError(
-      `--only: unknown ${unknown.join(', ')}; known: ${VARIANTS.map((v) => v.id).join(', ')}`,
-    );
+    throw new RangeError(`--only: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
   }
-  const variants = only ? VARIANTS.filter((v) => only.includes(v.id)) : VARIANTS;
+  const pick = (list: readonly Variant[]) =>
+    only ? list.filter((v) => only.includes(v.id)) : list;
   const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
-  return { mode, name: values.name, variants, command };
+  return {
+    mode,
+    name: values.name,
+    variants: pick(VARIANTS),
+    topologyVariants: pick(TOPOLOGY_VARIANTS),
+    command,
+  };
 }
 
 /** Steps the progress bar counts: one per variant per measurement. */
-function plannedSteps(variants: readonly Variant[]): number {
+function plannedSteps(args: Args): number {
+  const { variants, topologyVariants } = args;
   const perVariant = 1 + WAITER_COUNTS.length + WORKER_COUNTS.length + 1 + 1 + 1;
-  return 1 + variants.length * perVariant + variants.filter((v) => v.signalsLoss).length;
+  return (
+    1 +
+    variants.length * perVariant +
+    variants.filter((v) => v.signalsLoss).length +
+    topologyVariants.length * MANY_SERVERS_STEPS
+  );
 }
 
 async function run(
@@ -93,13 +109,22 @@ async function run(
 ): Promise<Results> {
   const startedAt = new Date();
   const admin = await connectIoredis(url);
-  const progress = progressBar(plannedSteps(args.variants));
+  const progress = progressBar(plannedSteps(args));
   try {
     const redis = await serverVersion(admin);
     let mark = performance.now();
     const workers = await startWorkers(PROCESSES, 'w');
     try {
-      const ctx: Context = { url, admin, workers, mode: args.mode, progress, interrupted };
+      const ctx: Context = {
+        url,
+        admin,
+        target: url,
+        lockServers: [admin],
+        workers,
+        mode: args.mode,
+        progress,
+        interrupted,
+      };
       const phaseSeconds: Record<string, number> = {};
       const lap = (phase: string) => {
         phaseSeconds[phase] = Math.round((performance.now() - mark) / 100) / 10;
@@ -133,6 +158,8 @@ async function run(
         Object.assign(partial.get(v.id) ?? {}, { throughput, uncontended });
       }
       lap('throughput and uncontended');
+      const manyServers = await measureManyServers(ctx, args.topologyVariants);
+      lap('many servers');
       const loss = new Map<string, VariantResult['lossDetection']>();
       for (const v of args.variants.filter((variant) => variant.signalsLoss)) {
         loss.set(v.id, await measureLoss(ctx, v));
@@ -162,6 +189,17 @@ async function run(
           handoffCdf: p.handoffCdf,
         };
       });
+      const topologies = manyServers.map(
+        (r): TopologyResult => ({
+          id: r.variant.id,
+          library: r.variant.library,
+          version: machine.versions[r.variant.library] ?? '?',
+          settings: r.variant.settings,
+          servers: r.servers,
+          handoff: { pair: r.pair },
+          throughput: r.throughput,
+        }),
+      );
       const base = {
         command: args.command,
         mode: args.mode.name,
@@ -172,6 +210,7 @@ async function run(
         machine,
         ping,
         variants,
+        topologies,
       };
       return { ...base, targets: computeTargets(base) };
     } finally {
@@ -196,6 +235,11 @@ async function main(): Promise<void> {
   const given = process.env.REDIS_URL || undefined;
   let results: Results;
   if (given !== undefined) {
+    if (args.topologyVariants.length > 0) {
+      console.log(
+        'REDIS_URL holds the main tables and the counters; the "many servers" rows still run on throwaway redis-servers on loopback, started for them',
+      );
+    }
     results = await run(args, given, redact(given), interrupted.signal);
   } else {
     const server = await startRedisServer();
@@ -220,9 +264,15 @@ async function main(): Promise<void> {
   }
   console.log(`\nwrote bench/results/${args.name}.json, .md and -*.svg`);
   const lost = results.targets.filter((t) => t.target.includes('lost updates') && !t.met);
-  if (lost.length > 0) {
+  // The many-servers rows are no targets, but two holders at once there is as loud a finding.
+  const lostOnMany = (results.topologies ?? []).flatMap((r) =>
+    r.throughput
+      .filter((t) => t.lostUpdates !== 0)
+      .map((t) => `${r.id} (${r.servers}), ${t.workers} workers: ${t.lostUpdates}`),
+  );
+  if (lost.length > 0 || lostOnMany.length > 0) {
     // A lock that lets two holders in is a finding, not a benchmark failure: say it loudly.
-    console.log(`lost updates: ${lost.map((t) => t.target).join('; ')}`);
+    console.log(`lost updates: ${[...lost.map((t) => t.target), ...lostOnMany].join('; ')}`);
   }
 }
 

@@ -5,8 +5,11 @@
  */
 
 export type Request =
-  /** Create a client of `variant` on `url` and keep it under `handle`. */
-  | { op: 'open'; handle: string; variant: string; url: string; namespace: string }
+  /**
+   * Create a client of `variant` on `target` (a URL, or several servers: see lock-target.ts)
+   * and keep it under `handle`.
+   */
+  | { op: 'open'; handle: string; variant: string; target: string; namespace: string }
   | { op: 'close'; handle: string }
   /** Acquire `name` with the blocking acquire and keep it. */
   | { op: 'hold'; handle: string; name: string }
@@ -54,7 +57,7 @@ export type Request =
   | {
       op: 'memory';
       variant: string;
-      url: string;
+      target: string;
       namespace: string;
       count: number;
       settleMs: number;

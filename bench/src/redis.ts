@@ -13,6 +13,15 @@ export async function commandStats(client: Redis): Promise<Map<string, number>> 
   );
 }
 
+/** Calls per command summed over several servers: every server a lock's keys are on. */
+export async function summedCommandStats(clients: readonly Redis[]): Promise<Map<string, number>> {
+  const sum = new Map<string, number>();
+  for (const stats of await Promise.all(clients.map(commandStats))) {
+    for (const [command, calls] of stats) sum.set(command, (sum.get(command) ?? 0) + calls);
+  }
+  return sum;
+}
+
 /** Calls per command between two snapshots, without the INFO calls that took them. */
 export function callsBetween(
   before: Map<string, number>,

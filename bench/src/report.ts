@@ -2,7 +2,7 @@
  * The tables, as Markdown: printed at the end of a run, written beside the JSON, and pasted
  * into the README from a published run.
  */
-import type { Results, VariantResult } from './results.js';
+import type { Results, TopologyResult, VariantResult } from './results.js';
 import type { Summary } from './stats.js';
 
 const ms = (n: number | undefined) =>
@@ -18,6 +18,41 @@ function name(v: VariantResult): string {
   return `${v.library} ${v.version}${v.id.endsWith('fast') || v.id.endsWith('1ms') ? ' (fast)' : ''}${v.id.startsWith('tracklock') ? ` M=${/-m(\d+)/.exec(v.id)?.[1]}${v.id.endsWith('direct') ? ' direct' : ''}` : ''}`;
 }
 
+/** A many-servers row: the rest (keyMajority, servers) is in its own columns. */
+function topologyName(r: TopologyResult): string {
+  return `${r.library} ${r.version}${r.id.includes('-fast') ? ' (fast)' : ''}`;
+}
+
+/** The "many servers" table, or nothing for a run without it (older results files too). */
+function manyServers(topologies: readonly TopologyResult[] | undefined): string[] {
+  if (!topologies?.length) return [];
+  return [
+    '',
+    '**Many servers**: the same handoff (one waiter) and contention runs with the locks on several throwaway servers on loopback; the counter stays on the main server, and calls per acquisition are summed over every server that holds keys.',
+    '',
+    table(
+      [
+        'library',
+        'settings',
+        'servers',
+        'handoff p50 / p99',
+        'acq/s, 1 / 4 / 16 workers',
+        'lost updates',
+        'calls per acq, 16 workers',
+      ],
+      topologies.map((r) => [
+        topologyName(r),
+        r.settings,
+        r.servers,
+        p50p99(r.handoff.pair),
+        r.throughput.map((t) => int(t.acquisitionsPerSecond)).join(' / '),
+        r.throughput.map((t) => String(t.lostUpdates)).join(' / '),
+        String(r.throughput.at(-1)?.callsPerAcquisition ?? '–'),
+      ]),
+    ),
+  ];
+}
+
 function p50p99(s: Summary | null | undefined): string {
   return s ? `${ms(s.p50)} / ${ms(s.p99)}` : '–';
 }
@@ -25,6 +60,7 @@ function p50p99(s: Summary | null | undefined): string {
 export function renderReport(results: Results): string {
   const { ping, idlePing } = results.ping;
   const m = results.machine;
+  const memoryCount = results.variants[0]?.memory.count.toLocaleString('en-US');
   const out: string[] = [];
   out.push(
     `Mode ${results.mode}, ${results.durationSeconds} s; ${results.server}, Redis ${m.redis}; Node ${m.node}; ${m.cpus}; ${m.os}`,
@@ -81,6 +117,7 @@ export function renderReport(results: Results): string {
         int(v.uncontended.cyclesPerSecond),
       ]),
     ),
+    ...manyServers(results.topologies),
     '',
     "**Cost**: requests a client sends (a script counts once) and, in brackets, all calls the server runs, scripts' inner calls included; client heap per held lock and per waiter.",
     '',
@@ -114,8 +151,10 @@ export function renderReport(results: Results): string {
         ];
       }),
     ),
-    '',
-    `Memory at ${results.variants[0]?.memory.count.toLocaleString('en-US')} locks and ${results.variants[0]?.memory.count.toLocaleString('en-US')} waiters.`,
+    // No main rows at all when --only named only many-servers ones.
+    ...(memoryCount === undefined
+      ? []
+      : ['', `Memory at ${memoryCount} locks and ${memoryCount} waiters.`]),
     '',
     '**Targets**',
     '',

@@ -29,6 +29,20 @@ export interface VariantResult {
   readonly handoffCdf: { ms: number; p: number }[];
 }
 
+/** A row of the "many servers" table: a variant whose locks live on several servers. */
+export interface TopologyResult {
+  readonly id: string;
+  readonly library: string;
+  readonly version: string;
+  readonly settings: string;
+  /** Where the locks lived, e.g. '3 independent servers' or 'cluster, 3 masters'. */
+  readonly servers: string;
+  /** One waiter in another process, as the main table's pair handoff. */
+  readonly handoff: { readonly pair: Summary | null };
+  /** Calls per acquisition counted on every server that holds keys, the counter's left out. */
+  readonly throughput: ThroughputResult[];
+}
+
 export interface Target {
   readonly target: string;
   readonly value: number;
@@ -47,5 +61,7 @@ export interface Results {
   readonly machine: Machine;
   readonly ping: PingResult;
   readonly variants: VariantResult[];
+  /** Absent from runs made before the "many servers" phase; empty when --only left it out. */
+  readonly topologies?: TopologyResult[];
   readonly targets: Target[];
 }

@@ -46,7 +46,7 @@ async function handle(request: Request): Promise<unknown> {
   switch (request.op) {
     case 'open': {
       const variant = variantById(request.variant);
-      clients.set(request.handle, await variant.create(request.url, request.namespace));
+      clients.set(request.handle, await variant.create(request.target, request.namespace));
       return null;
     }
     case 'close': {
@@ -216,8 +216,8 @@ function heapAfterGc(): number {
 
 async function memory(request: Extract<Request, { op: 'memory' }>): Promise<MemoryResult> {
   const variant = variantById(request.variant);
-  const a = await variant.create(request.url, request.namespace);
-  const b = await variant.create(request.url, request.namespace);
+  const a = await variant.create(request.target, request.namespace);
+  const b = await variant.create(request.target, request.namespace);
   const beforeHeld = heapAfterGc();
   const locks: Held[] = [];
   for (let i = 0; i < request.count; i += BATCH) {

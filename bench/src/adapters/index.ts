@@ -1,9 +1,18 @@
-/** Every library variant, in the order of the tables. */
+/**
+ * Every library variant, in the order of the tables: the main tables on one server, and the
+ * "many servers" table, kept apart so its rows never change the main ones.
+ */
 
 import { semaphoreDefault, semaphoreFast } from './redis-semaphore.js';
-import { redlockDefault, redlockFast } from './redlock.js';
+import { redlockDefault, redlockFast, redlockFastNodes3, redlockNodes3 } from './redlock.js';
 import { sesameRedlock } from './sesame-redlock.js';
-import { tracklockM1, tracklockM2, tracklockM2Direct } from './tracklock.js';
+import {
+  tracklockCluster3,
+  tracklockM1,
+  tracklockM2,
+  tracklockM2Direct,
+  tracklockNodes3,
+} from './tracklock.js';
 import type { Variant } from './types.js';
 
 export const VARIANTS: readonly Variant[] = [
@@ -17,8 +26,16 @@ export const VARIANTS: readonly Variant[] = [
   semaphoreFast,
 ];
 
+/** Each declares its `topology`: the coordinator starts those servers and passes them. */
+export const TOPOLOGY_VARIANTS: readonly Variant[] = [
+  tracklockNodes3,
+  tracklockCluster3,
+  redlockNodes3,
+  redlockFastNodes3,
+];
+
 export function variantById(id: string): Variant {
-  const variant = VARIANTS.find((v) => v.id === id);
+  const variant = [...VARIANTS, ...TOPOLOGY_VARIANTS].find((v) => v.id === id);
   if (!variant) throw new Error(`unknown variant '${id}'`);
   return variant;
 }

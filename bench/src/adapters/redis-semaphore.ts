@@ -4,6 +4,7 @@
  * `lockTimeout × 0.8` ms by itself.
  */
 import { Mutex } from 'redis-semaphore';
+import { singleServer } from '../lock-target.js';
 import { closeIoredis, connectIoredis } from './ioredis.js';
 import type { LockClient, Variant } from './types.js';
 
@@ -18,8 +19,8 @@ function variant(id: string, settings: string, retryInterval: number | undefined
     keepAlive: { intervalMs: LOCK_TIMEOUT_MS * 0.8, keys: 1 },
     signalsLoss: false,
     isTracklock: false,
-    async create(url, namespace): Promise<LockClient> {
-      const client = await connectIoredis(url);
+    async create(target, namespace): Promise<LockClient> {
+      const client = await connectIoredis(singleServer(target, 'redis-semaphore'));
       const acquire = async (name: string, signal?: AbortSignal) => {
         // A waiter that gives up after 10 s would fail a long contention run, not measure it.
         const mutex = new Mutex(client, `${namespace}:${name}`, {

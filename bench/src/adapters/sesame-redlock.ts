@@ -5,6 +5,7 @@
  * `redlock.using(...)`, which `hold` uses.
  */
 import { Redlock } from '@sesamecare-oss/redlock';
+import { singleServer } from '../lock-target.js';
 import { closeIoredis, connectIoredis } from './ioredis.js';
 import type { Held, LockClient, Variant } from './types.js';
 
@@ -19,8 +20,8 @@ export const sesameRedlock: Variant = {
   keepAlive: { intervalMs: DURATION_MS - EXTENSION_THRESHOLD_MS, keys: 1 },
   signalsLoss: false,
   isTracklock: false,
-  async create(url, namespace): Promise<LockClient> {
-    const client = await connectIoredis(url);
+  async create(target, namespace): Promise<LockClient> {
+    const client = await connectIoredis(singleServer(target, 'sesame-redlock'));
     const redlock = new Redlock([client], { retryCount: -1 });
     redlock.on('error', () => {}); // "resource locked" on every failed attempt, by design
     return {

@@ -1,17 +1,36 @@
 /** tracklock itself, through its public API only (the library's source, run by tsx). */
-import { createLocker, DEFAULTS } from '../../../src/index.js';
-import type { Held, LockClient, Variant } from './types.js';
+import { createLocker, DEFAULTS, type LockerOptions } from '../../../src/index.js';
+import { parseLockTarget } from '../lock-target.js';
+import type { Held, LockClient, Topology, Variant } from './types.js';
 
-function variant(keyMajority: number, directHandoff = false): Variant {
+interface Setting {
+  readonly id: string;
+  readonly settings: string;
+  /** Absent: the library's default for the topology. */
+  readonly keyMajority?: number;
+  readonly directHandoff?: boolean;
+  readonly topology?: Topology;
+}
+
+function variant(setting: Setting): Variant {
+  const { keyMajority, directHandoff = false, topology } = setting;
+  // With 3 nodes the default is a majority of them, 2; a cluster keeps the plain default, 2.
+  const keys = 2 * (keyMajority ?? DEFAULTS.keyMajority) - 1;
   return {
-    id: `tracklock-m${keyMajority}${directHandoff ? '-direct' : ''}`,
+    id: setting.id,
     library: 'tracklock',
-    settings: `keyMajority ${keyMajority}${directHandoff ? ', directHandoff' : ''}, other options default`,
-    keepAlive: { intervalMs: DEFAULTS.extendIntervalMs, keys: 2 * keyMajority - 1 },
+    settings: setting.settings,
+    keepAlive: { intervalMs: DEFAULTS.extendIntervalMs, keys },
     signalsLoss: true,
     isTracklock: true,
-    async create(url, namespace): Promise<LockClient> {
-      const locker = await createLocker({ url, keyPrefix: namespace, keyMajority, directHandoff });
+    ...(topology ? { topology } : {}),
+    async create(target, namespace): Promise<LockClient> {
+      const locker = await createLocker({
+        ...where(target),
+        keyPrefix: namespace,
+        ...(keyMajority === undefined ? {} : { keyMajority }),
+        ...(directHandoff ? { directHandoff } : {}),
+      });
       const acquire = async (name: string, signal?: AbortSignal): Promise<Held> => {
         const lock = await locker.withContext(name, signal ? { signal } : {});
         return {
@@ -27,9 +46,44 @@ function variant(keyMajority: number, directHandoff = false): Variant {
   };
 }
 
-export const tracklockM1 = variant(1);
-export const tracklockM2 = variant(2);
-export const tracklockM2Direct = variant(2, true);
+/** The option that says where the keys live. */
+function where(target: string): LockerOptions {
+  const parsed = parseLockTarget(target);
+  switch (parsed.kind) {
+    case 'server':
+      return { url: parsed.url };
+    case 'nodes':
+      return { nodes: parsed.urls };
+    case 'cluster':
+      return { cluster: { rootNodes: parsed.rootNodes.map((url) => ({ url })) } };
+  }
+}
+
+function onOneServer(keyMajority: number, directHandoff = false): Variant {
+  return variant({
+    id: `tracklock-m${keyMajority}${directHandoff ? '-direct' : ''}`,
+    settings: `keyMajority ${keyMajority}${directHandoff ? ', directHandoff' : ''}, other options default`,
+    keyMajority,
+    directHandoff,
+  });
+}
+
+export const tracklockM1 = onOneServer(1);
+export const tracklockM2 = onOneServer(2);
+export const tracklockM2Direct = onOneServer(2, true);
+
+/** The "many servers" table: every option at its default, only where the keys live differs. */
+export const tracklockNodes3 = variant({
+  id: 'tracklock-nodes3',
+  settings: 'nodes (3 URLs); keyMajority 2 (default with 3 nodes), other options default',
+  topology: 'nodes3',
+});
+
+export const tracklockCluster3 = variant({
+  id: 'tracklock-cluster3',
+  settings: 'cluster (3 root nodes); keyMajority 2, other options default',
+  topology: 'cluster3',
+});
 
 /** tracklock's key layout (README, "How it works"): what the loss phase deletes. */
 export function tracklockKeys(namespace: string, name: string, keyMajority: number): string[] {

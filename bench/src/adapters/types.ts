@@ -35,7 +35,13 @@ export interface KeepAlive {
   readonly keys: number;
 }
 
-/** One library at one setting: a row of every table. */
+/**
+ * Servers a variant of the "many servers" table runs on, started for that phase only:
+ * `nodes3` three independent redis-servers, `cluster3` a Redis Cluster of three masters.
+ */
+export type Topology = 'nodes3' | 'cluster3';
+
+/** One library at one setting: a row of every table (or, with a topology, of "many servers"). */
 export interface Variant {
   /** Stable id used in results and IPC. */
   readonly id: string;
@@ -48,9 +54,11 @@ export interface Variant {
   readonly signalsLoss: boolean;
   /** Is this tracklock, whose targets are checked? */
   readonly isTracklock: boolean;
+  /** Absent: one server, the main tables. Set: the servers it needs, see {@link Topology}. */
+  readonly topology?: Topology;
   /**
-   * A client on `url`; every name it locks is put under `namespace` so runs and phases on a
-   * shared server never meet.
+   * A client on `target` (a URL, or several servers: see lock-target.ts); every name it locks
+   * is put under `namespace` so runs and phases on a shared server never meet.
    */
-  create(url: string, namespace: string): Promise<LockClient>;
+  create(target: string, namespace: string): Promise<LockClient>;
 }

@@ -52,7 +52,7 @@ async function cycleCost(worker: Worker, variant: Variant): Promise<CycleCost> {
   return onOwnServer(async (url) => {
     const handle = `cost:${variant.id}`;
     await worker.call(
-      { op: 'open', handle, variant: variant.id, url, namespace: freshNamespace('c') },
+      { op: 'open', handle, variant: variant.id, target: url, namespace: freshNamespace('c') },
       budget(0),
     );
     try {
@@ -93,7 +93,7 @@ async function idleCost(
   return onOwnServer(async (url) => {
     const handle = `idle:${variant.id}:${locks}`;
     await worker.call(
-      { op: 'open', handle, variant: variant.id, url, namespace: freshNamespace('i') },
+      { op: 'open', handle, variant: variant.id, target: url, namespace: freshNamespace('i') },
       budget(0),
     );
     try {

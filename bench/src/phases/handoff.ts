@@ -37,7 +37,7 @@ export async function pairHandoff(ctx: Context, variant: Variant): Promise<Hando
   const [a, b] = ctx.workers as [Worker, Worker];
   const namespace = freshNamespace(variant.id);
   const handle = `pair:${variant.id}`;
-  const open = { op: 'open', handle, variant: variant.id, url: ctx.url, namespace } as const;
+  const open = { op: 'open', handle, variant: variant.id, target: ctx.target, namespace } as const;
   await Promise.all([a.call(open, budget(0)), b.call(open, budget(0))]);
   try {
     await a.call({ op: 'hold', handle, name: LOCK }, ROUND_TIMEOUT_MS);
@@ -95,7 +95,7 @@ export async function chainHandoff(
   const workers = ctx.workers;
   await Promise.all(
     workers.map((w) =>
-      w.call({ op: 'open', handle, variant: variant.id, url: ctx.url, namespace }, budget(0)),
+      w.call({ op: 'open', handle, variant: variant.id, target: ctx.target, namespace }, budget(0)),
     ),
   );
   try {

@@ -13,13 +13,14 @@ import { type Summary, summarize } from '../stats.js';
 const ROUND_TIMEOUT_MS = 10_000;
 
 export async function measureLoss(ctx: Context, variant: Variant): Promise<Summary | null> {
-  // 2M - 1 keys: M of them is a majority.
+  // 2M - 1 keys: M of them is a majority. On the main server whatever `ctx.target` says:
+  // `ctx.admin` deletes the keys there.
   const keyMajority = ((variant.keepAlive?.keys ?? 1) + 1) / 2;
   const worker = ctx.workers[0] as Worker;
   const handle = `loss:${variant.id}`;
   const namespace = freshNamespace(variant.id);
   await worker.call(
-    { op: 'open', handle, variant: variant.id, url: ctx.url, namespace },
+    { op: 'open', handle, variant: variant.id, target: ctx.url, namespace },
     budget(0),
   );
   try {

@@ -39,7 +39,7 @@ async function measureOne(ctx: Context, variant: Variant): Promise<MemoryResult>
       {
         op: 'memory',
         variant: variant.id,
-        url: server.url,
+        target: server.url,
         namespace: freshNamespace('m'),
         count: ctx.mode.memoryCount,
         settleMs,

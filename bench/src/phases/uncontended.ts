@@ -1,13 +1,13 @@
 /**
  * Uncontended acquire + release on fresh names, one after another in one process: latency,
- * rate, and the calls the server ran per cycle (INFO commandstats, inner script calls
- * included; nothing else runs on the server meanwhile).
+ * rate, and the calls the servers holding the keys ran per cycle (INFO commandstats, inner
+ * script calls included; nothing else runs on them meanwhile).
  */
 import type { Variant } from '../adapters/types.js';
 import { budget, type Context, freshNamespace } from '../context.js';
 import type { Worker } from '../pool.js';
 import { now } from '../protocol.js';
-import { callsBetween, commandStats, total } from '../redis.js';
+import { callsBetween, summedCommandStats, total } from '../redis.js';
 import { type Summary, summarize } from '../stats.js';
 
 const MAX_CYCLES = 1_000_000;
@@ -29,7 +29,7 @@ export async function measureUncontended(
   const handle = `fresh:${variant.id}`;
   const namespace = freshNamespace(variant.id);
   await worker.call(
-    { op: 'open', handle, variant: variant.id, url: ctx.url, namespace },
+    { op: 'open', handle, variant: variant.id, target: ctx.target, namespace },
     budget(0),
   );
   try {
@@ -37,12 +37,12 @@ export async function measureUncontended(
       { op: 'cycles', handle, maxCycles: WARMUP_CYCLES, until: now() + 5000 },
       budget(5000),
     );
-    const before = await commandStats(ctx.admin);
+    const before = await summedCommandStats(ctx.lockServers);
     const { samples } = await worker.call(
       { op: 'cycles', handle, maxCycles: MAX_CYCLES, until: now() + ctx.mode.uncontendedMs },
       budget(ctx.mode.uncontendedMs),
     );
-    const calls = callsBetween(before, await commandStats(ctx.admin));
+    const calls = callsBetween(before, await summedCommandStats(ctx.lockServers));
     const busyMs = samples.reduce((sum, ms) => sum + ms, 0);
     const perCycle = (count: number) => Math.round((count / samples.length) * 100) / 100;
     return {
