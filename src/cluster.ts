@@ -1,6 +1,6 @@
 import { createCluster, type RedisClusterOptions } from '@redis/client';
 import { LockCommands } from './commands.js';
-import { hashtag, keyNames } from './keys.js';
+import { hashtag } from './keys.js';
 import type { ResolvedOptions } from './options.js';
 import { checkServer, connectError, type StoreEvents, withinConnectTimeout } from './server.js';
 import { SplitStore } from './split.js';
@@ -16,8 +16,6 @@ import { InvalidationRouter } from './tracking.js';
  */
 export class ClusterStore extends SplitStore implements KeyStore {
   readonly #cluster: Cluster;
-  readonly #prefix: string;
-  readonly #keyCount: number;
 
   private constructor(cluster: Cluster, options: ResolvedOptions) {
     // `false`: reads go to the master too, the connection that hears about the key's writes.
@@ -27,8 +25,6 @@ export class ClusterStore extends SplitStore implements KeyStore {
     );
     super((key) => ({ ops: commands, group: key }), options.keyMajority);
     this.#cluster = cluster;
-    this.#prefix = options.keyPrefix;
-    this.#keyCount = options.keyCount;
   }
 
   static async connect(
@@ -68,11 +64,11 @@ export class ClusterStore extends SplitStore implements KeyStore {
 
   /**
    * A name with a `{hashtag}` would put every key of the lock in one slot, on one master: the
-   * keys would share that master's fate, and the majority would protect nothing.
+   * keys would share that master's fate, and the majority would protect nothing. (keyPrefix
+   * has no `{`, so the first one of a key is the name's.)
    */
   checkName(name: string): void {
-    const [key] = keyNames(this.#prefix, name, this.#keyCount);
-    const tag = hashtag(key as string);
+    const tag = hashtag(name);
     if (tag !== undefined) {
       throw new TypeError(
         `lock name "${name}" has the hashtag {${tag}}: in a cluster every key of the lock would share its slot, on one master, and the key majority would protect nothing; leave braces out of names`,

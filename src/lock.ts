@@ -1,5 +1,6 @@
 import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
+import { Undecided } from './split.js';
 import type { KeyState, KeyStore, Outcome } from './store.js';
 
 /**
@@ -111,12 +112,15 @@ export class HeldLock {
 
   /**
    * The outcome of taking key `i` with a request sent at `sentAt`, which came after the lock
-   * was decided (a slow server, or a retake). A key that is ours joins the lock; one that is
-   * ours after the lock ended, or whose outcome is unknown, is deleted by value.
+   * was decided (a slow server, or a retake). A key that is ours joins the lock, its expiry
+   * counted from `sentAt` (the acquire script sets it even when the key already held our
+   * value). While the lock is held a key of unknown outcome is left alone: a later retake may
+   * take it, and the lock's end deletes every key by value. After the end, it is deleted.
    */
   takeLate(i: number, outcome: Outcome<KeyState>, sentAt: number): void {
     const ours = outcome.status === 'fulfilled' && outcome.value.value === this.#value;
-    if (ours && this.#held) {
+    if (this.#held) {
+      if (!ours) return;
       this.#owned[i] = true;
       this.#validUntil[i] = this.#validFrom(sentAt);
     } else if (ours || outcome.status === 'rejected') {
@@ -184,8 +188,14 @@ export class HeldLock {
   }
 
   async #extend(): Promise<void> {
-    const indexes = this.#ownedIndexes();
     const sentAt = performance.now();
+    // A key past its local deadline may be gone on its server (a node that is down): stop
+    // extending it, so that it does not count as a failed extension; the retake takes it back
+    // once it is free again, or still ours.
+    for (const i of this.#ownedIndexes()) {
+      if ((this.#validUntil[i] as number) <= sentAt) this.#owned[i] = false;
+    }
+    const indexes = this.#ownedIndexes();
     void this.#retake(sentAt);
     this.#extending = true;
     const outcomes = await this.#store.extend(
@@ -197,10 +207,15 @@ export class HeldLock {
     let unanswered = false;
     outcomes.forEach((outcome, n) => {
       const i = indexes[n] as number;
-      if (outcome.status === 'rejected')
-        unanswered = true; // unknown: the expiry timer decides
-      else if (outcome.value) this.#validUntil[i] = this.#validFrom(sentAt);
-      else this.#owned[i] = false;
+      if (outcome.status === 'fulfilled') this.#extended(i, outcome.value, sentAt);
+      else if (outcome.reason instanceof Undecided) {
+        // A slow server, after a majority was extended: its answer counts when it comes.
+        void (outcome.reason as Undecided<boolean>).outcome.then((late) => {
+          if (late.status !== 'fulfilled' || !this.#held) return;
+          this.#extended(i, late.value, sentAt);
+          this.#evaluate(performance.now());
+        });
+      } else unanswered = true; // unknown: the expiry timer decides
     });
     this.#evaluate(performance.now());
     if (!this.#held) return;
@@ -212,6 +227,13 @@ export class HeldLock {
     const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
     const retry = Math.min(cap, tryNextAfterMs * 2 ** Math.min(this.#extendFailures - 1, 20));
     this.#scheduleExtend(unanswered ? performance.now() + retry : sentAt + extendIntervalMs);
+  }
+
+  /** Key `i`'s extension sent at `sentAt` says whether it is still ours. */
+  #extended(i: number, extended: boolean, sentAt: number): void {
+    if (!this.#owned[i]) return;
+    if (extended) this.#validUntil[i] = this.#validFrom(sentAt);
+    else this.#owned[i] = false;
   }
 
   /**
@@ -272,12 +294,9 @@ export class HeldLock {
     clearTimeout(this.#expiryTimer);
     this.#parent?.removeEventListener('abort', this.#onParentAbort);
     this.#controller.abort(reason);
-    // A handoff needs every key to be ours, so the release script gets them all; the plain
-    // delete only those we believe are ours.
-    const keys = this.#queueKey
-      ? this.#keys
-      : this.#ownedIndexes().map((i) => this.#keys[i] as string);
-    this.#cleanup = this.#store.release(keys, this.#value, this.#queueKey);
+    // Every key, by value: those we believe ours, and those whose outcome we never learnt (a
+    // handoff needs them all to be ours anyway).
+    this.#cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey);
     this.#onEnd(this);
   }
 }

@@ -37,6 +37,12 @@ export class NodesStore extends SplitStore implements KeyStore {
     const nodes = clients.map((client) =>
       ServerStore.start({ ...options, client: { disableOfflineQueue: true, ...client } }, events),
     );
+    const joined = new Set<ServerStore>();
+    for (const node of nodes)
+      node.ready.then(
+        () => joined.add(node),
+        () => {},
+      );
     try {
       await withinConnectTimeout(
         majorityReady(nodes, options),
@@ -44,20 +50,24 @@ export class NodesStore extends SplitStore implements KeyStore {
         () => new Error(describeDown(nodes)),
       );
     } catch (error) {
+      const down = describeDown(nodes);
       for (const node of nodes) node.destroy();
       if (error instanceof NodeRefusedError) {
         throw connectError(error.cause, options.connectTimeoutMs, error.address);
       }
       throw new LockError(
         'ERR_CONNECT',
-        `could not reach enough Redis nodes to hold a majority of ${options.keyCount} keys within connectTimeoutMs (${options.connectTimeoutMs} ms): ${describeDown(nodes)}`,
+        `could not reach enough Redis nodes to hold a majority of ${options.keyCount} keys within connectTimeoutMs (${options.connectTimeoutMs} ms): ${down}`,
         { cause: error },
       );
     }
     for (const node of nodes) {
+      const late = !joined.has(node);
       node.ready.then(
         // A node that joins late: waiters that could not reach a majority retry now.
-        () => events.invalidated(null),
+        () => {
+          if (late) events.invalidated(null);
+        },
         (error: unknown) => {
           node.destroy();
           process.emitWarning(

@@ -290,6 +290,11 @@ function resolveTopology(options: LockerOptions, client: RedisClientOptions): To
     if (cluster.clientSideCache !== undefined) {
       throw new TypeError('cluster.clientSideCache is set by tracklock itself; leave it unset');
     }
+    if (options.keyPrefix?.includes('{')) {
+      throw new TypeError(
+        'keyPrefix must not contain "{" with cluster: a hashtag in it would put every key of every lock in one slot',
+      );
+    }
     if (cluster.useReplicas) {
       throw new TypeError(
         'cluster.useReplicas must be false (or unset): a lock reads its keys on the masters',
@@ -309,13 +314,26 @@ function nodeList(
   if (!Array.isArray(nodes) || nodes.length === 0) {
     throw new TypeError(`${name} must be a non-empty array of URLs or client options`);
   }
-  return nodes.map((node: unknown, i) => {
+  const resolved = nodes.map((node: unknown, i): RedisClientOptions => {
     if (typeof node === 'string') return { ...client, url: node };
     if (typeof node !== 'object' || node === null) {
       throw new TypeError(`${name}[${i}] must be a URL or node-redis client options`);
     }
-    return { ...client, ...clientOptions({ client: node as RedisClientOptions }) };
+    const own = clientOptions({ client: node as RedisClientOptions });
+    // Laid over the shared options, socket settings too (TLS, timeouts).
+    const socket = { ...client.socket, ...own.socket } as RedisClientOptions['socket'];
+    return { ...client, ...own, ...(socket && { socket }) };
   });
+  // Key i lives on node i mod n: every process must order the nodes alike, whatever order
+  // its configuration lists them in.
+  const addressed = resolved.map((node) => ({ node, address: describeAddress(node) }));
+  addressed.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  addressed.forEach(({ address }, i) => {
+    if (i > 0 && address === addressed[i - 1]?.address) {
+      throw new TypeError(`${name} lists ${address} twice: each node must be its own server`);
+    }
+  });
+  return addressed.map(({ node }) => node);
 }
 
 /** With several nodes, a majority of them, so that the lock outlives a minority's loss. */
@@ -344,4 +362,19 @@ function checkNodeCount(topology: Topology, keyCount: number): void {
       );
     }
   }
+}
+
+/** `host:port` (or the URL) a client connects to, without credentials. */
+export function describeAddress(client: RedisClientOptions): string {
+  const socket = client.socket as { host?: string; port?: number; path?: string } | undefined;
+  if (socket?.path) return socket.path;
+  if (client.url) {
+    try {
+      const url = new URL(client.url);
+      return `${url.hostname}:${url.port || 6379}`;
+    } catch {
+      return 'the Redis server';
+    }
+  }
+  return `${socket?.host ?? 'localhost'}:${socket?.port ?? 6379}`;
 }

@@ -1,8 +1,8 @@
-import { createClient, type RedisClientOptions } from '@redis/client';
+import { createClient } from '@redis/client';
 import { delay } from 'abort-controller-x';
 import { LockCommands, TimeoutError } from './commands.js';
 import { LockError } from './errors.js';
-import type { ResolvedOptions } from './options.js';
+import { describeAddress, type ResolvedOptions } from './options.js';
 import { ACQUIRE, DELETE, EXTEND } from './scripts.js';
 import type { KeyStore } from './store.js';
 import { settleWithin } from './timing.js';
@@ -131,21 +131,6 @@ export async function withinConnectTimeout(
   } finally {
     stop.abort();
   }
-}
-
-/** `host:port` (or the URL) a client connects to, without credentials. */
-export function describeAddress(client: RedisClientOptions): string {
-  const socket = client.socket as { host?: string; port?: number; path?: string } | undefined;
-  if (socket?.path) return socket.path;
-  if (client.url) {
-    try {
-      const url = new URL(client.url);
-      return `${url.hostname}:${url.port || 6379}`;
-    } catch {
-      return 'the Redis server';
-    }
-  }
-  return `${socket?.host ?? 'localhost'}:${socket?.port ?? 6379}`;
 }
 
 /** A server older than 6.0 refuses HELLO 3. */

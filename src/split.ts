@@ -29,12 +29,13 @@ export class SplitStore implements KeyOps {
 
   acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]> {
     const spare = keys.length - this.#majority;
+    // A whole lock's attempt is decided by the majority; a holder retaking a few keys is not.
+    const whole = keys.length === this.#keyCount;
     return this.#fan(
       keys,
       (ops, some) => ops.acquire(some, value, force),
-      // A whole lock's attempt: decided by the majority. (Taking back a few keys is not.)
       (outcomes) => {
-        if (keys.length < this.#keyCount) return false;
+        if (!whole) return false;
         let ours = 0;
         let others = 0;
         for (const outcome of outcomes) {
@@ -48,7 +49,11 @@ export class SplitStore implements KeyOps {
   }
 
   extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
-    return this.#fan(keys, (ops, some) => ops.extend(some, value));
+    return this.#fan(
+      keys,
+      (ops, some) => ops.extend(some, value),
+      (outcomes) => confirmed(outcomes) >= this.#majority,
+    );
   }
 
   check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {

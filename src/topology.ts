@@ -1,8 +1,8 @@
 import { ClusterStore } from './cluster.js';
 import { Groups } from './groups.js';
 import { NodesStore } from './nodes.js';
-import type { ResolvedOptions } from './options.js';
-import { describeAddress, ServerStore, type StoreEvents } from './server.js';
+import { describeAddress, type ResolvedOptions } from './options.js';
+import { ServerStore, type StoreEvents } from './server.js';
 import type { KeyStore, Placement } from './store.js';
 
 /** Connect to wherever the options say the keys live. */

@@ -1,15 +1,18 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type LockError, type LockerOptions, LockLostError } from '../src/index.js';
-import { abortedWithin, connect, sleep, until } from './helpers/redis.js';
+import { abortedWithin, calls, connect, sleep, until } from './helpers/redis.js';
 import { freePort, type RedisServer, startRedisServer } from './helpers/redis-server.js';
 
 // Independent servers (Redlock). Each test stops or freezes some, so each gets its own.
 const test = suite<{ servers: RedisServer[] }>('nodes');
 const bound = (ms = 10_000) => ({ signal: AbortSignal.timeout(ms) });
 
+/** `count` servers, in the order tracklock places keys on them: by address. */
 async function start(count: number): Promise<RedisServer[]> {
-  return Promise.all(Array.from({ length: count }, () => startRedisServer()));
+  const servers = await Promise.all(Array.from({ length: count }, () => startRedisServer()));
+  const address = (server: RedisServer) => `127.0.0.1:${server.port}`;
+  return servers.sort((a, b) => (address(a) < address(b) ? -1 : 1));
 }
 
 test.before.each(async (ctx) => {
@@ -149,6 +152,64 @@ test('a waiter wakes by push when the holder releases, not at the keys\u2019 exp
   }
 });
 
+test('every process places keys alike, whatever order its nodes are listed in', async ({
+  servers,
+}) => {
+  const [a, b] = await Promise.all([
+    createLocker({ nodes: urls(servers) }),
+    createLocker({ nodes: urls([...servers].reverse()) }),
+  ]);
+  try {
+    const lock = await a.tryWithContext('order', bound());
+    const error = await b.tryWithContext('order').catch((e: LockError) => e);
+    assert.is((error as LockError).code, 'ERR_NOT_LOCKED');
+    await lock.release();
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test('a frozen node does not hold up the other nodes’ extensions', async ({ servers }) => {
+  // Were the extension's outcome taken only once the frozen node timed out (1 s), the keys on
+  // the live nodes would be counted as extended too late, and the lock lost at 2 s.
+  const locker = await createLocker({ nodes: urls(servers), keyValidityMs: 2000 });
+  try {
+    const lock = await locker.withContext('slow-extend', bound());
+    await sleep(50);
+    servers[1]?.pause();
+    await sleep(5000);
+    assert.is(lock.signal.aborted, false, String(lock.signal.reason));
+    assert.is(await lock.release(), true);
+  } finally {
+    await locker.close();
+  }
+});
+
+test('a node that stays down does not make the lock extend more often', async ({ servers }) => {
+  const locker = await createLocker({
+    nodes: urls(servers),
+    keyValidityMs: 1000,
+    commandTimeoutMs: 100,
+  });
+  const admin = await connect(servers[0]?.url as string);
+  try {
+    const lock = await locker.withContext('down-extend', bound());
+    await sleep(50);
+    await servers[2]?.stop();
+    await sleep(1000); // its key's local deadline has passed
+    const before = await calls(admin, 'evalsha');
+    await sleep(3000);
+    const extensions = (await calls(admin, 'evalsha')) - before;
+    // One every 500 ms: 6. Retrying the dead node's key as a failed extension, every 125 ms: 24.
+    assert.ok(extensions <= 8, `${extensions} extensions in 3 s`);
+    assert.is(lock.signal.aborted, false);
+    await lock.release();
+  } finally {
+    admin.destroy();
+    await locker.close();
+  }
+});
+
 test('with 5 nodes keyMajority defaults to 3, and the lock outlives 2 dead nodes', async ({
   servers,
 }) => {
@@ -211,6 +272,12 @@ test('createLocker resolves with a majority of nodes up; a node that comes up la
 }) => {
   const port = await freePort();
   const nodes = [servers[0]?.url as string, servers[1]?.url as string, `redis://127.0.0.1:${port}`];
+  // Keys are placed on the nodes in address order: which key the late node holds.
+  const index = nodes
+    .map((url) => url.slice('redis://'.length))
+    .sort()
+    .indexOf(`127.0.0.1:${port}`);
+  const key = `rueidislock:${index}:late`;
   const locker = await createLocker({ nodes, keyValidityMs: 600, connectTimeoutMs: 2000 });
   let late: RedisServer | undefined;
   try {
@@ -218,12 +285,12 @@ test('createLocker resolves with a majority of nodes up; a node that comes up la
     late = await startRedisServer({ port });
     // The holder takes the free key on the new node at one of its next extensions.
     await until(
-      async () => (await valueOn(late as RedisServer, 'rueidislock:2:late')) !== null,
+      async () => (await valueOn(late as RedisServer, key)) !== null,
       AbortSignal.timeout(10_000),
     );
     assert.is(lock.signal.aborted, false);
     assert.is(await lock.release(), true);
-    assert.is(await valueOn(late, 'rueidislock:2:late'), null);
+    assert.is(await valueOn(late, key), null);
   } finally {
     await locker.close();
     await late?.stop();

@@ -58,6 +58,13 @@ test('topology options are refused when they conflict or cannot work', async () 
   await rejects({ cluster, client: {} }, TypeError, 'cluster.defaults');
   await rejects({ cluster: { ...cluster, useReplicas: true } }, TypeError, 'useReplicas');
   await rejects({ cluster, directHandoff: true }, TypeError, 'directHandoff');
+  await rejects({ cluster, keyPrefix: '{locks}' }, TypeError, 'keyPrefix');
+  await rejects({ nodes: [...three, three[1] as string] }, TypeError, 'twice');
+  await rejects(
+    { nodes: [three[0] as string, { url: three[0] as string }, three[2] as string] },
+    TypeError,
+    'twice',
+  );
 });
 
 test('bad names are refused before any key is written', async ({ redis }) => {
