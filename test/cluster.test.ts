@@ -22,16 +22,23 @@ const clusterOptions = (cluster: RedisCluster, more: LockerOptions = {}): Locker
   ...more,
 });
 
-/** The value of `key` on `url`, read there directly (no redirection). */
-async function valueOn(url: string, key: string): Promise<string | null> {
+/** Send `commands` to the node at `url` directly (no redirection); the last reply. */
+async function on(url: string, ...commands: string[][]): Promise<unknown> {
   const client = createClient({ url });
   client.on('error', () => {});
   await client.connect();
   try {
-    return (await client.sendCommand(['GET', key])) as string | null;
+    let reply: unknown;
+    for (const command of commands) reply = await client.sendCommand(command);
+    return reply;
   } finally {
     client.destroy();
   }
+}
+
+/** The value of `key` on `url`, read there directly. */
+async function valueOn(url: string, key: string): Promise<string | null> {
+  return (await on(url, ['GET', key])) as string | null;
 }
 
 test('a name with a {hashtag} is rejected: every key would share one slot', async ({ cluster }) => {
@@ -111,6 +118,47 @@ test('a waiter from before a failover still wakes by push after it', async ({ cl
     await next.release();
   } finally {
     await Promise.all([holder.close(), waiter.close()]);
+  }
+});
+
+test('a slot being migrated: the acquisition follows ASK, the extensions MOVED once it is done', async ({
+  cluster,
+}) => {
+  const key = 'rueidislock:0:migrating';
+  const source = await cluster.masterFor(key);
+  const masters = [];
+  for (const server of cluster.servers) {
+    const role = (await on(server.url, ['ROLE'])) as unknown[];
+    if (role[0] === 'master') masters.push(server);
+  }
+  const target = masters.find((server) => server.port !== source.port);
+  assert.ok(target, 'no other master');
+  const slot = String(await on(source.url, ['CLUSTER', 'KEYSLOT', key]));
+  const sourceId = String(await on(source.url, ['CLUSTER', 'MYID']));
+  const targetId = String(await on(target.url, ['CLUSTER', 'MYID']));
+  await on(target.url, ['CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId]);
+  await on(source.url, ['CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId]);
+  const options = clusterOptions(cluster, { keyValidityMs: 800, commandTimeoutMs: 500 });
+  const [holder, other] = await Promise.all([createLocker(options), createLocker(options)]);
+  try {
+    // The key is absent on the source, so the source answers ASK: it is set on the target.
+    const lock = await holder.withContext('migrating', bound());
+    await sleep(50);
+    assert.ok((await on(target.url, ['ASKING'], ['GET', key])) !== null, 'key 0 not on the target');
+    // The migration ends: the slot is the target's, and the source answers MOVED.
+    for (const master of masters) {
+      await on(master.url, ['CLUSTER', 'SETSLOT', slot, 'NODE', targetId]);
+    }
+    for (let i = 0; i < 8; i++) {
+      await sleep(300);
+      assert.is(lock.signal.aborted, false, String(lock.signal.reason));
+      const attempt = await other.tryWithContext('migrating').catch((e: LockError) => e);
+      assert.is((attempt as LockError).code, 'ERR_NOT_LOCKED');
+    }
+    assert.ok((await valueOn(target.url, key)) !== null, 'key 0 not extended on the target');
+    assert.is(await lock.release(), true);
+  } finally {
+    await Promise.all([holder.close(), other.close()]);
   }
 });
 
