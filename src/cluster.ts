@@ -1,6 +1,6 @@
 import { createCluster, type RedisClusterOptions } from '@redis/client';
 import { LockCommands } from './commands.js';
-import { hashtag } from './keys.js';
+import { hashtag, slotFenceKey } from './keys.js';
 import type { ResolvedOptions } from './options.js';
 import { checkServer, connectError, type StoreEvents, withinConnectTimeout } from './server.js';
 import { SplitStore } from './split.js';
@@ -21,6 +21,8 @@ export class ClusterStore extends SplitStore implements KeyStore {
     // `false`: reads go to the master too, the connection that hears about the key's writes.
     const commands = new LockCommands(
       (args, firstKey) => cluster.sendCommand(firstKey, false, args),
+      (keys) => slotFenceKey(keys[0] as string),
+      'apart',
       options,
     );
     super((key) => ({ ops: commands, group: key }), options.keyMajority);
@@ -64,14 +66,15 @@ export class ClusterStore extends SplitStore implements KeyStore {
 
   /**
    * A name with a `{hashtag}` would put every key of the lock in one slot, on one master: the
-   * keys would share that master's fate, and the majority would protect nothing. (keyPrefix
-   * has no `{`, so the first one of a key is the name's.)
+   * keys would share that master's fate, and the majority would protect nothing. And a key's
+   * fence lives in the key's slot by taking the key as its hashtag, which braces would break.
+   * (keyPrefix has no `{`.)
    */
   checkName(name: string): void {
-    const tag = hashtag(name);
-    if (tag !== undefined) {
+    if (/[{}]/.test(name)) {
+      const tag = hashtag(name);
       throw new TypeError(
-        `lock name "${name}" has the hashtag {${tag}}: in a cluster every key of the lock would share its slot, on one master, and the key majority would protect nothing; leave braces out of names`,
+        `lock name "${name}" has braces${tag === undefined ? '' : `, and the hashtag {${tag}}`}: in a cluster a hashtag would put every key of the lock in one slot, on one master, and the key majority would protect nothing; leave braces out of names`,
       );
     }
   }

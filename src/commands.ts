@@ -1,6 +1,6 @@
 import { handoffKey, ticketKey } from './keys.js';
 import type { ResolvedOptions } from './options.js';
-import { ACQUIRE, DELETE, EXTEND, RELEASE, type Script } from './scripts.js';
+import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE, RELEASE, type Script } from './scripts.js';
 import {
   type ExpiryMode,
   expiryArgs,
@@ -16,6 +16,9 @@ import {
  */
 export type Send = (args: string[], firstKey: string) => Promise<unknown>;
 
+/** Where the fencing token of a call's keys is kept: a key in their slot, on their server. */
+export type FenceKey = (keys: readonly string[]) => string;
+
 /**
  * The lock's commands on keys that live together on one server: each operation is one script
  * call (or one MGET) for all the keys it is given, bounded by `commandTimeoutMs`. Stores that
@@ -23,6 +26,14 @@ export type Send = (args: string[], firstKey: string) => Promise<unknown>;
  */
 export class LockCommands implements Omit<KeyStore, 'close'> {
   readonly #send: Send;
+  readonly #fenceKey: FenceKey;
+  /**
+   * Raise the fence to the holder's token when extending and deleting: only where a lock's
+   * keys are on several servers, so that its token reaches all of them.
+   */
+  readonly #raiseFence: boolean;
+  /** Draw and raise the fence in commands of its own, right behind the keys' (a cluster). */
+  readonly #fenceApart: boolean;
   readonly #timeoutMs: number;
   readonly #expiry: ExpiryMode;
   readonly #majority: number;
@@ -35,9 +46,17 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
    */
   readonly #minTicketMs: number;
 
-  constructor(send: Send, options: ResolvedOptions) {
+  constructor(
+    send: Send,
+    fenceKey: FenceKey,
+    fence: 'in-script' | 'raised' | 'apart',
+    options: ResolvedOptions,
+  ) {
     // A client that is closed may throw rather than reject: make every failure a rejection.
     this.#send = async (args, firstKey) => send(args, firstKey);
+    this.#fenceKey = fenceKey;
+    this.#raiseFence = fence !== 'in-script';
+    this.#fenceApart = fence === 'apart';
     this.#timeoutMs = options.commandTimeoutMs;
     this.#expiry = { relative: options.fallbackSetPx, validityMs: options.keyValidityMs };
     this.#majority = options.keyMajority;
@@ -53,23 +72,46 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
     queue?: Queue,
   ): Promise<Outcome<KeyState>[]> {
     const [at, unit] = expiryArgs(this.#expiry, 'set');
-    const args = [value, at, unit, force ? '' : 'NX', String(keys.length)];
-    const reply = queue
-      ? this.#run(
-          ACQUIRE,
-          [...keys, queue.queueKey, queue.ticketKey, queue.handoffKey],
-          [...args, String(this.#majority), String(this.#expiry.validityMs)],
-        )
-      : this.#run(ACQUIRE, keys, args);
-    return perKey(keys, reply, (replies, i) => ({
-      value: (replies[2 * i] as string | null) ?? null,
-      pttlMs: Number(replies[2 * i + 1]),
-    }));
+    const args = [
+      value,
+      at,
+      unit,
+      force ? '' : 'NX',
+      String(keys.length),
+      String(this.#majority),
+      String(this.#expiry.validityMs),
+    ];
+    const fence = this.#fenceKey(keys);
+    const fenced = this.#fenceApart ? [...keys] : [...keys, fence];
+    const reply = this.#run(
+      ACQUIRE,
+      queue ? [...fenced, queue.queueKey, queue.ticketKey, queue.handoffKey] : fenced,
+      args,
+    );
+    const drawn = this.#fenceApart
+      ? this.#run(DRAW, [fence], [String(this.#expiry.validityMs)])
+      : undefined;
+    const replies = drawn
+      ? Promise.all([reply, drawn.catch(() => false)]).then(([keyed, token]) => [
+          ...(keyed as unknown[]).slice(0, 2 * keys.length),
+          token,
+        ])
+      : reply;
+    return perKey(keys, replies, (replies, i) => {
+      const token = replies[2 * keys.length];
+      return {
+        value: (replies[2 * i] as string | null) ?? null,
+        pttlMs: Number(replies[2 * i + 1]),
+        token: typeof token === 'string' ? BigInt(token) : undefined,
+      };
+    });
   }
 
-  extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+  extend(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     const [at, command] = expiryArgs(this.#expiry, 'expire');
-    const reply = this.#run(EXTEND, keys, [value, at, command]);
+    const [fenced, raise] = this.#withFence(keys, token);
+    const reply = this.#run(EXTEND, fenced, [value, at, command, ...raise]);
+    this.#raiseApart(keys, token);
     return perKey(keys, reply, (replies, i) => replies[i] === 1);
   }
 
@@ -79,22 +121,47 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
     return perKey(keys, reply, (replies, i) => replies[i] === value);
   }
 
-  delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+  delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     if (keys.length === 0) return Promise.resolve([]);
-    return perKey(keys, this.#run(DELETE, keys, [value]), (replies, i) => replies[i] === 1);
+    const [fenced, raise] = this.#withFence(keys, token);
+    this.#raiseApart(keys, token); // before the keys go: the next holder must draw more
+    const reply = this.#run(DELETE, fenced, [value, ...raise]);
+    return perKey(keys, reply, (replies, i) => replies[i] === 1);
   }
 
-  release(keys: readonly string[], value: string, queueKey?: string): Promise<Outcome<boolean>[]> {
-    if (queueKey === undefined) return this.delete(keys, value);
+  release(
+    keys: readonly string[],
+    value: string,
+    queueKey?: string,
+    token?: bigint,
+  ): Promise<Outcome<boolean>[]> {
+    if (queueKey === undefined) return this.delete(keys, value, token);
     const args = [
       value,
       String(keys.length),
       this.#ticketPrefix,
       this.#handoffPrefix,
       String(this.#minTicketMs),
+      String(this.#expiry.validityMs),
     ];
-    const reply = this.#run(RELEASE, [...keys, queueKey], args);
+    const reply = this.#run(RELEASE, [...keys, queueKey, this.#fenceKey(keys)], args);
     return perKey(keys, reply, (replies, i) => replies[i] === 1);
+  }
+
+  /** The keys, and the fence key and the arguments that raise it, when there is one to raise. */
+  #withFence(keys: readonly string[], token: bigint | undefined): [string[], string[]] {
+    if (!this.#raiseFence || this.#fenceApart || token === undefined) return [[...keys], []];
+    return [
+      [...keys, this.#fenceKey(keys)],
+      [String(token), String(this.#expiry.validityMs)],
+    ];
+  }
+
+  /** Raise the fence in a command of its own (a cluster), best effort. */
+  #raiseApart(keys: readonly string[], token: bigint | undefined): void {
+    if (!this.#fenceApart || token === undefined) return;
+    const args = [String(token), String(this.#expiry.validityMs)];
+    this.#run(RAISE, [this.#fenceKey(keys)], args).catch(() => {});
   }
 
   /** EVALSHA, and EVAL when the server lost its script cache (restart, SCRIPT FLUSH). */

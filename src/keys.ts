@@ -30,6 +30,22 @@ export function handoffKey(prefix: string, ticket: string): string {
 }
 
 /**
+ * Where the fencing token of lock `name` is kept on each server that holds its keys: not a
+ * number where Go puts the key index, so it never collides with a lock key.
+ */
+export function fenceKey(prefix: string, name: string): string {
+  return `${prefix}:f:${name}`;
+}
+
+/**
+ * In a cluster each key has a fence of its own, in the key's slot (the key itself is its
+ * hashtag), so that one script can draw the token with the key.
+ */
+export function slotFenceKey(key: string): string {
+  return `{${key}}:f`;
+}
+
+/**
  * Names must be non-empty, well-formed strings: a lone UTF-16 surrogate would be encoded to
  * U+FFFD on the wire, and two different names would then share one set of keys.
  */

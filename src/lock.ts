@@ -13,6 +13,13 @@ export type Lock = readonly [signal: AbortSignal, release: () => Promise<boolean
   /** The lock's name. */
   readonly name: string;
   /**
+   * The fencing token: greater than every earlier holder's token for this name (see the
+   * README's "Fencing tokens" for the conditions). Pass it with each write to a resource that
+   * keeps the highest token it has seen and refuses smaller ones: a holder that was paused
+   * past its lock is then refused. `undefined` only for a lock handed over by `directHandoff`.
+   */
+  readonly token: bigint | undefined;
+  /**
    * Abort the signal and delete the keys. Idempotent. Resolves `true` when the lock was still
    * held, `false` when it had already ended (lost, aborted by the parent signal, or closed);
    * rejects with `ReleaseUnconfirmedError` when Redis did not confirm the deletion in time.
@@ -35,6 +42,8 @@ export interface HeldLockInit {
   readonly now: number;
   /** With direct handoff: the name's queue, so that releasing hands the keys on. */
   readonly queueKey: string | undefined;
+  /** The fencing token the acquisition drew (none for a lock handed over). */
+  readonly token: bigint | undefined;
   /** The caller's signal: aborting it ends the lock. */
   readonly parent: AbortSignal | undefined;
   /** Called once, when the lock ends for any reason. */
@@ -47,6 +56,7 @@ export interface HeldLockInit {
  */
 export class HeldLock {
   readonly name: string;
+  readonly token: bigint | undefined;
   readonly #keys: readonly string[];
   readonly #value: string;
   readonly #queueKey: string | undefined;
@@ -72,6 +82,7 @@ export class HeldLock {
 
   constructor(store: KeyStore, options: ResolvedOptions, init: HeldLockInit) {
     this.name = init.name;
+    this.token = init.token;
     this.#keys = init.keys;
     this.#value = init.value;
     this.#queueKey = init.queueKey;
@@ -201,6 +212,7 @@ export class HeldLock {
     const outcomes = await this.#store.extend(
       indexes.map((i) => this.#keys[i] as string),
       this.#value,
+      this.token,
     );
     this.#extending = false;
     if (!this.#held) return;
@@ -296,7 +308,7 @@ export class HeldLock {
     this.#controller.abort(reason);
     // Every key, by value: those we believe ours, and those whose outcome we never learnt (a
     // handoff needs them all to be ours anyway).
-    this.#cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey);
+    this.#cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey, this.token);
     this.#onEnd(this);
   }
 }
@@ -308,6 +320,7 @@ export function createHandle(lock: HeldLock): Lock {
   Object.defineProperties(handle, {
     signal: { value: lock.signal, enumerable: true },
     name: { value: lock.name, enumerable: true },
+    token: { value: lock.token, enumerable: true },
     release: { value: release },
     [Symbol.asyncDispose]: {
       value: async () => {

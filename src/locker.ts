@@ -322,6 +322,7 @@ class RedisLocker implements Locker {
         parent: ticket.parent,
         gated: true,
         queueKey: ticket.queueKey,
+        token: undefined,
       },
     );
     state.gate.wake();
@@ -374,12 +375,19 @@ class RedisLocker implements Locker {
     const late = now >= sentAt + options.keyValidityMs - options.marginMs;
     if (count >= options.keyMajority && !late) {
       const queueKey = ticket?.queueKey;
+      // The largest token drawn where the keys became ours (several servers may draw).
+      let token: bigint | undefined;
+      for (const [i, outcome] of outcomes.entries()) {
+        const drawn = outcome.status === 'fulfilled' && owned[i] ? outcome.value.token : undefined;
+        if (drawn !== undefined && (token === undefined || drawn > token)) token = drawn;
+      }
       const lock = this.#hold(name, this.#state(name), keys, value, owned, {
         sentAt,
         now,
         parent,
         gated,
         queueKey,
+        token,
       });
       this.#adoptLate(lock, outcomes, sentAt);
       return { lock };
@@ -443,9 +451,10 @@ class RedisLocker implements Locker {
       parent: AbortSignal | undefined;
       gated: boolean;
       queueKey: string | undefined;
+      token: bigint | undefined;
     },
   ): HeldLock {
-    const { sentAt, now, parent, gated, queueKey } = how;
+    const { sentAt, now, parent, gated, queueKey, token } = how;
     const lock = new HeldLock(this.#storeFor(name), this.#options, {
       name,
       keys,
@@ -455,6 +464,7 @@ class RedisLocker implements Locker {
       now,
       parent,
       queueKey,
+      token,
       onEnd: (ended) => this.#ended(name, state, ended, gated),
     });
     state.locks.add(lock);

@@ -35,7 +35,11 @@ export class NodesStore extends SplitStore implements KeyStore {
     events: StoreEvents,
   ): Promise<NodesStore> {
     const nodes = clients.map((client) =>
-      ServerStore.start({ ...options, client: { disableOfflineQueue: true, ...client } }, events),
+      ServerStore.start(
+        { ...options, client: { disableOfflineQueue: true, ...client } },
+        events,
+        true,
+      ),
     );
     const joined = new Set<ServerStore>();
     for (const node of nodes)

@@ -290,9 +290,9 @@ function resolveTopology(options: LockerOptions, client: RedisClientOptions): To
     if (cluster.clientSideCache !== undefined) {
       throw new TypeError('cluster.clientSideCache is set by tracklock itself; leave it unset');
     }
-    if (options.keyPrefix?.includes('{')) {
+    if (/[{}]/.test(options.keyPrefix ?? '')) {
       throw new TypeError(
-        'keyPrefix must not contain "{" with cluster: a hashtag in it would put every key of every lock in one slot',
+        'keyPrefix must not contain braces with cluster: a hashtag in it would put every key of every lock in one slot',
       );
     }
     if (cluster.useReplicas) {

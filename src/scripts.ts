@@ -14,21 +14,47 @@ function script(source: string): Script {
 // call: one command to parse on each side instead of one per key.
 
 /**
+ * Fencing tokens. A name's fence key on a server holds the last token drawn there. The next is
+ * the server's time in microseconds, or the last one plus 1 if that is not less: so tokens
+ * grow even when the fence key is gone (it expires a validity after it was written, so that
+ * idle names cost nothing; a restart without persistence empties it), as long as the server's
+ * clock does not step back. `raise_fence` lets a holder that drew its token on another server
+ * leave it here, so that every later holder, whose keys' servers overlap its own, draws more.
+ */
+const NEXT_TOKEN = `
+local function next_token(fence, validity)
+  local now = redis.call('TIME')
+  local token = math.max((tonumber(redis.call('GET', fence)) or 0) + 1,
+    tonumber(now[1]) * 1000000 + tonumber(now[2]))
+  token = string.format('%.0f', token)
+  redis.call('SET', fence, token, 'PX', validity)
+  return token
+end
+local function raise_fence(fence, token, validity)
+  if (tonumber(redis.call('GET', fence)) or 0) < tonumber(token) then
+    redis.call('SET', fence, token, 'PX', validity)
+  end
+end`;
+
+/**
  * Take keys: per key, the same SET (NX) PXAT|PX and GET that Go's rueidislock pipelines. The
  * GET registers the key in this connection's tracking table even when the SET found it taken,
  * so a waiter hears when the holder lets go. PTTL tells a waiter when the key expires if no
  * invalidation ever comes. A key that already holds our value (a waiter reuses its value with
  * direct handoff) gets this attempt's expiry: the client counts from this attempt's send time.
- * KEYS: the lock's keys, then, with direct handoff, its queue and the caller's ticket and
- * handoff keys.
- * ARGV: value, expiry, 'PXAT' | 'PX', 'NX' | '' (force), number of lock keys, and with direct
- * handoff the majority and the validity in ms. When the attempt falls short of the majority the
+ * When any key here is ours, the attempt also draws a fencing token from the name's fence key
+ * (see NEXT_TOKEN).
+ * KEYS: the lock's keys, the fence key (unless the fence is drawn apart, see DRAW), then,
+ * with direct handoff, its queue and the caller's ticket and handoff keys.
+ * ARGV: value, expiry, 'PXAT' | 'PX', 'NX' | '' (force), number of lock keys, the majority, the
+ * validity in ms. With direct handoff, when the attempt falls short of the majority the
  * caller joins the queue (in order of first arrival), renews its ticket key, which holds the
  * ticket's deadline on the server's clock, and reads its handoff key, so that it hears when a
  * release hands it the keys; when it succeeds it leaves the queue.
- * Returns, per key, its value after the attempt (false when absent) and its PTTL.
+ * Returns, per key, its value after the attempt (false when absent) and its PTTL; then the
+ * token (false when no key here is ours, or no fence key was given).
  */
-export const ACQUIRE = script(`
+export const ACQUIRE = script(`${NEXT_TOKEN}
 local n = tonumber(ARGV[5])
 local replies = {}
 local ours = 0
@@ -50,8 +76,9 @@ for i = 1, n do
   replies[2 * i - 1] = value
   replies[2 * i] = redis.call('PTTL', key)
 end
-if #KEYS > n then
-  local queue, ticket, handoff = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3]
+replies[2 * n + 1] = ours > 0 and #KEYS > n and next_token(KEYS[n + 1], ARGV[7])
+if #KEYS > n + 1 then
+  local queue, ticket, handoff = KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
   local validity = tonumber(ARGV[7])
   if ours >= tonumber(ARGV[6]) then
     redis.call('ZREM', queue, ARGV[1])
@@ -79,32 +106,44 @@ return replies
  * Extend the keys that are still ours. The GET after the write matters: Redis drops a key
  * from the tracking table when it is written, even for a NOLOOP connection that is not told,
  * so without re-reading it we would not hear when someone else deletes it later.
- * ARGV: value, expiry, 'PEXPIREAT' | 'PEXPIRE'. Returns, per key, 1 when extended, 0 when not
- * ours (or gone).
+ * KEYS: the keys, then with a token the fence key.
+ * ARGV: value, expiry, 'PEXPIREAT' | 'PEXPIRE', and the holder's token and the validity when
+ * its fence is to be raised here. Returns, per key, 1 when extended, 0 when not ours (or gone).
  */
-export const EXTEND = script(`
+export const EXTEND = script(`${NEXT_TOKEN}
+local n = ARGV[4] and #KEYS - 1 or #KEYS
 local replies = {}
-for i, key in ipairs(KEYS) do
+local ours = false
+for i = 1, n do
+  local key = KEYS[i]
   replies[i] = 0
   if redis.call('GET', key) == ARGV[1] then
     redis.call(ARGV[3], key, ARGV[2])
     -- Still there? An expiry time already past (client clock far behind) deletes the key.
-    if redis.call('GET', key) == ARGV[1] then replies[i] = 1 end
+    if redis.call('GET', key) == ARGV[1] then
+      replies[i] = 1
+      ours = true
+    end
   end
 end
+if ours and ARGV[4] then raise_fence(KEYS[n + 1], ARGV[4], ARGV[5]) end
 return replies
 `);
 
 /**
  * Delete the keys that are still ours, so a slow release never deletes the next holder's key.
- * KEYS: the lock's keys. ARGV: value. Returns, per key, 1 when deleted, 0 when not ours.
+ * KEYS: the lock's keys, then with a token the fence key. ARGV: value, and the holder's token
+ * and the validity when its fence is to be raised here (before the keys go: the next holder
+ * must draw more). Returns, per key, 1 when deleted, 0 when not ours.
  */
-export const DELETE = script(`
+export const DELETE = script(`${NEXT_TOKEN}
+local n = ARGV[2] and #KEYS - 1 or #KEYS
 local replies = {}
-for i, key in ipairs(KEYS) do
+for i = 1, n do
   replies[i] = 0
-  if redis.call('GET', key) == ARGV[1] then
-    replies[i] = redis.call('DEL', key)
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    if ARGV[2] then raise_fence(KEYS[n + 1], ARGV[2], ARGV[3]) end
+    replies[i] = redis.call('DEL', KEYS[i])
   end
 end
 return replies
@@ -116,12 +155,14 @@ return replies
  * lock's keys is still ours, give them all to the first queued waiter whose ticket has at least
  * ARGV[5] ms left, until its ticket's deadline: its handoff key is written first, so the
  * invalidation that tells it arrives before the keys' own. Otherwise delete what is ours.
- * KEYS: all the lock's keys (never a subset: "all ours" must mean all), then the queue.
+ * The handoff draws the next fencing token (the waiter, told by an invalidation only, does not
+ * learn it; later holders draw more).
+ * KEYS: all the lock's keys (never a subset: "all ours" must mean all), the queue, the fence.
  * ARGV: value, number of lock keys, the ticket key prefix, the handoff key prefix, the least
- * remaining validity in ms a ticket must have.
+ * remaining validity in ms a ticket must have, the validity in ms.
  * Returns, per key, 1 when deleted or handed on, 0 when not ours.
  */
-export const RELEASE = script(`
+export const RELEASE = script(`${NEXT_TOKEN}
 local n = tonumber(ARGV[2])
 local queue = KEYS[n + 1]
 local replies = {}
@@ -142,7 +183,7 @@ if all then
     if deadline and deadline - ms >= tonumber(ARGV[5]) then
       local ttl = deadline - ms
       redis.call('DEL', ARGV[3] .. next)
-      redis.call('SET', ARGV[4] .. next, 'handed', 'PX', ttl)
+      redis.call('SET', ARGV[4] .. next, next_token(KEYS[n + 2], ARGV[6]), 'PX', ttl)
       for i = 1, n do
         redis.call('SET', KEYS[i], next, 'PX', ttl)
         replies[i] = 1
@@ -158,4 +199,21 @@ for i = 1, n do
   end
 end
 return replies
+`);
+
+/**
+ * Draw the next fencing token, apart from the keys: in a cluster, while a slot migrates, a
+ * script on a key and its fence key together gets TRYAGAIN on the importing node, but a
+ * script on one key follows ASK. Sent right behind the acquisition on the same connection, it
+ * runs right after it on the server, so a later holder, who can only take the key after this
+ * holder let go, draws after it. KEYS: the fence. ARGV: the validity in ms.
+ */
+export const DRAW = script(`${NEXT_TOKEN}
+return next_token(KEYS[1], ARGV[1])
+`);
+
+/** Raise a fence to the holder's token, apart from the keys (see DRAW). ARGV: token, validity. */
+export const RAISE = script(`${NEXT_TOKEN}
+raise_fence(KEYS[1], ARGV[1], ARGV[2])
+return 1
 `);

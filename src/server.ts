@@ -2,8 +2,9 @@ import { createClient } from '@redis/client';
 import { delay } from 'abort-controller-x';
 import { LockCommands, TimeoutError } from './commands.js';
 import { LockError } from './errors.js';
+import { fenceKey, parseKey } from './keys.js';
 import { describeAddress, type ResolvedOptions } from './options.js';
-import { ACQUIRE, DELETE, EXTEND } from './scripts.js';
+import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE } from './scripts.js';
 import type { KeyStore } from './store.js';
 import { settleWithin } from './timing.js';
 import { InvalidationRouter } from './tracking.js';
@@ -32,8 +33,19 @@ export class ServerStore extends LockCommands implements KeyStore {
   /** The client's last error, to say why a connection did not come up in time. */
   lastError: Error | undefined;
 
-  private constructor(client: Client, options: ResolvedOptions, events: StoreEvents) {
-    super((args) => client.sendCommand(args), options);
+  private constructor(
+    client: Client,
+    options: ResolvedOptions,
+    events: StoreEvents,
+    oneOfSeveral: boolean,
+  ) {
+    const prefix = options.keyPrefix;
+    super(
+      (args) => client.sendCommand(args),
+      (keys) => fenceKey(prefix, parseKey(prefix, keys[0] as string)?.name ?? ''),
+      oneOfSeveral ? 'raised' : 'in-script',
+      options,
+    );
     this.#client = client;
     this.address = describeAddress(options.client);
     this.ready = new Promise<void>((resolve, reject) => {
@@ -73,13 +85,14 @@ export class ServerStore extends LockCommands implements KeyStore {
   }
 
   /**
-   * Start connecting to one server and keep trying in the background; `ready` tells when it
+   * Start connecting to one server and keep trying in the background (`oneOfSeveral`: a node
+   * of several, whose holders spread their fencing tokens to it); `ready` tells when it
    * can be used. Commands sent before then fail or wait, as the client options say.
    */
-  static start(options: ResolvedOptions, events: StoreEvents): ServerStore {
+  static start(options: ResolvedOptions, events: StoreEvents, oneOfSeveral: boolean): ServerStore {
     const router = new InvalidationRouter(options.noLoopTracking, events.invalidated);
     const client: Client = createClient({ ...options.client, RESP: 3, clientSideCache: router });
-    return new ServerStore(client, options, events);
+    return new ServerStore(client, options, events, oneOfSeveral);
   }
 
   /** Connected, and through the handshake. */
@@ -89,7 +102,7 @@ export class ServerStore extends LockCommands implements KeyStore {
 
   /** Connect to the one server within connectTimeoutMs, or close and reject. */
   static async connect(options: ResolvedOptions, events: StoreEvents): Promise<ServerStore> {
-    const store = ServerStore.start(options, events);
+    const store = ServerStore.start(options, events, false);
     try {
       await withinConnectTimeout(store.ready, options.connectTimeoutMs, () => store.lastError);
     } catch (error) {
@@ -162,7 +175,8 @@ type SendTo = (args: string[]) => Promise<unknown>;
 /** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
 export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {
   // Load the scripts up front, so the first EVALSHA of each does not bounce off NOSCRIPT.
-  await Promise.all([ACQUIRE, EXTEND, DELETE].map((s) => send(['SCRIPT', 'LOAD', s.source])));
+  const scripts = [ACQUIRE, EXTEND, DELETE, DRAW, RAISE];
+  await Promise.all(scripts.map((s) => send(['SCRIPT', 'LOAD', s.source])));
   if (!options.fallbackSetPx) await warnOfClockSkew(send, options.marginMs, address);
   const info = String(await send(['INFO', 'server']));
   const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);

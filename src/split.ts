@@ -48,10 +48,10 @@ export class SplitStore implements KeyOps {
     );
   }
 
-  extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+  extend(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     return this.#fan(
       keys,
-      (ops, some) => ops.extend(some, value),
+      (ops, some) => ops.extend(some, value, token),
       (outcomes) => confirmed(outcomes) >= this.#majority,
     );
   }
@@ -60,17 +60,22 @@ export class SplitStore implements KeyOps {
     return this.#fan(keys, (ops, some) => ops.check(some, value));
   }
 
-  delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+  delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     return this.#fan(
       keys,
-      (ops, some) => ops.delete(some, value),
+      (ops, some) => ops.delete(some, value, token),
       (outcomes) => confirmed(outcomes) >= this.#majority,
     );
   }
 
   /** No queue across servers (direct handoff is for one server): a release is a deletion. */
-  release(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
-    return this.delete(keys, value);
+  release(
+    keys: readonly string[],
+    value: string,
+    _queueKey?: string,
+    token?: bigint,
+  ): Promise<Outcome<boolean>[]> {
+    return this.delete(keys, value, token);
   }
 
   /** Call `call` once per group; settle when every group answered or `decided` says so. */

@@ -14,17 +14,25 @@ export interface KeyStore {
     force: boolean,
     queue?: Queue,
   ): Promise<Outcome<KeyState>[]>;
-  /** Extend every key that still holds `value`; `true` per key extended. */
-  extend(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
+  /**
+   * Extend every key that still holds `value`; `true` per key extended. With the holder's
+   * `token`, also raise the fence on servers that drew a smaller one.
+   */
+  extend(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]>;
   /** Read each key (which also re-registers it for invalidations); `true` where it holds `value`. */
   check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
-  /** Delete every key that still holds `value`. */
-  delete(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
+  /** Delete every key that still holds `value` (raising the fence first, as `extend`). */
+  delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]>;
   /**
    * Let go of a lock, or of a place in its queue: with `queueKey`, leave the queue and hand
    * every key on to the first live ticket if all are still ours; else as `delete`.
    */
-  release(keys: readonly string[], value: string, queueKey?: string): Promise<Outcome<boolean>[]>;
+  release(
+    keys: readonly string[],
+    value: string,
+    queueKey?: string,
+    token?: bigint,
+  ): Promise<Outcome<boolean>[]>;
   /** Close the connections, waiting at most `timeoutMs` for pending replies. */
   close(timeoutMs: number): Promise<void>;
 }
@@ -42,6 +50,8 @@ export interface KeyState {
   readonly value: string | null;
   /** Its remaining time to live in ms (-2 absent, -1 no expiry). */
   readonly pttlMs: number;
+  /** The fencing token drawn on this key's server, when a key there became ours. */
+  readonly token: bigint | undefined;
 }
 
 export type Outcome<T> = PromiseSettledResult<T>;

@@ -41,7 +41,9 @@ async function valueOn(url: string, key: string): Promise<string | null> {
   return (await on(url, ['GET', key])) as string | null;
 }
 
-test('a name with a {hashtag} is rejected: every key would share one slot', async ({ cluster }) => {
+test('a name with braces is rejected: a {hashtag} would put every key in one slot', async ({
+  cluster,
+}) => {
   const locker = await createLocker(clusterOptions(cluster));
   try {
     for (const name of ['{user:1}:job', 'job:{x}']) {
@@ -49,9 +51,12 @@ test('a name with a {hashtag} is rejected: every key would share one slot', asyn
       assert.instance(error, TypeError);
       assert.match((error as Error).message, 'hashtag');
     }
-    // Empty braces are no hashtag: Redis hashes the whole key.
-    const lock = await locker.tryWithContext('job:{}', bound());
-    await lock.release();
+    // No hashtag, but a brace would break the key's fence, whose hashtag is the key.
+    for (const name of ['job:{}', 'job}']) {
+      const error = await locker.tryWithContext(name).catch((e: unknown) => e);
+      assert.instance(error, TypeError);
+      assert.match((error as Error).message, 'braces');
+    }
   } finally {
     await locker.close();
   }

@@ -69,6 +69,7 @@ for (const kind of TOPOLOGIES) {
         await lock.release();
         const next = await waiting;
         assert.is(next.signal.aborted, false);
+        assert.ok((next.token as bigint) > (lock.token as bigint), 'fencing token did not grow');
         await next.release();
       }
     } finally {

@@ -1,0 +1,101 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createLocker, type Lock, type Locker } from '../src/index.js';
+import { connect, sleep } from './helpers/redis.js';
+import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+
+// Fencing tokens: every acquisition's token is greater than every earlier holder's.
+const test = suite('fencing');
+const bound = () => ({ signal: AbortSignal.timeout(10_000) });
+
+/** Hold and release `name` `rounds` times, alternating lockers; the tokens in order. */
+async function tokens(lockers: Locker[], name: string, rounds: number): Promise<bigint[]> {
+  const seen: bigint[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const lock: Lock = await (lockers[i % lockers.length] as Locker).withContext(name, bound());
+    assert.is(typeof lock.token, 'bigint');
+    seen.push(lock.token as bigint);
+    await lock.release();
+  }
+  return seen;
+}
+
+function assertIncreasing(seen: readonly bigint[]): void {
+  for (let i = 1; i < seen.length; i++) {
+    assert.ok(
+      (seen[i] as bigint) > (seen[i - 1] as bigint),
+      `token ${i}: ${seen[i]} after ${seen[i - 1]}`,
+    );
+  }
+}
+
+test('tokens grow with every acquisition, across lockers, and after a restart that lost them', async () => {
+  const server = await startRedisServer();
+  try {
+    const options = { url: server.url };
+    const [a, b] = await Promise.all([createLocker(options), createLocker(options)]);
+    const before = await tokens([a, b], 'fenced', 20);
+    assertIncreasing(before);
+    // Near the server's clock in microseconds: a restart that forgets the fence keys cannot
+    // hand out a smaller one.
+    assert.ok(Math.abs(Number(before[0]) / 1000 - Date.now()) < 60_000, 'not time-based');
+    await Promise.all([a.close(), b.close()]);
+    await server.restart();
+    const [c, d] = await Promise.all([createLocker(options), createLocker(options)]);
+    const after = await tokens([c, d], 'fenced', 5);
+    assertIncreasing([...before, ...after]);
+    await Promise.all([c.close(), d.close()]);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('with nodes, a holder leaves its token on every node, so the next one draws more', async () => {
+  const servers: RedisServer[] = await Promise.all([0, 1, 2].map(() => startRedisServer()));
+  const admins = await Promise.all(servers.map((server) => connect(server.url)));
+  try {
+    const options = { nodes: servers.map((server) => server.url) };
+    const [a, b] = await Promise.all([createLocker(options), createLocker(options)]);
+    assertIncreasing(await tokens([a, b], 'spread', 10));
+    // Each node drew its own token (the holder's is the largest of those the majority was
+    // decided on); the release raised every node's fence to at least the holder's.
+    const lock = await a.withContext('spread', bound());
+    await sleep(50);
+    await lock.release();
+    for (const admin of admins) {
+      const fence = BigInt((await admin.get('rueidislock:f:spread')) ?? 0);
+      assert.ok(fence >= (lock.token as bigint), `a fence at ${fence} < ${lock.token}`);
+    }
+    // Without the node that drew the largest token, the next holder still draws more.
+    const next = await b.withContext('spread', bound());
+    assert.ok((next.token as bigint) > (lock.token as bigint));
+    await next.release();
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    for (const admin of admins) admin.destroy();
+    await Promise.all(servers.map((server) => server.stop()));
+  }
+});
+
+test('with direct handoff a handed lock has no token, and the next holder draws more', async () => {
+  const server = await startRedisServer();
+  try {
+    const options = { url: server.url, directHandoff: true };
+    const [a, b] = await Promise.all([createLocker(options), createLocker(options)]);
+    const first = await a.withContext('handed', bound());
+    const waiting = b.withContext('handed', bound());
+    await sleep(50);
+    await first.release();
+    const handed = await waiting;
+    assert.is(handed.token, undefined);
+    await handed.release();
+    const later = await a.withContext('handed', bound());
+    assert.ok((later.token as bigint) > (first.token as bigint));
+    await later.release();
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await server.stop();
+  }
+});
+
+test.run();
