@@ -1,0 +1,171 @@
+/**
+ * One run of the mutual-exclusion checker: fresh lock servers and a store, worker processes
+ * that share one lock name, a fault injected while they run, and the figures of the log.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { LockerOptions } from '../../src/index.js';
+import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
+import { analyse, type Figures } from './history.js';
+import { type Proxy, startProxy } from './proxy.js';
+import { mulberry32 } from './random.js';
+import { readStore } from './store.js';
+import type { Mode, WorkerConfig, WorkerReport } from './worker.js';
+
+const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
+const STARTUP_MS = 30_000;
+
+export interface Scenario {
+  readonly name: string;
+  readonly mode: Mode;
+  readonly topology: 'server' | 'nodes3';
+  /** README: tracklock is safe here, so no violation and no lost update may show. */
+  readonly safe: boolean;
+  /** Worker 0 reaches server 0 through a proxy the fault can degrade. */
+  readonly proxy?: boolean;
+  /** The most a critical section sleeps between its read and its write (default 5 ms). */
+  readonly workMs?: number;
+  readonly durationMs?: number;
+  /** Starts when the workers do; must undo what it did (resume, restart) before it returns. */
+  fault?(env: FaultEnv): Promise<void>;
+}
+
+export interface FaultEnv {
+  readonly servers: readonly RedisServer[];
+  readonly proxy: Proxy | undefined;
+  readonly storeUrl: string;
+  /** Worker PIDs, by worker id. */
+  readonly pids: readonly number[];
+  readonly validityMs: number;
+  /** Uniform in [0, 1), from the scenario's seed. */
+  readonly random: () => number;
+}
+
+export interface Row extends Figures {
+  readonly scenario: string;
+  readonly mode: Mode;
+  readonly safe: boolean;
+  readonly seconds: number;
+}
+
+export const VALIDITY_MS = 500;
+const WORKERS = 3;
+
+export async function runScenario(scenario: Scenario, seed: number): Promise<Row> {
+  const started = performance.now();
+  const servers = await Promise.all(
+    Array.from({ length: scenario.topology === 'nodes3' ? 3 : 1 }, () => startRedisServer()),
+  );
+  const store = await startRedisServer();
+  const proxy = scenario.proxy ? await startProxy(servers[0]?.port as number) : undefined;
+  const children: ChildProcess[] = [];
+  try {
+    const reports = Array.from({ length: WORKERS }, (_, id) => {
+      const child = fork(
+        WORKER,
+        [JSON.stringify(workerConfig(scenario, servers, proxy, store.url, id, seed))],
+        {
+          execArgv: ['--import', 'tsx'],
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        },
+      );
+      children.push(child);
+      return messages(child);
+    });
+    await Promise.all(reports.map((r) => bounded(r.ready, STARTUP_MS, 'worker start')));
+    const durationMs = scenario.durationMs ?? 3000;
+    const until = Date.now() + durationMs;
+    for (const child of children) child.send(until);
+    const env: FaultEnv = {
+      servers,
+      proxy,
+      storeUrl: store.url,
+      pids: children.map((child) => child.pid as number),
+      validityMs: VALIDITY_MS,
+      random: mulberry32(seed),
+    };
+    await bounded(scenario.fault?.(env) ?? Promise.resolve(), durationMs + 20_000, 'fault');
+    const done = await Promise.all(
+      reports.map((r) => bounded(r.report, durationMs + 30_000, 'worker report')),
+    );
+    const { steps, counter } = await readStore(store.url);
+    return {
+      scenario: scenario.name,
+      mode: scenario.mode,
+      safe: scenario.safe,
+      seconds: Math.round((performance.now() - started) / 100) / 10,
+      ...analyse(steps, counter, done),
+    };
+  } finally {
+    for (const child of children) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGCONT');
+        child.kill('SIGKILL');
+      }
+    }
+    await proxy?.close();
+    await Promise.all([...servers, store].map((server) => server.stop()));
+  }
+}
+
+function workerConfig(
+  scenario: Scenario,
+  servers: readonly RedisServer[],
+  proxy: Proxy | undefined,
+  storeUrl: string,
+  id: number,
+  seed: number,
+): WorkerConfig {
+  const where: LockerOptions =
+    scenario.topology === 'nodes3'
+      ? { nodes: servers.map((server) => server.url) }
+      : { url: id === 0 && proxy ? proxy.url : (servers[0]?.url as string) };
+  return {
+    id,
+    mode: scenario.mode,
+    lock: {
+      ...where,
+      keyValidityMs: VALIDITY_MS,
+      commandTimeoutMs: 100,
+      // A 52 ms margin: timers on a loaded 2-core machine run late.
+      driftFactor: 0.1,
+      client: { socket: { reconnectStrategy: 20 } },
+    },
+    storeUrl,
+    name: 'checked',
+    seed: seed * 100 + id,
+    workMs: scenario.workMs ?? 5,
+  };
+}
+
+/** A worker's two messages: 'ready', then its report. */
+function messages(child: ChildProcess) {
+  let ready!: () => void;
+  let report!: (r: WorkerReport) => void;
+  const readyP = new Promise<void>((resolve) => {
+    ready = resolve;
+  });
+  const reportP = new Promise<WorkerReport>((resolve, reject) => {
+    report = resolve;
+    child.once('exit', (code) => reject(new Error(`worker exited (${code}) without a report`)));
+  });
+  readyP.catch(() => {});
+  reportP.catch(() => {});
+  child.on('message', (message: unknown) => {
+    if (message === 'ready') ready();
+    else report(message as WorkerReport);
+  });
+  return { ready: readyP, report: reportP };
+}
+
+async function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no end within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

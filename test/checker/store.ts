@@ -1,0 +1,160 @@
+/**
+ * The resource the workers guard: a counter in a Redis server of its own (never the lock's),
+ * written by read-modify-write, with every step logged in the store's own order and time.
+ * With `fenced`, a write carrying a smaller token than one already accepted is refused, as a
+ * resource that checks fencing tokens would.
+ */
+import { createClient } from '@redis/client';
+
+type Client = ReturnType<typeof createClient>;
+
+const PREFIX = 'checker';
+
+/** One step of one worker, as the store saw it. */
+export interface Step {
+  /** The store's clock, in µs. */
+  readonly at: number;
+  readonly worker: number;
+  readonly kind: 'enter' | 'read' | 'write' | 'stale' | 'refused' | 'exit' | 'abort';
+  /** For 'write' / 'stale': the write was interleaved (another write since this one's read). */
+  readonly detail: string;
+}
+
+// Every script appends `at|worker|kind|detail` to the log.
+const LOG = `
+local function log(kind, detail)
+  local t = redis.call('TIME')
+  redis.call('RPUSH', KEYS[1], t[1] .. string.format('%06d', t[2]) .. '|' .. ARGV[1] .. '|' .. kind .. '|' .. detail)
+end`;
+
+/** KEYS: log. ARGV: worker, kind, detail. */
+const NOTE = `${LOG}
+log(ARGV[2], ARGV[3])
+return 1`;
+
+/**
+ * KEYS: log, counter, writes, highest token. ARGV: worker, token ('' for none), fenced.
+ * Returns {counter, writes so far}, or false when fenced and the token is stale. A fenced read
+ * raises the highest token: from then on an older holder can no longer write.
+ */
+const READ = `${LOG}
+if ARGV[3] == '1' and ARGV[2] ~= '' then
+  local highest = redis.call('GET', KEYS[4])
+  if highest and tonumber(highest) > tonumber(ARGV[2]) then
+    log('refused', ARGV[2])
+    return false
+  end
+  redis.call('SET', KEYS[4], ARGV[2])
+end
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+local writes = tonumber(redis.call('GET', KEYS[3]) or '0')
+log('read', counter)
+return {counter, writes}`;
+
+/**
+ * KEYS: log, counter, writes, highest token. ARGV: worker, value, writes seen at the read,
+ * token ('' for none), fenced ('1' / '0'). Returns 1 written, 0 refused (stale token).
+ */
+const WRITE = `${LOG}
+local token = ARGV[4]
+if ARGV[5] == '1' and token ~= '' then
+  local highest = redis.call('GET', KEYS[4])
+  if highest and tonumber(highest) > tonumber(token) then
+    log('refused', token)
+    return 0
+  end
+  redis.call('SET', KEYS[4], token)
+end
+local writes = tonumber(redis.call('GET', KEYS[3]) or '0')
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], writes + 1)
+log(writes == tonumber(ARGV[3]) and 'write' or 'stale', ARGV[2])
+return 1`;
+
+export interface StoreClient {
+  note(kind: 'enter' | 'exit' | 'abort', detail?: string): Promise<void>;
+  /** The counter, or undefined when a fenced store refused the token. */
+  read(token: bigint | undefined): Promise<{ counter: number; writes: number } | undefined>;
+  /** Whether the write was accepted (a fenced store refuses a smaller token). */
+  write(value: number, writesAtRead: number, token: bigint | undefined): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** A worker's connection to the store. */
+export async function openStore(
+  url: string,
+  worker: number,
+  fenced: boolean,
+): Promise<StoreClient> {
+  const client: Client = createClient({ url, RESP: 3 });
+  client.on('error', () => {});
+  await client.connect();
+  const keys = [`${PREFIX}:log`, `${PREFIX}:counter`, `${PREFIX}:writes`, `${PREFIX}:token`];
+  const run = (script: string, count: number, args: string[]) =>
+    client.sendCommand(['EVAL', script, String(count), ...keys.slice(0, count), ...args]);
+  return {
+    note: async (kind, detail = '') => {
+      await run(NOTE, 1, [String(worker), kind, detail]);
+    },
+    read: async (token) => {
+      const reply = (await run(READ, 4, [
+        String(worker),
+        token === undefined ? '' : String(token),
+        fenced ? '1' : '0',
+      ])) as unknown as [number, number] | null;
+      if (!reply) return undefined;
+      return { counter: Number(reply[0]), writes: Number(reply[1]) };
+    },
+    write: async (value, writesAtRead, token) =>
+      Number(
+        await run(WRITE, 4, [
+          String(worker),
+          String(value),
+          String(writesAtRead),
+          token === undefined ? '' : String(token),
+          fenced ? '1' : '0',
+        ]),
+      ) === 1,
+    close: async () => {
+      client.destroy();
+    },
+  };
+}
+
+/** The coordinator's view: the whole log and the counter. */
+export async function readStore(url: string): Promise<{ steps: Step[]; counter: number }> {
+  const client: Client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const lines = (await client.lRange(`${PREFIX}:log`, 0, -1)) as string[];
+    const counter = Number((await client.get(`${PREFIX}:counter`)) ?? 0);
+    const steps = lines.map((line): Step => {
+      const [at, worker, kind, detail] = line.split('|');
+      return {
+        at: Number(at),
+        worker: Number(worker),
+        kind: kind as Step['kind'],
+        detail: detail ?? '',
+      };
+    });
+    return { steps, counter };
+  } finally {
+    client.destroy();
+  }
+}
+
+/** The worker whose last step, the log's last, is `kind` (for the holder-pause fault). */
+export async function currentHolder(url: string, kind: Step['kind']): Promise<number | undefined> {
+  const client: Client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const last = (await client.lRange(`${PREFIX}:log`, -1, -1))[0] as string | undefined;
+    if (!last) return undefined;
+    const [, worker, step] = last.split('|');
+    return step === kind ? Number(worker) : undefined;
+  } finally {
+    client.destroy();
+  }
+}

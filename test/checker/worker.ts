@@ -1,0 +1,130 @@
+/**
+ * A checker worker: a process of its own that takes the lock, does a read-modify-write of the
+ * store's counter inside it, looking at the lock's signal before every step, and reports what
+ * it did. argv: its WorkerConfig as JSON. Modes:
+ *   tracklock  the lock as users use it;
+ *   fenced     the same, and every write carries the lock's token (the store refuses stale ones);
+ *   no-nx      negative control: SET without NX, so every worker "holds" the lock at once;
+ *   no-abort   negative control: tracklock, but the worker never looks at the signal.
+ */
+import { createClient } from '@redis/client';
+import { createLocker, type LockerOptions } from '../../src/index.js';
+import { mulberry32 } from './random.js';
+import { openStore } from './store.js';
+
+export type Mode = 'tracklock' | 'fenced' | 'no-nx' | 'no-abort';
+
+export interface WorkerConfig {
+  readonly id: number;
+  readonly mode: Mode;
+  readonly lock: LockerOptions;
+  readonly storeUrl: string;
+  readonly name: string;
+  readonly seed: number;
+  /** The most each critical section sleeps between its read and its write. */
+  readonly workMs: number;
+}
+
+export interface WorkerReport {
+  readonly acquisitions: number;
+  /** Writes the store accepted. */
+  readonly increments: number;
+  /** Writes the store refused (stale token). */
+  readonly refused: number;
+  /** Sections cut short because the signal had aborted, by reason. */
+  readonly aborts: Record<string, number>;
+}
+
+interface Held {
+  readonly signal: AbortSignal;
+  readonly token: bigint | undefined;
+  release(): Promise<unknown>;
+}
+
+const config = JSON.parse(process.argv[2] as string) as WorkerConfig;
+const random = mulberry32(config.seed);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const store = await openStore(config.storeUrl, config.id, config.mode === 'fenced');
+const acquire = await lockFor(config);
+const report = { acquisitions: 0, increments: 0, refused: 0, aborts: {} as Record<string, number> };
+// Ready: the coordinator sends the time to stop once every worker is.
+process.send?.('ready');
+const until = await new Promise<number>((resolve) => process.once('message', resolve));
+
+while (Date.now() < until) {
+  const held = await acquire(AbortSignal.timeout(Math.max(1, until - Date.now()))).catch(
+    () => undefined,
+  );
+  if (!held) continue;
+  report.acquisitions++;
+  try {
+    await criticalSection(held);
+  } finally {
+    await held.release().catch(() => {});
+  }
+}
+await store.close();
+await acquire.close();
+process.send?.(report, () => process.exit(0));
+
+async function criticalSection(held: Held): Promise<void> {
+  const { signal } = held;
+  const token = held.token;
+  if (aborted(signal)) return;
+  await store.note('enter', String(token ?? ''));
+  if (aborted(signal)) return;
+  const read = await store.read(token);
+  if (!read) {
+    report.refused++;
+    return;
+  }
+  await sleep(random() * config.workMs);
+  if (aborted(signal)) return;
+  if (await store.write(read.counter + 1, read.writes, token)) report.increments++;
+  else report.refused++;
+  if (aborted(signal)) return;
+  await store.note('exit');
+}
+
+/** Looks at the signal (as the lock's user must); counts and logs an abort. */
+function aborted(signal: AbortSignal): boolean {
+  if (!signal.aborted) return false;
+  const reason = signal.reason as { code?: unknown; loss?: string; name?: string } | undefined;
+  // A LockError's code; else the run's end (the deadline signal's TimeoutError).
+  const code = typeof reason?.code === 'string' ? reason.code : `${reason?.name} (run end)`;
+  const why = [code, reason?.loss].filter(Boolean).join(' ');
+  report.aborts[why] = (report.aborts[why] ?? 0) + 1;
+  store.note('abort', why).catch(() => {});
+  return true;
+}
+
+type Acquire = ((signal: AbortSignal) => Promise<Held>) & { close(): Promise<void> };
+
+async function lockFor(config: WorkerConfig): Promise<Acquire> {
+  if (config.mode === 'no-nx') return brokenLock(config);
+  const locker = await createLocker(config.lock);
+  const never = new AbortController().signal;
+  const acquire = async (signal: AbortSignal): Promise<Held> => {
+    const lock = await locker.withContext(config.name, { signal });
+    return {
+      signal: config.mode === 'no-abort' ? never : lock.signal,
+      token: lock.token,
+      release: () => lock.release(),
+    };
+  };
+  return Object.assign(acquire, { close: () => locker.close() });
+}
+
+/** The negative control: a lock that takes its key whoever holds it. */
+async function brokenLock(config: WorkerConfig): Promise<Acquire> {
+  const client = createClient({ url: config.lock.url as string });
+  client.on('error', () => {});
+  await client.connect();
+  const never = new AbortController().signal;
+  const acquire = async (): Promise<Held> => {
+    await client.set(`broken:${config.name}`, String(config.id), { PX: 5000 });
+    return { signal: never, token: undefined, release: () => client.del(`broken:${config.name}`) };
+  };
+  return Object.assign(acquire, { close: async () => client.destroy() });
+}
