@@ -7,7 +7,7 @@ import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 
 export type Direction = 'to-server' | 'to-client';
 
-export interface Proxy {
+export interface FaultyProxy {
   readonly url: string;
   /** Delay every chunk by `ms` (0: none), in order. */
   delay(ms: number): void;
@@ -17,7 +17,7 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(upstreamPort: number): Promise<Proxy> {
+export async function startProxy(upstreamPort: number): Promise<FaultyProxy> {
   let delayMs = 0;
   const stalled = new Set<Direction>();
   const pipes = new Set<{ flush(): void; destroy(): void }>();

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { LockerOptions } from '../../src/index.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
 import { analyse, type Figures } from './history.js';
-import { type Proxy, startProxy } from './proxy.js';
+import { type FaultyProxy, startProxy } from './proxy.js';
 import { mulberry32 } from './random.js';
 import { readStore } from './store.js';
 import type { Mode, WorkerConfig, WorkerReport } from './worker.js';
@@ -32,7 +32,7 @@ export interface Scenario {
 
 export interface FaultEnv {
   readonly servers: readonly RedisServer[];
-  readonly proxy: Proxy | undefined;
+  readonly proxy: FaultyProxy | undefined;
   readonly storeUrl: string;
   /** Worker PIDs, by worker id. */
   readonly pids: readonly number[];
@@ -111,7 +111,7 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
 function workerConfig(
   scenario: Scenario,
   servers: readonly RedisServer[],
-  proxy: Proxy | undefined,
+  proxy: FaultyProxy | undefined,
   storeUrl: string,
   id: number,
   seed: number,
