@@ -9,6 +9,7 @@ export {
   ReleaseUnconfirmedError,
   UnavailableError,
 } from './errors.js';
+export { MAX_NAME_BYTES } from './keys.js';
 export type { Lock } from './lock.js';
 export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './locker.js';
 export { DEFAULTS, type LockerOptions } from './options.js';

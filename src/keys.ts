@@ -46,8 +46,18 @@ export function slotFenceKey(key: string): string {
 }
 
 /**
+ * The longest lock name, in bytes of UTF-8 (what goes on the wire): 64 KiB. Redis would take
+ * keys up to 512 MB, but the name travels in every key of the lock (`2M-1` of them, plus its
+ * fence key) with every acquisition, extension and release, sits in the server's tracking
+ * table once per key and comes back in every invalidation push: a longer name is almost
+ * certainly a mistake (a document passed where its id was meant) that would cost that much.
+ */
+export const MAX_NAME_BYTES = 65_536;
+
+/**
  * Names must be non-empty, well-formed strings: a lone UTF-16 surrogate would be encoded to
- * U+FFFD on the wire, and two different names would then share one set of keys.
+ * U+FFFD on the wire, and two different names would then share one set of keys. And at most
+ * {@link MAX_NAME_BYTES} bytes of UTF-8.
  */
 export function checkName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || name === '') {
@@ -55,6 +65,15 @@ export function checkName(name: unknown): asserts name is string {
   }
   if (!name.isWellFormed()) {
     throw new TypeError('lock name must be well-formed Unicode (it contains a lone surrogate)');
+  }
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: only a long name needs counting.
+  if (name.length * 3 > MAX_NAME_BYTES) {
+    const bytes = Buffer.byteLength(name, 'utf8');
+    if (bytes > MAX_NAME_BYTES) {
+      throw new RangeError(
+        `lock name must be at most ${MAX_NAME_BYTES} bytes (64 KiB) of UTF-8, got ${bytes}`,
+      );
+    }
   }
 }
 

@@ -1,0 +1,65 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createLocker } from '../src/index.js';
+import { connect, sleep } from './helpers/redis.js';
+import { startRedisServer } from './helpers/redis-server.js';
+
+// Where the README says tracklock is NOT safe, shown: two holders at once. The fencing token
+// is what still tells them apart.
+const test = suite('unsafe, as documented');
+const bound = () => ({ signal: AbortSignal.timeout(10_000) });
+
+test('one server restarted without persistence lets a second holder in while the first still holds', async () => {
+  const server = await startRedisServer();
+  // The first holder's client comes back 3 s after the restart; the second's at once.
+  const first = await createLocker({
+    url: server.url,
+    client: { socket: { reconnectStrategy: 3000 } },
+  });
+  const second = await createLocker({
+    url: server.url,
+    client: { socket: { reconnectStrategy: 20 } },
+  });
+  try {
+    const held = await first.withContext('restarted', bound());
+    await server.restart();
+    const taken = await second.withContext('restarted', bound());
+    assert.is(held.signal.aborted, false, 'the first holder already knew');
+    assert.is(taken.signal.aborted, false);
+    // Two holders: only a resource that checks fencing tokens can refuse the first.
+    assert.ok((taken.token as bigint) > (held.token as bigint), 'the token did not grow');
+    await taken.release();
+  } finally {
+    await Promise.all([first.close(), second.close()]);
+    await server.stop();
+  }
+});
+
+test('a client clock behind the server by less than the validity lets a second holder in early', async () => {
+  // Keys expire only when touched (no active expiry cycle): the second holder's own attempt
+  // expires them, so the invalidation that tells the first one leaves no earlier than that.
+  const server = await startRedisServer(['--enable-debug-command', 'yes']);
+  const admin = await connect(server.url);
+  await admin.sendCommand(['DEBUG', 'SET-ACTIVE-EXPIRE', '0']);
+  const realNow = Date.now;
+  const options = { url: server.url, keyValidityMs: 1000, extendIntervalMs: 800 };
+  const [first, second] = await Promise.all([createLocker(options), createLocker(options)]);
+  try {
+    // PXAT from a clock 600 ms behind: the server expires the keys 400 ms after the set, while
+    // the holder counts on 1000 ms less its 12 ms margin.
+    Date.now = () => realNow() - 600;
+    const held = await first.withContext('skewed', bound());
+    Date.now = realNow;
+    await sleep(450);
+    const taken = await second.tryWithContext('skewed', bound());
+    assert.is(held.signal.aborted, false, 'the first holder already knew');
+    await taken.release();
+  } finally {
+    Date.now = realNow;
+    admin.destroy();
+    await Promise.all([first.close(), second.close()]);
+    await server.stop();
+  }
+});
+
+test.run();
