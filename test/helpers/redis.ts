@@ -86,3 +86,28 @@ export function abortedWithin(signal: AbortSignal, ms: number): Promise<unknown>
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What the tests need of a lock and a locker (the library's own types, kept loose here). */
+interface Held {
+  readonly name: string;
+  readonly signal: AbortSignal;
+}
+interface Contender {
+  tryWithContext(name: string): Promise<unknown>;
+}
+
+/**
+ * For `rounds` times 300 ms: `lock` stays held, and `other` cannot take it. (A lock kept
+ * through a fault by extensions, or not at all.)
+ */
+export async function stillHeldAgainst(lock: Held, other: Contender, rounds: number) {
+  for (let i = 0; i < rounds; i++) {
+    await sleep(300);
+    if (lock.signal.aborted) throw new Error(`lock aborted: ${String(lock.signal.reason)}`);
+    const attempt = await other.tryWithContext(lock.name).then(
+      () => 'taken',
+      (error: { code?: string }) => error.code,
+    );
+    if (attempt !== 'ERR_NOT_LOCKED') throw new Error(`another locker tried and got ${attempt}`);
+  }
+}
