@@ -22,7 +22,7 @@ export class ClusterStore extends SplitStore implements KeyStore {
     const commands = new LockCommands(
       (args, firstKey) => cluster.sendCommand(firstKey, false, args),
       (keys) => slotFenceKey(keys[0] as string),
-      'apart',
+      'raised, apart on TRYAGAIN',
       options,
     );
     super((key) => ({ ops: commands, group: key }), options.keyMajority);

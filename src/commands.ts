@@ -32,8 +32,11 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
    * keys are on several servers, so that its token reaches all of them.
    */
   readonly #raiseFence: boolean;
-  /** Draw and raise the fence in commands of its own, right behind the keys' (a cluster). */
-  readonly #fenceApart: boolean;
+  /**
+   * In a cluster: when a script on the keys and their fence together gets TRYAGAIN (a slot
+   * migrating), run it again on the keys alone, with the fence in a command of its own.
+   */
+  readonly #apartOnTryAgain: boolean;
   readonly #timeoutMs: number;
   readonly #expiry: ExpiryMode;
   readonly #majority: number;
@@ -49,14 +52,14 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
   constructor(
     send: Send,
     fenceKey: FenceKey,
-    fence: 'in-script' | 'raised' | 'apart',
+    fence: 'in-script' | 'raised' | 'raised, apart on TRYAGAIN',
     options: ResolvedOptions,
   ) {
     // A client that is closed may throw rather than reject: make every failure a rejection.
     this.#send = async (args, firstKey) => send(args, firstKey);
     this.#fenceKey = fenceKey;
     this.#raiseFence = fence !== 'in-script';
-    this.#fenceApart = fence === 'apart';
+    this.#apartOnTryAgain = fence === 'raised, apart on TRYAGAIN';
     this.#timeoutMs = options.commandTimeoutMs;
     this.#expiry = { relative: options.fallbackSetPx, validityMs: options.keyValidityMs };
     this.#majority = options.keyMajority;
@@ -82,21 +85,19 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
       String(this.#expiry.validityMs),
     ];
     const fence = this.#fenceKey(keys);
-    const fenced = this.#fenceApart ? [...keys] : [...keys, fence];
-    const reply = this.#run(
-      ACQUIRE,
-      queue ? [...fenced, queue.queueKey, queue.ticketKey, queue.handoffKey] : fenced,
-      args,
+    const queued = queue ? [queue.queueKey, queue.ticketKey, queue.handoffKey] : [];
+    const replies = this.#apartIfNeeded(
+      () => this.#run(ACQUIRE, [...keys, fence, ...queued], args),
+      // The key's script then its fence's, on one connection: they run in that order. A draw
+      // that fails leaves the key's outcome unknown, as if it had.
+      async () => {
+        const [keyed, token] = await Promise.all([
+          this.#run(ACQUIRE, keys, args),
+          this.#run(DRAW, [fence], [String(this.#expiry.validityMs)]),
+        ]);
+        return [...(keyed as unknown[]).slice(0, 2 * keys.length), token];
+      },
     );
-    const drawn = this.#fenceApart
-      ? this.#run(DRAW, [fence], [String(this.#expiry.validityMs)])
-      : undefined;
-    const replies = drawn
-      ? Promise.all([reply, drawn.catch(() => false)]).then(([keyed, token]) => [
-          ...(keyed as unknown[]).slice(0, 2 * keys.length),
-          token,
-        ])
-      : reply;
     return perKey(keys, replies, (replies, i) => {
       const token = replies[2 * keys.length];
       return {
@@ -110,8 +111,13 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
   extend(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     const [at, command] = expiryArgs(this.#expiry, 'expire');
     const [fenced, raise] = this.#withFence(keys, token);
-    const reply = this.#run(EXTEND, fenced, [value, at, command, ...raise]);
-    this.#raiseApart(keys, token);
+    const reply = this.#apartIfNeeded(
+      () => this.#run(EXTEND, fenced, [value, at, command, ...raise]),
+      () => {
+        this.#raise(keys, raise);
+        return this.#run(EXTEND, keys, [value, at, command]);
+      },
+    );
     return perKey(keys, reply, (replies, i) => replies[i] === 1);
   }
 
@@ -124,8 +130,13 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     if (keys.length === 0) return Promise.resolve([]);
     const [fenced, raise] = this.#withFence(keys, token);
-    this.#raiseApart(keys, token); // before the keys go: the next holder must draw more
-    const reply = this.#run(DELETE, fenced, [value, ...raise]);
+    const reply = this.#apartIfNeeded(
+      () => this.#run(DELETE, fenced, [value, ...raise]),
+      () => {
+        this.#raise(keys, raise); // before the keys go: the next holder must draw more
+        return this.#run(DELETE, keys, [value]);
+      },
+    );
     return perKey(keys, reply, (replies, i) => replies[i] === 1);
   }
 
@@ -150,18 +161,34 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
 
   /** The keys, and the fence key and the arguments that raise it, when there is one to raise. */
   #withFence(keys: readonly string[], token: bigint | undefined): [string[], string[]] {
-    if (!this.#raiseFence || this.#fenceApart || token === undefined) return [[...keys], []];
+    if (!this.#raiseFence || token === undefined) return [[...keys], []];
     return [
       [...keys, this.#fenceKey(keys)],
       [String(token), String(this.#expiry.validityMs)],
     ];
   }
 
-  /** Raise the fence in a command of its own (a cluster), best effort. */
-  #raiseApart(keys: readonly string[], token: bigint | undefined): void {
-    if (!this.#fenceApart || token === undefined) return;
-    const args = [String(token), String(this.#expiry.validityMs)];
-    this.#run(RAISE, [this.#fenceKey(keys)], args).catch(() => {});
+  /**
+   * `together` (the keys and their fence in one script); in a cluster, on TRYAGAIN, `apart`:
+   * while a slot migrates, a script on two keys the importing master lacks is refused, but
+   * one on a single key follows ASK. Apart, the two are not atomic: only then can a forced
+   * takeover slip between a key's script and its fence's (see the README, Fencing tokens).
+   */
+  #apartIfNeeded(
+    together: () => Promise<unknown>,
+    apart: () => Promise<unknown>,
+  ): Promise<unknown> {
+    if (!this.#apartOnTryAgain) return together();
+    return together().catch((error: unknown) => {
+      if (error instanceof Error && error.message.startsWith('TRYAGAIN')) return apart();
+      throw error;
+    });
+  }
+
+  /** Raise the fence in a command of its own (with `raise`'s arguments), best effort. */
+  #raise(keys: readonly string[], raise: string[]): void {
+    if (raise.length === 0) return;
+    this.#run(RAISE, [this.#fenceKey(keys)], raise).catch(() => {});
   }
 
   /** EVALSHA, and EVAL when the server lost its script cache (restart, SCRIPT FLUSH). */

@@ -16,10 +16,12 @@ function script(source: string): Script {
 /**
  * Fencing tokens. A name's fence key on a server holds the last token drawn there. The next is
  * the server's time in microseconds, or the last one plus 1 if that is not less: so tokens
- * grow even when the fence key is gone (it expires a validity after it was written, so that
- * idle names cost nothing; a restart without persistence empties it), as long as the server's
- * clock does not step back. `raise_fence` lets a holder that drew its token on another server
- * leave it here, so that every later holder, whose keys' servers overlap its own, draws more.
+ * grow even when the fence key is gone (it expires ten validities after it was last written,
+ * so that idle names cost nothing, yet well after the keys of a holder that stopped
+ * extending; a restart without persistence empties it), as long as the server's clock does
+ * not step back. `raise_fence`, run with every extension and release where a lock's keys are
+ * on several servers, leaves the holder's token here and keeps the fence alive, so that every
+ * later holder, whose keys' servers overlap this holder's, draws more.
  */
 const NEXT_TOKEN = `
 local function next_token(fence, validity)
@@ -27,13 +29,12 @@ local function next_token(fence, validity)
   local token = math.max((tonumber(redis.call('GET', fence)) or 0) + 1,
     tonumber(now[1]) * 1000000 + tonumber(now[2]))
   token = string.format('%.0f', token)
-  redis.call('SET', fence, token, 'PX', validity)
+  redis.call('SET', fence, token, 'PX', 10 * tonumber(validity))
   return token
 end
 local function raise_fence(fence, token, validity)
-  if (tonumber(redis.call('GET', fence)) or 0) < tonumber(token) then
-    redis.call('SET', fence, token, 'PX', validity)
-  end
+  local highest = math.max(tonumber(redis.call('GET', fence)) or 0, tonumber(token))
+  redis.call('SET', fence, string.format('%.0f', highest), 'PX', 10 * tonumber(validity))
 end`;
 
 /**
@@ -203,10 +204,9 @@ return replies
 
 /**
  * Draw the next fencing token, apart from the keys: in a cluster, while a slot migrates, a
- * script on a key and its fence key together gets TRYAGAIN on the importing node, but a
- * script on one key follows ASK. Sent right behind the acquisition on the same connection, it
- * runs right after it on the server, so a later holder, who can only take the key after this
- * holder let go, draws after it. KEYS: the fence. ARGV: the validity in ms.
+ * script on a key and its fence key together gets TRYAGAIN on the importing master, but a
+ * script on one key follows ASK. Sent right behind the key's own script on the same
+ * connection, it runs right after it. KEYS: the fence. ARGV: the validity in ms.
  */
 export const DRAW = script(`${NEXT_TOKEN}
 return next_token(KEYS[1], ARGV[1])

@@ -66,12 +66,38 @@ test('with nodes, a holder leaves its token on every node, so the next one draws
       const fence = BigInt((await admin.get('rueidislock:f:spread')) ?? 0);
       assert.ok(fence >= (lock.token as bigint), `a fence at ${fence} < ${lock.token}`);
     }
-    // Without the node that drew the largest token, the next holder still draws more.
     const next = await b.withContext('spread', bound());
     assert.ok((next.token as bigint) > (lock.token as bigint));
     await next.release();
     await Promise.all([a.close(), b.close()]);
   } finally {
+    for (const admin of admins) admin.destroy();
+    await Promise.all(servers.map((server) => server.stop()));
+  }
+});
+
+test('with nodes, a holder keeps its token on every node for as long as it holds', async () => {
+  const servers: RedisServer[] = await Promise.all([0, 1, 2].map(() => startRedisServer()));
+  const admins = await Promise.all(servers.map((server) => connect(server.url)));
+  const locker = await createLocker({
+    nodes: servers.map((server) => server.url),
+    keyValidityMs: 500,
+  });
+  try {
+    const lock = await locker.withContext('long', bound());
+    // Four validities: each extension must keep every fence alive and at the holder's token,
+    // so that a holder that crashes now is followed by a larger token whatever the clocks.
+    for (let i = 0; i < 8; i++) {
+      await sleep(250);
+      for (const admin of admins) {
+        const fence = BigInt((await admin.get('rueidislock:f:long')) ?? 0);
+        assert.ok(fence >= (lock.token as bigint), `a fence at ${fence} < ${lock.token}`);
+        assert.ok((await admin.pTTL('rueidislock:f:long')) > 2000, 'the fence outlives the keys');
+      }
+    }
+    await lock.release();
+  } finally {
+    await locker.close();
     for (const admin of admins) admin.destroy();
     await Promise.all(servers.map((server) => server.stop()));
   }

@@ -32,7 +32,7 @@ async function keysOn(servers: readonly RedisServer[]): Promise<string[][]> {
     servers.map(async (server) => {
       const client = await connect(server.url);
       try {
-        // Lock keys only: the fencing token's key outlives the lock by a validity.
+        // Lock keys only: the fencing token's key outlives the lock.
         return (await client.keys('rueidislock:[0-9]*')).sort();
       } finally {
         client.destroy();
