@@ -6,7 +6,7 @@
  */
 import { createClient } from '@redis/client';
 import type { FaultEnv, Scenario } from './scenario.js';
-import { currentHolder } from './store.js';
+import { currentHolder, lastStepOf } from './store.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -32,9 +32,22 @@ const redisStop = async (env: FaultEnv) => {
   server?.resume();
 };
 
+/**
+ * Restart the server empty 320 ms in, while worker 0 is in its first critical section, between
+ * its read and its write, and the others wait for the lock: worker 0 reconnects late
+ * (slowWorker0), so it goes on to write while the others already hold the lock on the emptied
+ * server.
+ */
 const redisRestart = async (env: FaultEnv) => {
-  await settle(env);
-  await env.servers[0]?.restart();
+  await sleep(320);
+  for (let tries = 0; tries < 1000; tries++) {
+    if ((await currentHolder(env.storeUrl, 'read')) === 0) {
+      await env.servers[0]?.restart();
+      return;
+    }
+    await sleep(2);
+  }
+  throw new Error('worker 0 never read');
 };
 
 const clientPause = async (env: FaultEnv) => {
@@ -69,7 +82,9 @@ const badNetwork = async (env: FaultEnv) => {
   await sleep(200);
   proxy.stall('to-server', true);
   await sleep(2 * env.validityMs);
+  // The stale requests go out now, late; then every connection is cut.
   proxy.stall('to-server', false);
+  await sleep(200);
   proxy.cut();
 };
 
@@ -84,13 +99,18 @@ const holderStop = async (env: FaultEnv) => {
     if (holder !== undefined) {
       const pid = env.pids[holder] as number;
       process.kill(pid, 'SIGSTOP');
-      await sleep(2 * env.validityMs);
+      // Stopped in time? Its write may have been on the wire already: then let it go on.
+      await sleep(20);
+      if ((await lastStepOf(env.storeUrl, holder)) === 'read') {
+        await sleep(2 * env.validityMs);
+        process.kill(pid, 'SIGCONT');
+        return;
+      }
       process.kill(pid, 'SIGCONT');
-      return;
     }
     await sleep(2);
   }
-  throw new Error('never found a worker between its read and its write');
+  throw new Error('never stopped a worker between its read and its write');
 };
 
 const nodeDown = async (env: FaultEnv) => {
@@ -116,6 +136,8 @@ export const MATRIX: readonly Scenario[] = [
     mode: 'tracklock',
     topology: 'server',
     safe: false,
+    slowWorker0: true,
+    workMs: 200,
     fault: redisRestart,
   },
   {
@@ -123,6 +145,9 @@ export const MATRIX: readonly Scenario[] = [
     mode: 'fenced',
     topology: 'server',
     safe: true,
+    slowWorker0: true,
+    workMs: 200,
+    expectRefused: true,
     fault: redisRestart,
   },
   {
@@ -145,6 +170,7 @@ export const MATRIX: readonly Scenario[] = [
     topology: 'server',
     safe: true,
     proxy: true,
+    durationMs: 5000,
     fault: badNetwork,
   },
   {
@@ -161,6 +187,7 @@ export const MATRIX: readonly Scenario[] = [
     topology: 'server',
     safe: true,
     workMs: 50,
+    expectRefused: true,
     fault: holderStop,
   },
   {
@@ -169,6 +196,7 @@ export const MATRIX: readonly Scenario[] = [
     topology: 'server',
     safe: true,
     proxy: true,
+    durationMs: 5000,
     fault: badNetwork,
   },
   {

@@ -50,9 +50,12 @@ export async function startProxy(upstreamPort: number): Promise<FaultyProxy> {
   function pipe(from: Socket, to: Socket, direction: Direction) {
     const held: Buffer[] = [];
     let chain = Promise.resolve();
+    // Each chunk leaves `delayMs` after it came (in order), not after the one before it.
     const send = (chunk: Buffer) => {
+      const due = performance.now() + delayMs;
       chain = chain.then(async () => {
-        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         if (!to.destroyed) to.write(chunk);
       });
     };

@@ -5,8 +5,10 @@ import type { Row } from './scenario.js';
  * some; the others (where the README says tracklock alone is not safe) are reported only.
  */
 export function verdict(row: Row): 'ok' | 'FAIL' | 'seen' {
-  const harm = row.violations + row.lostUpdates;
-  if (row.mode === 'no-nx' || row.mode === 'no-abort') return harm > 0 ? 'ok' : 'FAIL';
-  if (row.safe) return harm === 0 && row.acquisitions > 0 ? 'ok' : 'FAIL';
+  const harm = row.violations > 0 || row.lostUpdates !== 0;
+  if (row.mode === 'no-nx' || row.mode === 'no-abort') return harm ? 'ok' : 'FAIL';
+  // A fenced row that says its fault must have put a stale holder to the test: it did.
+  const tested = !row.expectRefused || row.refused > 0;
+  if (row.safe) return !harm && row.acquisitions > 0 && tested ? 'ok' : 'FAIL';
   return 'seen';
 }

@@ -5,6 +5,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { LockerOptions } from '../../src/index.js';
+import { killOnExit } from '../helpers/reaper.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
 import { analyse, type Figures } from './history.js';
 import { type FaultyProxy, startProxy } from './proxy.js';
@@ -23,7 +24,15 @@ export interface Scenario {
   readonly safe: boolean;
   /** Worker 0 reaches server 0 through a proxy the fault can degrade. */
   readonly proxy?: boolean;
-  /** The most a critical section sleeps between its read and its write (default 5 ms). */
+  /**
+   * Worker 0 takes the lock first (the others start 300 ms later), keeps its first critical
+   * section open for 600 ms, and reconnects only after 1 s: it learns late of a server that
+   * restarted meanwhile.
+   */
+  readonly slowWorker0?: boolean;
+  /** The fault must leave a stale holder whose read or write the fenced store refuses. */
+  readonly expectRefused?: boolean;
+  /** A critical section sleeps from half this to this between its read and write (5 ms). */
   readonly workMs?: number;
   readonly durationMs?: number;
   /** Starts when the workers do; must undo what it did (resume, restart) before it returns. */
@@ -45,6 +54,7 @@ export interface Row extends Figures {
   readonly scenario: string;
   readonly mode: Mode;
   readonly safe: boolean;
+  readonly expectRefused: boolean;
   readonly seconds: number;
 }
 
@@ -53,23 +63,29 @@ const WORKERS = 3;
 
 export async function runScenario(scenario: Scenario, seed: number): Promise<Row> {
   const started = performance.now();
-  const servers = await Promise.all(
-    Array.from({ length: scenario.topology === 'nodes3' ? 3 : 1 }, () => startRedisServer()),
-  );
-  const store = await startRedisServer();
-  const proxy = scenario.proxy ? await startProxy(servers[0]?.port as number) : undefined;
+  // Started one by one inside the try, so that a failure stops whatever did start.
+  const servers: RedisServer[] = [];
+  let store: RedisServer | undefined;
+  let proxy: FaultyProxy | undefined;
   const children: ChildProcess[] = [];
   try {
+    for (let i = 0; i < (scenario.topology === 'nodes3' ? 3 : 1); i++) {
+      servers.push(await startRedisServer());
+    }
+    store = await startRedisServer();
+    const storeUrl = store.url;
+    if (scenario.proxy) proxy = await startProxy(servers[0]?.port as number);
     const reports = Array.from({ length: WORKERS }, (_, id) => {
       const child = fork(
         WORKER,
-        [JSON.stringify(workerConfig(scenario, servers, proxy, store.url, id, seed))],
+        [JSON.stringify(workerConfig(scenario, servers, proxy, storeUrl, id, seed))],
         {
           execArgv: ['--import', 'tsx'],
           stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         },
       );
       children.push(child);
+      killOnExit(child);
       return messages(child);
     });
     await Promise.all(reports.map((r) => bounded(r.ready, STARTUP_MS, 'worker start')));
@@ -79,7 +95,7 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
     const env: FaultEnv = {
       servers,
       proxy,
-      storeUrl: store.url,
+      storeUrl,
       pids: children.map((child) => child.pid as number),
       validityMs: VALIDITY_MS,
       random: mulberry32(seed),
@@ -88,11 +104,12 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
     const done = await Promise.all(
       reports.map((r) => bounded(r.report, durationMs + 30_000, 'worker report')),
     );
-    const { steps, counter } = await readStore(store.url);
+    const { steps, counter } = await readStore(storeUrl);
     return {
       scenario: scenario.name,
       mode: scenario.mode,
       safe: scenario.safe,
+      expectRefused: scenario.expectRefused ?? false,
       seconds: Math.round((performance.now() - started) / 100) / 10,
       ...analyse(steps, counter, done),
     };
@@ -104,7 +121,7 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
       }
     }
     await proxy?.close();
-    await Promise.all([...servers, store].map((server) => server.stop()));
+    await Promise.all([...servers, store].map((server) => server?.stop()));
   }
 }
 
@@ -129,12 +146,14 @@ function workerConfig(
       commandTimeoutMs: 100,
       // A 52 ms margin: timers on a loaded 2-core machine run late.
       driftFactor: 0.1,
-      client: { socket: { reconnectStrategy: 20 } },
+      client: { socket: { reconnectStrategy: id === 0 && scenario.slowWorker0 ? 1000 : 20 } },
     },
     storeUrl,
     name: 'checked',
     seed: seed * 100 + id,
     workMs: scenario.workMs ?? 5,
+    startDelayMs: id !== 0 && scenario.slowWorker0 ? 300 : 0,
+    firstWorkMs: id === 0 && scenario.slowWorker0 ? 600 : undefined,
   };
 }
 

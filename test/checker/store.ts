@@ -144,6 +144,23 @@ export async function readStore(url: string): Promise<{ steps: Step[]; counter: 
   }
 }
 
+/** The last step `worker` logged (among the log's last 500). */
+export async function lastStepOf(url: string, worker: number): Promise<Step['kind'] | undefined> {
+  const client: Client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const lines = (await client.lRange(`${PREFIX}:log`, -500, -1)) as string[];
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const [, who, kind] = (lines[i] as string).split('|');
+      if (Number(who) === worker) return kind as Step['kind'];
+    }
+    return undefined;
+  } finally {
+    client.destroy();
+  }
+}
+
 /** The worker whose last step, the log's last, is `kind` (for the holder-pause fault). */
 export async function currentHolder(url: string, kind: Step['kind']): Promise<number | undefined> {
   const client: Client = createClient({ url });

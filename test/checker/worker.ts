@@ -21,8 +21,12 @@ export interface WorkerConfig {
   readonly storeUrl: string;
   readonly name: string;
   readonly seed: number;
-  /** The most each critical section sleeps between its read and its write. */
+  /** A critical section sleeps from half this to this many ms between its read and write. */
   readonly workMs: number;
+  /** Wait this long before the first acquisition (to let another worker go first). */
+  readonly startDelayMs: number;
+  /** The first critical section sleeps this long between its read and write, if set. */
+  readonly firstWorkMs: number | undefined;
 }
 
 export interface WorkerReport {
@@ -51,6 +55,7 @@ const report = { acquisitions: 0, increments: 0, refused: 0, aborts: {} as Recor
 // Ready: the coordinator sends the time to stop once every worker is.
 process.send?.('ready');
 const until = await new Promise<number>((resolve) => process.once('message', resolve));
+await sleep(config.startDelayMs);
 
 while (Date.now() < until) {
   const held = await acquire(AbortSignal.timeout(Math.max(1, until - Date.now()))).catch(
@@ -77,9 +82,11 @@ async function criticalSection(held: Held): Promise<void> {
   const read = await store.read(token);
   if (!read) {
     report.refused++;
+    await store.note('abort', 'refused');
     return;
   }
-  await sleep(random() * config.workMs);
+  const first = report.acquisitions === 1 ? config.firstWorkMs : undefined;
+  await sleep(first ?? ((1 + random()) / 2) * config.workMs);
   if (aborted(signal)) return;
   if (await store.write(read.counter + 1, read.writes, token)) report.increments++;
   else report.refused++;
