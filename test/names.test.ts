@@ -442,8 +442,8 @@ test('10,000 distinct names held at once by one locker, excluding another, relea
       const taken = some.map((name) => a.withContext(name, { waitTimeoutMs: 60_000 }));
       locks.push(...(await abortable(deadline, Promise.all(taken))));
       acquireMs += performance.now() - acquiring;
-      // Each drew a fencing token, kept in its name's fence key (checked at once: it expires
-      // one validity after the acquisition, extensions do not renew it).
+      // Each drew a fencing token, kept in its name's fence key (it expires ten validities
+      // after it was last written).
       assert.is(await client.exists(some.map((name) => fenceKey(PREFIX, name))), some.length);
     }
     gc?.();
