@@ -9,6 +9,7 @@ import {
   type Outcome,
   type Queue,
 } from './store.js';
+import { within } from './timing.js';
 
 /**
  * Sends one command to the server that holds `firstKey` (every key of a call lives on one
@@ -210,16 +211,8 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
    * given up on while disconnected may stay in node-redis' queue and run after the reconnect:
    * harmless, since every value is per attempt and every write compares it first.
    */
-  async #bounded<T>(request: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TimeoutError(this.#timeoutMs)), this.#timeoutMs);
-    });
-    try {
-      return await Promise.race([request, timedOut]);
-    } finally {
-      clearTimeout(timer);
-    }
+  #bounded<T>(request: Promise<T>): Promise<T> {
+    return within(request, this.#timeoutMs, () => new TimeoutError(this.#timeoutMs));
   }
 }
 

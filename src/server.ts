@@ -1,12 +1,11 @@
 import { createClient } from '@redis/client';
-import { delay } from 'abort-controller-x';
-import { LockCommands, TimeoutError } from './commands.js';
+import { LockCommands } from './commands.js';
 import { LockError } from './errors.js';
 import { fenceKey, parseKey } from './keys.js';
 import { describeAddress, type ResolvedOptions } from './options.js';
 import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE } from './scripts.js';
 import type { KeyStore } from './store.js';
-import { settleWithin } from './timing.js';
+import { settleWithin, within } from './timing.js';
 import { InvalidationRouter } from './tracking.js';
 
 type Client = ReturnType<typeof createClient>;
@@ -134,16 +133,7 @@ export async function withinConnectTimeout(
   ms: number,
   lastError: () => Error | undefined,
 ): Promise<void> {
-  const stop = new AbortController();
-  const timedOut = delay(stop.signal, ms).then(() => {
-    throw lastError() ?? new TimeoutError(ms);
-  });
-  timedOut.catch(() => {});
-  try {
-    await Promise.race([ready, timedOut]);
-  } finally {
-    stop.abort();
-  }
+  await within(ready, ms, () => lastError() ?? new Error('no answer'));
 }
 
 /** A server older than 6.0 refuses HELLO 3. */

@@ -10,3 +10,19 @@ export async function settleWithin(work: Promise<unknown>, ms: number): Promise<
   await Promise.race([work.catch(() => {}), delay(stop.signal, ms).catch(() => {})]);
   stop.abort();
 }
+
+/**
+ * `work`, or a rejection with `timedOut()` once `ms` have passed; leaves no timer behind. A
+ * plain timer, not an abort signal: it bounds every Redis request.
+ */
+export async function within<T>(work: Promise<T>, ms: number, timedOut: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timedOut()), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
