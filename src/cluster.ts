@@ -25,7 +25,7 @@ export class ClusterStore extends SplitStore implements KeyStore {
       'raised, apart on TRYAGAIN',
       options,
     );
-    super((key) => ({ ops: commands, group: key }), options.keyMajority);
+    super((key) => ({ ops: commands, group: key, key }), options.keyMajority);
     this.#cluster = cluster;
   }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { KeyStore, Placement } from './store.js';
 
-/** One set of independent nodes, known by the addresses of its nodes. */
+/** One set of independent nodes, known by its id (its position in `groups`, or its own). */
 export interface Group {
   readonly id: string;
   readonly store: KeyStore;

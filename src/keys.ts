@@ -3,7 +3,12 @@
  * `${prefix}:0:${name}` … `${prefix}:${count - 1}:${name}`.
  */
 export function keyNames(prefix: string, name: string, count: number): string[] {
-  return Array.from({ length: count }, (_, i) => `${prefix}:${i}:${name}`);
+  return Array.from({ length: count }, (_, i) => lockKey(prefix, i, name));
+}
+
+/** Key `index` of lock `name`. */
+export function lockKey(prefix: string, index: number, name: string): string {
+  return `${prefix}:${index}:${name}`;
 }
 
 /**

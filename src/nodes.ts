@@ -1,24 +1,32 @@
 import type { RedisClientOptions } from '@redis/client';
 import { LockError } from './errors.js';
-import { parseKey } from './keys.js';
+import { lockKey, parseKey } from './keys.js';
 import type { ResolvedOptions } from './options.js';
 import { connectError, ServerStore, type StoreEvents, withinConnectTimeout } from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
 
 /**
- * Independent Redis servers, as in Redlock: key `i` of every lock lives on node `i mod n`, and
- * each node has its own connection, which tracks the keys it reads. The lock needs a majority
- * of keys across nodes, so it outlives the loss of the nodes holding a minority of them.
+ * Independent Redis servers, as in Redlock: each node holds `k = keyCount / n` of every lock's
+ * keys, and each node has its own connection, which tracks the keys it reads. The lock needs a
+ * majority of keys across nodes, so it outlives the loss of the nodes holding a minority of
+ * them.
+ *
+ * The lock logic counts `keyCount` keys; its key `i` is key `floor(i / n)` on this process's
+ * node `i mod n`. So every node holds keys `0` … `k - 1` of each lock, whatever this process
+ * calls it: two processes that reach a node through different addresses (an IP against a DNS
+ * name, a proxy), or list the nodes in different orders, still contend for the same keys.
  */
 export class NodesStore extends SplitStore implements KeyStore {
   readonly #nodes: readonly ServerStore[];
 
   private constructor(nodes: readonly ServerStore[], options: ResolvedOptions) {
     const prefix = options.keyPrefix;
+    const n = nodes.length;
     super((key) => {
-      const node = nodes[(parseKey(prefix, key)?.index ?? 0) % nodes.length] as ServerStore;
-      return { ops: node, group: node };
+      const { index, name } = parseKey(prefix, key) as { index: number; name: string };
+      const node = nodes[index % n] as ServerStore;
+      return { ops: node, group: node, key: lockKey(prefix, Math.floor(index / n), name) };
     }, options.keyMajority);
     this.#nodes = nodes;
   }
@@ -34,10 +42,10 @@ export class NodesStore extends SplitStore implements KeyStore {
     clients: readonly RedisClientOptions[],
     events: StoreEvents,
   ): Promise<NodesStore> {
-    const nodes = clients.map((client) =>
+    const nodes = clients.map((client, j) =>
       ServerStore.start(
         { ...options, client: { disableOfflineQueue: true, ...client } },
-        events,
+        nodeEvents(events, options.keyPrefix, j, clients.length),
         true,
       ),
     );
@@ -87,6 +95,17 @@ export class NodesStore extends SplitStore implements KeyStore {
   async close(timeoutMs: number): Promise<void> {
     await Promise.all(this.#nodes.map((node) => node.close(timeoutMs)));
   }
+}
+
+/** Node `j`'s events, its keys named as the lock logic counts them (see NodesStore). */
+function nodeEvents(events: StoreEvents, prefix: string, j: number, n: number): StoreEvents {
+  return {
+    ...events,
+    invalidated: (key) => {
+      const parsed = key === null ? undefined : parseKey(prefix, key);
+      events.invalidated(parsed ? lockKey(prefix, parsed.index * n + j, parsed.name) : key);
+    },
+  };
 }
 
 /** Resolves once the ready nodes hold `keyMajority` of the keys; rejects once they cannot. */

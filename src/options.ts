@@ -3,6 +3,13 @@ import type { RedisClientOptions, RedisClusterOptions } from '@redis/client';
 /** One Redis server of several: a `redis://` URL, or node-redis client options. */
 export type NodeOptions = string | RedisClientOptions;
 
+/** One set of `groups`, with an id of its own. */
+export interface GroupOptions {
+  /** The set's identity in the rendezvous hashing: any string, the same in every process. */
+  readonly id: string;
+  readonly nodes: readonly NodeOptions[];
+}
+
 /** Options of {@link createLocker}. Every field is optional; defaults are in {@link DEFAULTS}. */
 export interface LockerOptions {
   /**
@@ -16,10 +23,11 @@ export interface LockerOptions {
    */
   client?: RedisClientOptions;
   /**
-   * Independent Redis servers (Redlock): key `i` of every lock lives on node `i mod n`, each node
-   * over its own connection. Each entry is a URL or client options (laid over `client`).
-   * `keyMajority` defaults to a majority of the nodes (at least 2), so the lock outlives the
-   * loss of a minority of them. Not with `url`, `cluster` or `groups`.
+   * Independent Redis servers (Redlock), an odd number of them: each holds the same keys of
+   * every lock (so which address reaches a node does not matter), over its own connection.
+   * Each entry is a URL or client options (laid over `client`). `keyMajority` defaults to one
+   * key per node, so the lock outlives the loss of a minority of them; the number of nodes
+   * must divide `2 * keyMajority - 1`. Not with `url`, `cluster` or `groups`.
    */
   nodes?: readonly NodeOptions[];
   /**
@@ -30,10 +38,12 @@ export interface LockerOptions {
   cluster?: RedisClusterOptions;
   /**
    * Several independent sets of `nodes`; each lock name lives on one set, chosen by rendezvous
-   * hashing of the name, so adding a set moves about 1/n of the names. A set's identity is
-   * its nodes' addresses. Not with `url`, `nodes` or `cluster`.
+   * hashing of the name with each set's id, so adding a set moves about 1/n of the names. A
+   * set is an array of nodes, whose id is its position in `groups` ('0', '1', …), or
+   * `{ id, nodes }` with an id of your own. Every process must give the sets the same ids.
+   * Not with `url`, `nodes` or `cluster`.
    */
-  groups?: readonly (readonly NodeOptions[])[];
+  groups?: readonly (readonly NodeOptions[] | GroupOptions)[];
   /**
    * Keys are `${keyPrefix}:${i}:${name}`. The default matches Go's rueidislock, so Go and Node
    * services contend for the same locks.
@@ -60,7 +70,8 @@ export interface LockerOptions {
   tryNextAfterMs?: number;
   /**
    * The lock needs `keyMajority` of `2 * keyMajority - 1` keys.
-   * @default 2, or with `nodes` / `groups` a majority of the (largest set of) nodes
+   * @default 2, or with `nodes` / `groups` one key per node (sets of different sizes: the
+   *   fewest keys each set holds in equal shares)
    */
   keyMajority?: number;
   /**
@@ -125,7 +136,12 @@ export type Topology =
   | { readonly kind: 'server' }
   | { readonly kind: 'nodes'; readonly nodes: readonly RedisClientOptions[] }
   | { readonly kind: 'cluster'; readonly cluster: RedisClusterOptions }
-  | { readonly kind: 'groups'; readonly groups: readonly (readonly RedisClientOptions[])[] };
+  | { readonly kind: 'groups'; readonly groups: readonly ResolvedGroup[] };
+
+export interface ResolvedGroup {
+  readonly id: string;
+  readonly nodes: readonly RedisClientOptions[];
+}
 
 export interface ResolvedOptions {
   /** The one server's client options; with `nodes` or `groups`, what each node's are laid over. */
@@ -146,6 +162,13 @@ export interface ResolvedOptions {
   readonly connectTimeoutMs: number;
 }
 
+/**
+ * The largest `keyMajority`. Every script call loops over the lock's `2 * keyMajority - 1`
+ * keys; Redis cannot kill a script that has written, so a typo (100000) would block a shared
+ * server for minutes. 32 (63 keys) is far more than any deployment needs.
+ */
+export const MAX_KEY_MAJORITY = 32;
+
 /** setTimeout's largest delay; a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const KNOWN = new Set(['url', 'client', 'nodes', 'cluster', 'groups', ...Object.keys(DEFAULTS)]);
@@ -164,13 +187,17 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
   const client = clientOptions(options);
   const topology = resolveTopology(options, client);
   const keyMajority = options.keyMajority ?? defaultMajority(topology);
-  if (!Number.isSafeInteger(keyMajority) || keyMajority < 1) {
-    throw new RangeError(`keyMajority must be a positive integer, got ${String(keyMajority)}`);
+  checkNumber('keyMajority', keyMajority);
+  if (!Number.isInteger(keyMajority) || keyMajority < 1 || keyMajority > MAX_KEY_MAJORITY) {
+    throw new RangeError(
+      `keyMajority must be a whole number from 1 to ${MAX_KEY_MAJORITY} (each script call loops over the lock's 2 * keyMajority - 1 keys, and Redis cannot kill a script that has written), got ${keyMajority}`,
+    );
   }
   checkNodeCount(topology, 2 * keyMajority - 1);
   const keyValidityMs = duration('keyValidityMs', options.keyValidityMs, DEFAULTS.keyValidityMs);
   const driftFactor = options.driftFactor ?? DEFAULTS.driftFactor;
-  if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5)) {
+  checkNumber('driftFactor', driftFactor);
+  if (!(driftFactor >= 0 && driftFactor < 0.5)) {
     throw new RangeError(
       `driftFactor must be a number from 0 to below 0.5, got ${String(driftFactor)}`,
     );
@@ -224,12 +251,28 @@ function duration(name: string, value: unknown, fallback: number): number {
 
 /** A whole number of ms from `min` to setTimeout's largest delay, or a RangeError naming it. */
 export function checkDuration(name: string, ms: unknown, min: number): number {
-  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < min || ms > MAX_TIMER_MS) {
+  checkNumber(name, ms, ' of ms');
+  if (!Number.isInteger(ms) || ms < min || ms > MAX_TIMER_MS) {
     throw new RangeError(
       `${name} must be a whole number of ms from ${min} to ${MAX_TIMER_MS}, got ${String(ms)}`,
     );
   }
   return ms;
+}
+
+/**
+ * A TypeError naming the option when `value` is not a number. Options often come from
+ * environment variables: a string gets a message of its own.
+ */
+function checkNumber(name: string, value: unknown, unit = ''): asserts value is number {
+  if (typeof value === 'number') return;
+  const got =
+    typeof value === 'string'
+      ? `the string ${JSON.stringify(value)} (convert it with Number(...) first)`
+      : value === null
+        ? 'null'
+        : `a ${typeof value}`;
+  throw new TypeError(`${name} must be a number${unit}, got ${got}`);
 }
 
 function flag(name: string, value: unknown, fallback: boolean): boolean {
@@ -270,9 +313,18 @@ function resolveTopology(options: LockerOptions, client: RedisClientOptions): To
   }
   if (options.groups !== undefined) {
     if (!Array.isArray(options.groups) || options.groups.length === 0) {
-      throw new TypeError('groups must be a non-empty array of node arrays');
+      throw new TypeError('groups must be a non-empty array of node arrays or { id, nodes }');
     }
-    const groups = options.groups.map((group, g) => nodeList(`groups[${g}]`, group, client));
+    const groups = options.groups.map((group: unknown, g): ResolvedGroup => {
+      const named = !Array.isArray(group) && typeof group === 'object' && group !== null;
+      const { id, nodes } = named ? (group as GroupOptions) : { id: String(g), nodes: group };
+      if (typeof id !== 'string' || id === '') {
+        throw new TypeError(`groups[${g}].id must be a non-empty string`);
+      }
+      return { id, nodes: nodeList(`groups[${g}]`, nodes, client) };
+    });
+    const ids = new Set(groups.map((group) => group.id));
+    if (ids.size < groups.length) throw new TypeError('groups must have distinct ids');
     return { kind: 'groups', groups };
   }
   if (options.cluster !== undefined) {
@@ -324,43 +376,65 @@ function nodeList(
     const socket = { ...client.socket, ...own.socket } as RedisClientOptions['socket'];
     return { ...client, ...own, ...(socket && { socket }) };
   });
-  // Key i lives on node i mod n: every process must order the nodes alike, whatever order
-  // its configuration lists them in.
-  const addressed = resolved.map((node) => ({ node, address: describeAddress(node) }));
-  addressed.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
-  addressed.forEach(({ address }, i) => {
-    if (i > 0 && address === addressed[i - 1]?.address) {
+  // Two entries for one server would give it twice the keys of the others.
+  const seen = new Set<string>();
+  for (const node of resolved) {
+    const address = describeAddress(node);
+    if (seen.has(address)) {
       throw new TypeError(`${name} lists ${address} twice: each node must be its own server`);
     }
-  });
-  return addressed.map(({ node }) => node);
+    seen.add(address);
+  }
+  return resolved;
 }
 
-/** With several nodes, a majority of them, so that the lock outlives a minority's loss. */
+/**
+ * With several nodes, one key per node (a majority of the nodes): the lock outlives a
+ * minority's loss. With sets of different sizes, the fewest keys that every set can hold in
+ * equal shares.
+ */
 function defaultMajority(topology: Topology): number {
   const sizes =
     topology.kind === 'nodes'
       ? [topology.nodes.length]
       : topology.kind === 'groups'
-        ? topology.groups.map((group) => group.length)
+        ? topology.groups.map((group) => group.nodes.length)
         : [];
-  return Math.max(DEFAULTS.keyMajority, ...sizes.map((n) => Math.floor(n / 2) + 1));
+  const keys = sizes.reduce((a, b) => (a * b) / gcd(a, b), 1);
+  return Math.max(DEFAULTS.keyMajority, Math.floor(keys / 2) + 1);
 }
 
-/** A node beyond the last key would hold none of it: surely not what was meant. */
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/**
+ * Every node of a set must hold as many of each lock's keys as every other: then a majority of
+ * the keys is on a majority of the nodes, and no node's loss costs more keys than another's
+ * (5 keys on 4 nodes would sit 2+1+1+1: the lock granted on 2 of 4 servers). So the number
+ * of keys must be a multiple of the number of nodes, which also makes that number odd.
+ */
 function checkNodeCount(topology: Topology, keyCount: number): void {
   const sets =
     topology.kind === 'nodes'
-      ? [topology.nodes]
+      ? [{ name: 'nodes', nodes: topology.nodes }]
       : topology.kind === 'groups'
-        ? topology.groups
+        ? topology.groups.map(({ nodes }, g) => ({ name: `groups[${g}]`, nodes }))
         : [];
-  for (const nodes of sets) {
-    if (nodes.length > keyCount) {
+  const keys = `each lock's ${keyCount} keys (2 * keyMajority - 1)`;
+  for (const { name, nodes } of sets) {
+    if (nodes.length % 2 === 0) {
       throw new RangeError(
-        `${nodes.length} nodes but each lock has only ${keyCount} keys (2 * keyMajority - 1): nodes ${keyCount} to ${nodes.length - 1} would hold none; raise keyMajority to ${Math.floor(nodes.length / 2) + 1}`,
+        `${name}: ${nodes.length} nodes cannot hold ${keys} in equal shares: use an odd number of nodes`,
       );
     }
+  }
+  for (const { name, nodes } of sets) {
+    const n = nodes.length;
+    if (keyCount % n === 0) continue;
+    throw new RangeError(
+      `${name}: ${n} nodes cannot hold ${keys} in equal shares: with ${n} nodes use keyMajority ${(n + 1) / 2} or ${(3 * n + 1) / 2} (${n} or ${3 * n} keys)`,
+    );
   }
 }
 

@@ -4,10 +4,14 @@ import type { KeyState, KeyStore, Outcome } from './store.js';
 export type KeyOps = Omit<KeyStore, 'close'>;
 
 /**
- * Where one key lives: the operations of the server that holds it, and the group of keys that
- * go to it in one call (a node, or in a cluster the key itself).
+ * Where one key lives: the operations of the server that holds it, the group of keys that go
+ * to it in one call (a node, or in a cluster the key itself), and the key's name there.
  */
-export type Place = (key: string) => { readonly ops: KeyOps; readonly group: unknown };
+export type Place = (key: string) => {
+  readonly ops: KeyOps;
+  readonly group: unknown;
+  readonly key: string;
+};
 
 /**
  * A lock's keys spread over several servers. Each operation goes out at once to every server
@@ -84,12 +88,14 @@ export class SplitStore implements KeyOps {
     call: (ops: KeyOps, keys: string[]) => Promise<Outcome<T>[]>,
     decided: (outcomes: readonly (Outcome<T> | undefined)[]) => boolean = () => false,
   ): Promise<Outcome<T>[]> {
-    const groups = new Map<unknown, { ops: KeyOps; indexes: number[] }>();
-    keys.forEach((key, i) => {
-      const { ops, group } = this.#place(key);
+    const groups = new Map<unknown, { ops: KeyOps; indexes: number[]; keys: string[] }>();
+    keys.forEach((logical, i) => {
+      const { ops, group, key } = this.#place(logical);
       const entry = groups.get(group);
-      if (entry) entry.indexes.push(i);
-      else groups.set(group, { ops, indexes: [i] });
+      if (entry) {
+        entry.indexes.push(i);
+        entry.keys.push(key);
+      } else groups.set(group, { ops, indexes: [i], keys: [key] });
     });
     const outcomes: (Outcome<T> | undefined)[] = keys.map(() => undefined);
     const late: Promise<Outcome<T>>[] = [];
@@ -106,11 +112,8 @@ export class SplitStore implements KeyOps {
           ),
         );
       if (waiting === 0) settle();
-      for (const { ops, indexes } of groups.values()) {
-        const reply = call(
-          ops,
-          indexes.map((i) => keys[i] as string),
-        );
+      for (const { ops, indexes, keys: some } of groups.values()) {
+        const reply = call(ops, some);
         indexes.forEach((i, n) => {
           late[i] = reply.then((some) => some[n] as Outcome<T>);
         });

@@ -1,7 +1,7 @@
 import { ClusterStore } from './cluster.js';
 import { Groups } from './groups.js';
 import { NodesStore } from './nodes.js';
-import { describeAddress, type ResolvedOptions } from './options.js';
+import type { ResolvedGroup, ResolvedOptions } from './options.js';
 import { ServerStore, type StoreEvents } from './server.js';
 import type { KeyStore, Placement } from './store.js';
 
@@ -23,7 +23,7 @@ export async function connectPlacement(
     case 'groups': {
       // Every set must be usable: each serves its share of the names.
       const stores = await Promise.allSettled(
-        topology.groups.map((nodes) => NodesStore.connect(options, nodes, events)),
+        topology.groups.map(({ nodes }) => NodesStore.connect(options, nodes, events)),
       );
       const failed = stores.find((store) => store.status === 'rejected');
       if (failed) {
@@ -34,7 +34,7 @@ export async function connectPlacement(
       }
       return new Groups(
         stores.map((store, g) => ({
-          id: (topology.groups[g] ?? []).map(describeAddress).join(','),
+          id: (topology.groups[g] as ResolvedGroup).id,
           store: (store as PromiseFulfilledResult<NodesStore>).value,
         })),
       );

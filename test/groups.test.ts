@@ -2,6 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { groupOf } from '../src/groups.js';
 import { createLocker, type LockError } from '../src/index.js';
+import { startProxy } from './checker/proxy.js';
 import { connect } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 
@@ -75,6 +76,45 @@ test('live: each lock lives wholly on one group of nodes, and excludes across lo
     for (const lock of locks) assert.is(await lock.release(), true);
   } finally {
     await Promise.all([a.close(), b.close()]);
+    await Promise.all(servers.map((server) => server.stop()));
+  }
+});
+
+test('lockers that reach the groups\u2019 nodes through other addresses agree on every name', async () => {
+  const servers: RedisServer[] = await Promise.all(
+    Array.from({ length: 6 }, () => startRedisServer()),
+  );
+  // A proxy in front of each server: the same servers under other addresses.
+  const proxies = await Promise.all(servers.map((server) => startProxy(server.port)));
+  const direct = servers.map((server) => server.url);
+  const proxied = proxies.map((proxy) => proxy.url);
+  const [a, b, named] = await Promise.all([
+    createLocker({ groups: [direct.slice(0, 3), direct.slice(3)] }),
+    createLocker({ groups: [proxied.slice(0, 3), proxied.slice(3)] }),
+    // Ids of one's own: the order of the sets no longer matters.
+    createLocker({
+      groups: [
+        { id: '1', nodes: proxied.slice(3).reverse() },
+        { id: '0', nodes: proxied.slice(0, 3) },
+      ],
+    }),
+  ]);
+  try {
+    const locks = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        a.withContext(`addressed-${i}`, { signal: AbortSignal.timeout(10_000) }),
+      ),
+    );
+    for (const other of [b, named]) {
+      for (let i = 0; i < 20; i++) {
+        const error = await other.tryWithContext(`addressed-${i}`).catch((e: LockError) => e);
+        assert.is((error as LockError).code, 'ERR_NOT_LOCKED', `addressed-${i}`);
+      }
+    }
+    for (const lock of locks) assert.is(await lock.release(), true);
+  } finally {
+    await Promise.all([a.close(), b.close(), named.close()]);
+    await Promise.all(proxies.map((proxy) => proxy.close()));
     await Promise.all(servers.map((server) => server.stop()));
   }
 });

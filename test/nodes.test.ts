@@ -1,6 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type LockError, type LockerOptions, LockLostError } from '../src/index.js';
+import { type FaultyProxy, startProxy } from './checker/proxy.js';
 import { abortedWithin, calls, connect, sleep, stillHeldAgainst, until } from './helpers/redis.js';
 import { freePort, type RedisServer, startRedisServer } from './helpers/redis-server.js';
 
@@ -41,18 +42,23 @@ async function keysOn(servers: readonly RedisServer[]): Promise<string[][]> {
   );
 }
 
-test('key i of a lock lives on node i mod n, and release deletes every one', async ({
+test('every node holds the same keys of a lock, and release deletes every one', async ({
   servers,
 }) => {
   const locker = await createLocker({ nodes: urls(servers) });
   try {
     const lock = await locker.withContext('spread', bound());
     // Keys whose server answered after the majority was decided join the lock a little later.
-    await sleep(50);
+    await until(
+      async () => (await keysOn(servers)).every((keys) => keys.length === 1),
+      AbortSignal.timeout(5000),
+    );
+    // As in Redlock, a key's name does not depend on which node it is on: so it cannot depend
+    // on the address a client uses to reach that node.
     assert.equal(await keysOn(servers), [
       ['rueidislock:0:spread'],
-      ['rueidislock:1:spread'],
-      ['rueidislock:2:spread'],
+      ['rueidislock:0:spread'],
+      ['rueidislock:0:spread'],
     ]);
     assert.is(await lock.release(), true);
     assert.equal(await keysOn(servers), [[], [], []]);
@@ -130,6 +136,48 @@ test('the signal aborts, before the keys can expire, when a majority of nodes go
     await locker.close();
   }
 });
+
+test('lockers that reach the same nodes through other addresses exclude each other', async ({
+  servers,
+}) => {
+  // A proxy in front of each server gives it a second address, as a DNS name against an IP or
+  // a sidecar would; the proxies' addresses must sort in another order than the servers'.
+  const proxies = await proxiesInAnotherOrder(servers);
+  const [a, b] = await Promise.all([
+    createLocker({ nodes: urls(servers) }),
+    createLocker({ nodes: proxies.map((proxy) => proxy.url) }),
+  ]);
+  try {
+    for (const [first, second] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const lock = await first.tryWithContext('addressed', bound());
+      const error = await second.tryWithContext('addressed').catch((e: LockError) => e);
+      assert.is((error as LockError).code, 'ERR_NOT_LOCKED');
+      await lock.release();
+    }
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+    await Promise.all(proxies.map((proxy) => proxy.close()));
+  }
+});
+
+/** A proxy per server whose addresses, in port order, reach the servers in another order. */
+async function proxiesInAnotherOrder(servers: readonly RedisServer[]): Promise<FaultyProxy[]> {
+  const port = (url: string) => Number(new URL(url).port);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const proxies = await Promise.all(servers.map((server) => startProxy(server.port)));
+    const byPort = proxies.map((proxy, s) => ({ proxy, s }));
+    byPort.sort((x, y) => port(x.proxy.url) - port(y.proxy.url));
+    const serverOrder = servers
+      .map((_, s) => s)
+      .sort((x, y) => (servers[x]?.port ?? 0) - (servers[y]?.port ?? 0));
+    if (byPort.some(({ s }, i) => s !== serverOrder[i])) return proxies;
+    await Promise.all(proxies.map((proxy) => proxy.close()));
+  }
+  throw new Error('could not get proxy ports that sort in another order');
+}
 
 test('every process places keys alike, whatever order its nodes are listed in', async ({
   servers,
@@ -251,12 +299,8 @@ test('createLocker resolves with a majority of nodes up; a node that comes up la
 }) => {
   const port = await freePort();
   const nodes = [servers[0]?.url as string, servers[1]?.url as string, `redis://127.0.0.1:${port}`];
-  // Keys are placed on the nodes in address order: which key the late node holds.
-  const index = nodes
-    .map((url) => url.slice('redis://'.length))
-    .sort()
-    .indexOf(`127.0.0.1:${port}`);
-  const key = `rueidislock:${index}:late`;
+  // Every node holds key 0 of the lock (3 keys on 3 nodes).
+  const key = 'rueidislock:0:late';
   const locker = await createLocker({ nodes, keyValidityMs: 600, connectTimeoutMs: 2000 });
   let late: RedisServer | undefined;
   try {
@@ -298,7 +342,7 @@ test('nodes killed and restarted empty, each after keyValidityMs, never let a se
     const lock = await holder.withContext('restarts', bound());
     // Every node in turn: its keys are lost, and it stays down for longer than a validity
     // (the restart delay Redlock asks for when a server keeps nothing on disk).
-    for (const [i, server] of servers.entries()) {
+    for (const server of servers) {
       await server.stop();
       for (let t = 0; t < 8; t++) {
         await sleep(100);
@@ -307,7 +351,7 @@ test('nodes killed and restarted empty, each after keyValidityMs, never let a se
       await server.restart();
       // The holder takes its key back at an extension once its client has reconnected.
       await until(
-        async () => (await valueOn(server, `rueidislock:${i}:restarts`)) !== null,
+        async () => (await valueOn(server, 'rueidislock:0:restarts')) !== null,
         AbortSignal.timeout(10_000),
       );
       await notTaken();

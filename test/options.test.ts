@@ -42,6 +42,34 @@ test('bad options are refused with an error that names the option', async () => 
   await rejects({ keyValidity: 5000 } as LockerOptions, TypeError, 'unknown option "keyValidity"');
 });
 
+test('keyMajority is bounded, so that a typo cannot run a script for minutes on a shared server', async () => {
+  await rejects(
+    { keyMajority: 100_000 },
+    RangeError,
+    'keyMajority must be a whole number from 1 to 32',
+  );
+  await rejects({ keyMajority: 33 }, RangeError, 'keyMajority must be a whole number from 1 to 32');
+});
+
+test('an option of the wrong type is a TypeError that says what it got, strings included', async () => {
+  // Options often come from environment variables, as strings.
+  await rejects({ keyValidityMs: '5000' } as unknown as LockerOptions, TypeError, 'keyValidityMs');
+  await rejects(
+    { keyValidityMs: '5000' } as unknown as LockerOptions,
+    TypeError,
+    'got the string "5000"',
+  );
+  await rejects({ keyMajority: '3' } as unknown as LockerOptions, TypeError, 'got the string "3"');
+  await rejects(
+    { driftFactor: '0.1' } as unknown as LockerOptions,
+    TypeError,
+    'driftFactor must be a number',
+  );
+  await rejects({ commandTimeoutMs: true } as unknown as LockerOptions, TypeError, 'got a boolean');
+  const error = await createLocker({ extendIntervalMs: 1.5 }).catch((e: unknown) => e);
+  assert.instance(error, RangeError, 'a number out of range stays a RangeError');
+});
+
 test('topology options are refused when they conflict or cannot work', async () => {
   const three = ['redis://127.0.0.1:1', 'redis://127.0.0.1:2', 'redis://127.0.0.1:3'];
   const five = [...three, 'redis://127.0.0.1:4', 'redis://127.0.0.1:5'];
@@ -50,8 +78,15 @@ test('topology options are refused when they conflict or cannot work', async () 
   await rejects({ nodes: three, cluster }, TypeError, 'not nodes and cluster');
   await rejects({ nodes: [] }, TypeError, 'nodes must be a non-empty array');
   await rejects({ nodes: [42] } as unknown as LockerOptions, TypeError, 'nodes[0]');
-  await rejects({ nodes: five, keyMajority: 2 }, RangeError, 'raise keyMajority to 3');
+  await rejects({ nodes: five, keyMajority: 2 }, RangeError, 'keyMajority 3');
   await rejects({ nodes: three, directHandoff: true }, TypeError, 'directHandoff');
+  // Every node must hold as many of each lock's keys as every other: 5 keys on 4 nodes would
+  // sit 2+1+1+1, and the lock would be granted on 2 of 4 servers.
+  const four = five.slice(0, 4);
+  await rejects({ nodes: four }, RangeError, 'an odd number of nodes');
+  await rejects({ nodes: four, keyMajority: 4 }, RangeError, 'an odd number of nodes');
+  await rejects({ nodes: three, keyMajority: 3 }, RangeError, 'keyMajority 2 or 5');
+  await rejects({ groups: [three, four] }, RangeError, 'groups[1]');
   await rejects({ groups: [] }, TypeError, 'groups must be');
   await rejects({ groups: [three, []] }, TypeError, 'groups[1]');
   await rejects({ cluster: { rootNodes: [] } }, TypeError, 'rootNodes');
