@@ -1,5 +1,6 @@
 import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
+import { onAbort } from './signals.js';
 import { Undecided } from './split.js';
 import type { KeyState, KeyStore, Outcome } from './store.js';
 
@@ -66,7 +67,8 @@ export class HeldLock {
   readonly #store: KeyStore;
   readonly #options: ResolvedOptions;
   readonly #controller = new AbortController();
-  readonly #parent: AbortSignal | undefined;
+  /** Stops listening to the caller's signal. */
+  #unhookParent: () => void = () => {};
   readonly #onEnd: (lock: HeldLock) => void;
   #extendTimer: NodeJS.Timeout | undefined;
   /** Consecutive extensions that Redis failed or did not answer. */
@@ -91,13 +93,13 @@ export class HeldLock {
     this.#options = options;
     const validUntil = this.#validFrom(init.sentAt);
     this.#validUntil = init.owned.map((owned) => (owned ? validUntil : 0));
-    this.#parent = init.parent;
     this.#onEnd = init.onEnd;
-    this.#parent?.addEventListener('abort', this.#onParentAbort);
-    if (this.#parent?.aborted) {
-      this.#finish(this.#parent.reason);
+    const parent = init.parent;
+    if (parent?.aborted) {
+      this.#finish(parent.reason);
       return;
     }
+    if (parent) this.#unhookParent = onAbort(parent, () => this.#finish(parent.reason));
     this.#scheduleExtend(init.sentAt + options.extendIntervalMs);
     this.#evaluate(init.now);
   }
@@ -296,15 +298,13 @@ export class HeldLock {
     return this.#keys.flatMap((_, i) => (this.#owned[i] ? [i] : []));
   }
 
-  readonly #onParentAbort = () => this.#finish(this.#parent?.reason);
-
   /** The one place a lock ends: abort first, so the work stops before anyone else can start. */
   #finish(reason: unknown): void {
     if (!this.#held) return;
     this.#held = false;
     clearTimeout(this.#extendTimer);
     clearTimeout(this.#expiryTimer);
-    this.#parent?.removeEventListener('abort', this.#onParentAbort);
+    this.#unhookParent();
     this.#controller.abort(reason);
     // Every key, by value: those we believe ours, and those whose outcome we never learnt (a
     // handoff needs them all to be ours anyway).

@@ -17,6 +17,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
+import { linkSignals } from './signals.js';
 import { Undecided } from './split.js';
 import type { KeyState, KeyStore, Outcome, Placement } from './store.js';
 import { type Ticket, Tickets } from './tickets.js';
@@ -200,7 +201,7 @@ class RedisLocker implements Locker {
       stop.signal.throwIfAborted();
       return createHandle(
         mode === 'wait'
-          ? await this.#wait(name, state, stop.signal, stopWaiting.signal, parent)
+          ? await this.#wait(name, state, stop.signal, stopWaiting.signal, parent, waitTimeoutMs)
           : await this.#once(name, mode, stop.signal, parent),
       );
     } finally {
@@ -241,8 +242,11 @@ class RedisLocker implements Locker {
     signal: AbortSignal,
     waiting: AbortSignal,
     parent: AbortSignal | undefined,
+    waitTimeoutMs: number | undefined,
   ) {
     await state.gate.enter(waiting);
+    /** Why the last attempt failed, when Redis failed it or did not answer. */
+    let failure: { cause: unknown } | undefined;
     const queue = queueKey(this.#options.keyPrefix, name);
     let ticket = this.#options.directHandoff ? this.#tickets.issue(name, queue, parent) : undefined;
     let held: HeldLock | undefined;
@@ -257,6 +261,7 @@ class RedisLocker implements Locker {
         }
         // A waitTimeoutMs that ran out during the attempt ends the wait here, even if
         // invalidations keep waking the loop.
+        failure = 'error' in attempt ? { cause: attempt.error } : undefined;
         waiting.throwIfAborted();
         if ('busy' in attempt) {
           failures = 0;
@@ -275,6 +280,13 @@ class RedisLocker implements Locker {
       // A lock handed over meanwhile ends with the wait; ending it leaves the gate.
       if (ticket?.handed) void ticket.handed.end(error);
       else state.gate.leave();
+      // Not "held by another owner": nobody may hold it, Redis failed the attempts.
+      if (failure && error instanceof NotLockedError && error === waiting.reason) {
+        throw new UnavailableError(
+          `Redis failed or did not answer the attempts to take lock "${name}" for all of waitTimeoutMs (${waitTimeoutMs} ms)`,
+          failure.cause,
+        );
+      }
       throw error;
     } finally {
       if (ticket) this.#retireTicket(ticket, held);
@@ -362,7 +374,9 @@ class RedisLocker implements Locker {
       () => undefined,
     );
     if (outcomes === undefined || signal.aborted) {
-      await store.release(keys, value, ticket?.queueKey);
+      // The caller gets its rejection now; the deletion goes out behind the attempt on the
+      // same connection (so it runs after it), and settles on its own.
+      void store.release(keys, value, ticket?.queueKey);
       throw signal.reason;
     }
     if (ticket?.handed) return { lock: ticket.handed };
@@ -532,21 +546,4 @@ class RedisLocker implements Locker {
       this.#names.delete(name);
     }
   }
-}
-
-/** One signal that aborts when any input does, with that input's reason; dispose to unhook. */
-function linkSignals(signals: readonly (AbortSignal | undefined)[]) {
-  const controller = new AbortController();
-  const inputs = signals.filter((signal) => signal !== undefined);
-  const forward = (event: Event) => controller.abort((event.target as AbortSignal).reason);
-  for (const input of inputs) {
-    if (input.aborted) controller.abort(input.reason);
-    else input.addEventListener('abort', forward);
-  }
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      for (const input of inputs) input.removeEventListener('abort', forward);
-    },
-  };
 }

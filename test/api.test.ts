@@ -295,4 +295,38 @@ test('waitTimeoutMs does not limit how long the lock is held', async ({ a }) => 
   assert.is(await lock.release(), true);
 });
 
+test('many calls that share one signal, waiting or holding, print no listener-leak warning', async ({
+  a,
+  b,
+}) => {
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning);
+  process.on('warning', onWarning);
+  const shutdown = new AbortController();
+  try {
+    const name = fresh();
+    const held = await a.withContext(name, bound());
+    // The README's shutdown pattern: one signal for every call.
+    const waiting = Array.from({ length: 15 }, () =>
+      b.withContext(name, { signal: shutdown.signal }).catch((e: unknown) => e),
+    );
+    const holding = await Promise.all(
+      Array.from({ length: 15 }, () => a.withContext(fresh(), { signal: shutdown.signal })),
+    );
+    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on a tick
+    shutdown.abort(new Error('shutting down'));
+    for (const error of await Promise.all(waiting)) assert.is(error, shutdown.signal.reason);
+    for (const lock of holding) assert.is(lock.signal.reason, shutdown.signal.reason);
+    await held.release();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(
+      warnings.map((warning) => warning.name),
+      [],
+      warnings.map((warning) => warning.message).join('; '),
+    );
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
 test.run();

@@ -1,0 +1,56 @@
+/**
+ * Listening to signals that are not ours. A caller may share one signal among any number of
+ * calls (a shutdown signal): a listener per call would pass Node's limit of 10 per
+ * EventTarget and print a "possible memory leak" warning. So one listener per signal serves
+ * every call, and is removed when the last call unhooks.
+ */
+interface Fanout {
+  readonly listeners: Set<() => void>;
+  readonly fire: () => void;
+}
+
+const fanouts = new WeakMap<AbortSignal, Fanout>();
+
+/** Call `listener` once `signal` aborts (at once if it has); returns the unhook. */
+export function onAbort(signal: AbortSignal, listener: () => void): () => void {
+  if (signal.aborted) {
+    listener();
+    return () => {};
+  }
+  let fanout = fanouts.get(signal);
+  if (!fanout) {
+    const listeners = new Set<() => void>();
+    const fire = () => {
+      fanouts.delete(signal);
+      for (const each of [...listeners]) each();
+    };
+    fanout = { listeners, fire };
+    fanouts.set(signal, fanout);
+    signal.addEventListener('abort', fire, { once: true });
+  }
+  const { listeners, fire } = fanout;
+  const own = () => listener(); // a listener of its own, so that one added twice unhooks apart
+  listeners.add(own);
+  return () => {
+    if (!listeners.delete(own) || listeners.size > 0) return;
+    signal.removeEventListener('abort', fire);
+    if (fanouts.get(signal)?.listeners === listeners) fanouts.delete(signal);
+  };
+}
+
+/** One signal that aborts when any input does, with that input's reason; dispose to unhook. */
+export function linkSignals(signals: readonly (AbortSignal | undefined)[]): {
+  signal: AbortSignal;
+  dispose: () => void;
+} {
+  const controller = new AbortController();
+  const unhooks = signals
+    .filter((signal) => signal !== undefined)
+    .map((input) => onAbort(input, () => controller.abort(input.reason)));
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      for (const unhook of unhooks) unhook();
+    },
+  };
+}
