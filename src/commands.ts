@@ -4,6 +4,7 @@ import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE, RELEASE, type Script } from './sc
 import {
   type ExpiryMode,
   expiryArgs,
+  type KeyCheck,
   type KeyState,
   type KeyStore,
   type Outcome,
@@ -122,10 +123,20 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
     return perKey(keys, reply, (replies, i) => replies[i] === 1);
   }
 
-  check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
-    // MGET is a read: it also puts the keys back in this connection's tracking table.
-    const reply = this.#bounded(this.#send(['MGET', ...keys], keys[0] as string));
-    return perKey(keys, reply, (replies, i) => replies[i] === value);
+  check(keys: readonly string[], value: string): Promise<Outcome<KeyCheck>[]> {
+    // MGET is a read: it also puts the keys back in this connection's tracking table. The
+    // PTTLs go out in the same write: someone may have shortened a key that is still ours.
+    const first = keys[0] as string;
+    const reply = this.#bounded(
+      Promise.all([
+        this.#send(['MGET', ...keys], first),
+        ...keys.map((key) => this.#send(['PTTL', key], first)),
+      ]),
+    );
+    return perKey(keys, reply, ([values, ...pttls], i) => ({
+      ours: (values as unknown[])[i] === value,
+      pttlMs: Number(pttls[i]),
+    }));
   }
 
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {

@@ -74,6 +74,10 @@ export class HeldLock {
   /** Consecutive extensions that Redis failed or did not answer. */
   #extendFailures = 0;
   #extending = false;
+  /** A key was found shortened while an extension was in flight: extend again right after. */
+  #extendAgain = false;
+  /** When the next extension is due (`performance.now()` time). */
+  #nextExtendAt = 0;
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #checking = new Set<number>();
   readonly #recheck = new Set<number>();
@@ -148,10 +152,7 @@ export class HeldLock {
   recheck(index: number | null): void {
     if (!this.#held) return;
     // After a reconnect, extensions that failed meanwhile are retried at once.
-    if (index === null && this.#extendFailures > 0 && !this.#extending) {
-      clearTimeout(this.#extendTimer);
-      this.#scheduleExtend(performance.now());
-    }
+    if (index === null && this.#extendFailures > 0 && !this.#extending) this.#extendNow();
     const indexes = index === null ? this.#keys.map((_, i) => i) : [index];
     for (const i of indexes) {
       if (!this.#owned[i]) continue;
@@ -165,14 +166,44 @@ export class HeldLock {
     try {
       do {
         this.#recheck.delete(i);
+        const sentAt = performance.now();
         const [outcome] = await this.#store.check([this.#keys[i] as string], this.#value);
         if (!this.#held) return;
-        if (outcome?.status === 'fulfilled' && !outcome.value) this.#owned[i] = false;
+        if (outcome?.status !== 'fulfilled') continue;
+        if (!outcome.value.ours) this.#owned[i] = false;
+        else this.#checkExpiry(i, outcome.value.pttlMs, sentAt);
       } while (this.#recheck.has(i));
     } finally {
       this.#checking.delete(i);
     }
     this.#evaluate(performance.now());
+  }
+
+  /**
+   * Key `i` is ours, with `pttlMs` left when a check sent at `sentAt` read it: it expires no
+   * earlier than `sentAt + pttlMs`. If someone shortened it (PEXPIRE), that is before our
+   * deadline: the deadline moves up, and if the key would lapse before the next extension,
+   * the extension goes now (as rueidislock does). Our own extension, echoed back without
+   * NOLOOP, reads as a key that expires a round trip short of a validity: after the next
+   * extension, so it never starts another one.
+   */
+  #checkExpiry(i: number, pttlMs: number, sentAt: number): void {
+    if (pttlMs < 0 || !this.#owned[i]) return; // -1: no expiry at all
+    // 2 ms for timer lateness, as in the drift margin.
+    const expiresBy = sentAt + pttlMs - 2;
+    if (expiresBy >= (this.#validUntil[i] as number)) return;
+    this.#validUntil[i] = expiresBy;
+    if (expiresBy < this.#nextExtendAt) this.#extendNow();
+  }
+
+  /** Extend at once, or right after the extension in flight. */
+  #extendNow(): void {
+    if (this.#extending) {
+      this.#extendAgain = true;
+      return;
+    }
+    clearTimeout(this.#extendTimer);
+    this.#scheduleExtend(performance.now());
   }
 
   async #releaseOnce(): Promise<boolean> {
@@ -196,6 +227,7 @@ export class HeldLock {
 
   /** Extend at `at` (a `performance.now()` time), or at once if that has passed. */
   #scheduleExtend(at: number): void {
+    this.#nextExtendAt = at;
     const wait = Math.max(0, at - performance.now());
     this.#extendTimer = setTimeout(() => void this.#extend(), wait);
   }
@@ -236,6 +268,11 @@ export class HeldLock {
     // A failed extension is retried soon, with backoff, rather than an interval later: by then
     // the keys may be gone although Redis came back long before.
     this.#extendFailures = unanswered ? this.#extendFailures + 1 : 0;
+    if (this.#extendAgain) {
+      this.#extendAgain = false;
+      this.#scheduleExtend(performance.now());
+      return;
+    }
     const { extendIntervalMs, tryNextAfterMs } = this.#options;
     // Capped well below the interval, so that retries keep coming before the keys expire.
     const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));

@@ -1,4 +1,4 @@
-import type { KeyState, KeyStore, Outcome } from './store.js';
+import type { KeyCheck, KeyState, KeyStore, Outcome } from './store.js';
 
 /** A store's operations, without the connection's life cycle. */
 export type KeyOps = Omit<KeyStore, 'close'>;
@@ -60,7 +60,7 @@ export class SplitStore implements KeyOps {
     );
   }
 
-  check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]> {
+  check(keys: readonly string[], value: string): Promise<Outcome<KeyCheck>[]> {
     return this.#fan(keys, (ops, some) => ops.check(some, value));
   }
 

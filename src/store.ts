@@ -19,8 +19,8 @@ export interface KeyStore {
    * `token`, also raise the fence on servers that drew a smaller one.
    */
   extend(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]>;
-  /** Read each key (which also re-registers it for invalidations); `true` where it holds `value`. */
-  check(keys: readonly string[], value: string): Promise<Outcome<boolean>[]>;
+  /** Read each key (which also re-registers it for invalidations): is it ours, and its TTL. */
+  check(keys: readonly string[], value: string): Promise<Outcome<KeyCheck>[]>;
   /** Delete every key that still holds `value` (raising the fence first, as `extend`). */
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]>;
   /**
@@ -52,6 +52,14 @@ export interface KeyState {
   readonly pttlMs: number;
   /** The fencing token drawn on this key's server, when a key there became ours. */
   readonly token: bigint | undefined;
+}
+
+/** What an ownership check found at one key. */
+export interface KeyCheck {
+  /** It holds our value. */
+  readonly ours: boolean;
+  /** Its remaining time to live in ms (-2 absent, -1 no expiry). */
+  readonly pttlMs: number;
 }
 
 export type Outcome<T> = PromiseSettledResult<T>;

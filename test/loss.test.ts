@@ -8,6 +8,7 @@ import {
   provideRedis,
   sleep,
   type TestRedis,
+  until,
 } from './helpers/redis.js';
 
 const test = suite<{ redis: TestRedis; client: Client; a: Locker; b: Locker }>('loss');
@@ -111,6 +112,23 @@ test('a deletion is still seen after many extensions (our own writes do not untr
   } finally {
     await locker.close();
   }
+});
+
+test('keys whose expiry another client shortened are extended again, and the lock holds', async ({
+  a,
+  client,
+}) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  // Another program shortens two of the three keys' TTL: rueidislock re-extends them too.
+  await client.sendCommand(['PEXPIRE', key(0, name), '100']);
+  await client.sendCommand(['PEXPIRE', key(1, name), '100']);
+  const extended = async (i: number) => (await client.pTTL(key(i, name))) > 1000;
+  await until(async () => (await extended(0)) && (await extended(1)), AbortSignal.timeout(5000));
+  await sleep(300); // well past the shortened expiry
+  assert.is(await client.get(key(0, name)), await client.get(key(2, name)));
+  assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
+  assert.is(await lock.release(), true);
 });
 
 test('a lost lock lets a waiter in another locker take it', async ({ a, b, client }) => {
