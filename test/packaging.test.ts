@@ -1,7 +1,17 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { publint } from 'publint';
 import { formatMessage } from 'publint/utils';
@@ -22,6 +32,8 @@ interface Context {
 const test = suite<Context>('packaging');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+/** sha256 of the Apache License 2.0 as apache.org and Debian's common-licenses ship it. */
+const APACHE_2_SHA256 = 'cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30';
 
 interface Ran {
   status: number | null;
@@ -79,6 +91,49 @@ test.before(async (ctx) => {
 
 test.after((ctx) => {
   rmSync(ctx.tmp, { recursive: true, force: true });
+});
+
+/** Every file of the installed package, as paths relative to it. */
+function filesOf(dir: string, prefix = ''): string[] {
+  return readdirSync(join(dir, prefix), { withFileTypes: true }).flatMap((entry) => {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    return entry.isDirectory() ? filesOf(dir, path) : [path];
+  });
+}
+
+test('the tarball holds dist, src, LICENSE, README.md and package.json, and nothing else', (ctx) => {
+  const files = filesOf(ctx.installed).filter((file) => !file.startsWith('node_modules/'));
+  for (const file of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'src/index.ts']) {
+    assert.ok(files.includes(file), `${file} is missing from the tarball`);
+  }
+  const unexpected = files.filter(
+    (file) =>
+      !/^(dist|src)\//.test(file) && !['LICENSE', 'README.md', 'package.json'].includes(file),
+  );
+  assert.equal(unexpected, []);
+  assert.equal(
+    files.filter((file) => file.includes('test')),
+    [],
+  );
+});
+
+test('LICENSE is the plain Apache License 2.0 text that package.json names', (ctx) => {
+  const manifest = JSON.parse(readFileSync(join(ctx.installed, 'package.json'), 'utf8'));
+  assert.is(manifest.license, 'Apache-2.0');
+  const license = readFileSync(join(ctx.installed, 'LICENSE'));
+  assert.is(createHash('sha256').update(license).digest('hex'), APACHE_2_SHA256);
+});
+
+test('every source map in the tarball points at sources the tarball holds', (ctx) => {
+  const dist = join(ctx.installed, 'dist');
+  const maps = readdirSync(dist).filter((file) => file.endsWith('.map'));
+  assert.ok(maps.length > 0, 'no source maps in dist/');
+  for (const map of maps) {
+    const { sources } = JSON.parse(readFileSync(join(dist, map), 'utf8')) as { sources: string[] };
+    for (const source of sources) {
+      assert.ok(existsSync(resolve(dist, source)), `${map} points at ${source}, not shipped`);
+    }
+  }
 });
 
 /** The names an app needs from the package, read in a child process. */
@@ -186,6 +241,26 @@ test('publint finds nothing to report in the tarball', async (ctx) => {
     messages.map((message) => `${message.type}: ${formatMessage(message, pkg)}`),
     [],
   );
+});
+
+test('installing a clone that has no node_modules fails, saying to run npm ci there', async (ctx) => {
+  const clone = join(ctx.tmp, 'clone');
+  cpSync(root, clone, {
+    recursive: true,
+    filter: (source) => !['node_modules', 'dist', '.git'].includes(basename(source)),
+  });
+  const app = join(ctx.tmp, 'clone-app');
+  mkdirSync(app);
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'clone-app', private: true }));
+  const installed = await run(
+    'npm',
+    ['install', '--prefer-offline', '--no-audit', '--no-fund', clone],
+    app,
+    120_000,
+  );
+  assert.is.not(installed.status, 0, installed.output);
+  assert.ok(installed.output.includes('npm ci'), installed.output);
+  assert.ok(installed.output.includes(clone), installed.output);
 });
 
 test.run();
