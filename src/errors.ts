@@ -31,22 +31,25 @@ export class NotLockedError extends LockError {
 }
 
 /** How a held lock stopped being ours. */
-export type Loss = 'changed' | 'expired';
+export type Loss = 'changed' | 'expired' | 'disconnected';
 
 /**
  * The lock's signal aborts with this when fewer than a majority of its keys are still ours:
  * deleted, overwritten or forced by someone else (`changed`), or not extended in time
- * (`expired`: the local timer fired before Redis could let the keys go).
+ * (`expired`: the local timer fired before Redis could let the keys go), or on a server whose
+ * connection dropped (`disconnected`: the server may have restarted without them).
  */
 export class LockLostError extends LockError {
   readonly lockName: string;
   /** How it was lost (named so, not `reason`, to stay apart from the signal's own `reason`). */
   readonly loss: Loss;
   constructor(lockName: string, loss: Loss) {
-    const why =
-      loss === 'expired'
-        ? 'its keys were not extended in time'
-        : 'its keys were deleted or overwritten';
+    const why = {
+      changed: 'its keys were deleted or overwritten',
+      expired: 'its keys were not extended in time',
+      disconnected:
+        'the connection to the server of its keys dropped, and a restart may have lost them',
+    }[loss];
     super('ERR_LOCK_LOST', `lock "${lockName}" was lost: ${why}`);
     this.lockName = lockName;
     this.loss = loss;

@@ -146,6 +146,20 @@ export class HeldLock {
   }
 
   /**
+   * The connection to the server of the keys `index` accepts dropped: they no longer count,
+   * since the server may come back without them (a restart without persistence) and a waiter
+   * that reconnects first would take them. With several servers the lock may still hold a
+   * majority elsewhere, and takes them back beside its next extension if they are still ours.
+   */
+  dropped(index: (i: number) => boolean): void {
+    if (!this.#held) return;
+    for (const i of this.#ownedIndexes()) if (index(i)) this.#owned[i] = false;
+    if (this.#ownedIndexes().length < this.#options.keyMajority) {
+      this.#finish(new LockLostError(this.name, 'disconnected'));
+    }
+  }
+
+  /**
    * A key may have changed (`null`: any of them). Read it again, never write: an echo of our
    * own extension must not cause another one.
    */

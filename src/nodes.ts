@@ -42,10 +42,11 @@ export class NodesStore extends SplitStore implements KeyStore {
     clients: readonly RedisClientOptions[],
     events: StoreEvents,
   ): Promise<NodesStore> {
+    let self: NodesStore | undefined;
     const nodes = clients.map((client, j) =>
       ServerStore.start(
         { ...options, client: { disableOfflineQueue: true, ...client } },
-        nodeEvents(events, options.keyPrefix, j, clients.length),
+        nodeEvents(events, options.keyPrefix, j, clients.length, () => self),
         true,
       ),
     );
@@ -89,7 +90,8 @@ export class NodesStore extends SplitStore implements KeyStore {
         },
       );
     }
-    return new NodesStore(nodes, options);
+    self = new NodesStore(nodes, options);
+    return self;
   }
 
   async close(timeoutMs: number): Promise<void> {
@@ -97,10 +99,23 @@ export class NodesStore extends SplitStore implements KeyStore {
   }
 }
 
-/** Node `j`'s events, its keys named as the lock logic counts them (see NodesStore). */
-function nodeEvents(events: StoreEvents, prefix: string, j: number, n: number): StoreEvents {
+/**
+ * Node `j`'s events, its keys named as the lock logic counts them (see NodesStore), and its
+ * dropped connection as the loss of the lock keys `i` on it (`i mod n = j`) in `store`.
+ */
+function nodeEvents(
+  events: StoreEvents,
+  prefix: string,
+  j: number,
+  n: number,
+  store: () => NodesStore | undefined,
+): StoreEvents {
   return {
     ...events,
+    dropped: () => {
+      const self = store();
+      if (self) events.dropped(self, (i) => i % n === j);
+    },
     invalidated: (key) => {
       const parsed = key === null ? undefined : parseKey(prefix, key);
       events.invalidated(parsed ? lockKey(prefix, parsed.index * n + j, parsed.name) : key);

@@ -16,6 +16,12 @@ export interface StoreEvents {
   invalidated(key: string | null): void;
   /** The client reported an error (it reconnects by itself). */
   error(error: Error): void;
+  /**
+   * The connection of `store` dropped, so the keys it holds (of those, the ones `index`
+   * accepts) may be gone: a server that restarted without persistence lost them, and a
+   * waiter that reconnects first can take them.
+   */
+  dropped(store: KeyStore, index: (i: number) => boolean): void;
 }
 
 /** Every key on one Redis server, over one RESP3 connection that tracks what it reads. */
@@ -49,13 +55,19 @@ export class ServerStore extends LockCommands implements KeyStore {
     this.address = describeAddress(options.client);
     this.ready = new Promise<void>((resolve, reject) => {
       let checked = false;
+      let up = false;
       client.on('error', (error: Error) => {
         this.lastError = error;
+        if (up && !client.isReady) {
+          up = false;
+          events.dropped(this, () => true);
+        }
         // node-redis retries a failed handshake for ever; a refused HELLO will not get better.
         if (isRespRefusal(error)) reject(error);
         events.error(error);
       });
       client.on('ready', () => {
+        up = true;
         if (checked) {
           // Invalidations sent while the connection was down are lost, and the new connection
           // tracks nothing yet: every waiter must retry and every held key be read again.

@@ -2,7 +2,15 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type LockError, type LockerOptions, LockLostError } from '../src/index.js';
 import { type FaultyProxy, startProxy } from './checker/proxy.js';
-import { abortedWithin, calls, connect, sleep, stillHeldAgainst, until } from './helpers/redis.js';
+import {
+  abortedWithin,
+  type Client,
+  calls,
+  connect,
+  sleep,
+  stillHeldAgainst,
+  until,
+} from './helpers/redis.js';
 import { freePort, type RedisServer, startRedisServer } from './helpers/redis-server.js';
 
 // Independent servers (Redlock). Each test stops or freezes some, so each gets its own.
@@ -292,6 +300,47 @@ async function valueOn(server: RedisServer, key: string): Promise<string | null>
   } finally {
     client.destroy();
   }
+}
+
+test('a dropped connection to one node costs only its keys, which the lock takes back', async ({
+  servers,
+}) => {
+  const locker = await createLocker({
+    nodes: urls(servers),
+    keyValidityMs: 1000,
+    client: { socket: { reconnectStrategy: 20 } },
+  });
+  const admins = await Promise.all(servers.map((server) => connect(server.url)));
+  try {
+    const lock = await locker.withContext('dropped', bound());
+    const value = await admins[0]?.get('rueidislock:0:dropped');
+    await until(
+      async () => (await admins[2]?.get('rueidislock:0:dropped')) === value,
+      AbortSignal.timeout(5000),
+    );
+    // Node 0's connection drops: its key no longer counts, 2 of 3 still do.
+    await killClients(admins[0] as Client);
+    // Beside its next extension the lock takes node 0's key back (it still holds our value
+    // there), and extends it from then on: two scripts on node 0 after the kill.
+    const before = await calls(admins[0] as Client, 'evalsha');
+    await until(
+      async () => (await calls(admins[0] as Client, 'evalsha')) >= before + 2,
+      AbortSignal.timeout(10_000),
+    );
+    // Then node 1's connection drops too: nodes 0 and 2 must still count.
+    await killClients(admins[1] as Client);
+    await sleep(1500); // more than a validity: keys 0 and 2 were extended meanwhile
+    assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
+    assert.is(await lock.release(), true);
+  } finally {
+    await locker.close();
+    for (const admin of admins) admin.destroy();
+  }
+});
+
+/** CLIENT KILL every connection of a server but this one. */
+async function killClients(admin: Client): Promise<void> {
+  await admin.sendCommand(['CLIENT', 'KILL', 'SKIPME', 'yes']);
 }
 
 test('createLocker resolves with a majority of nodes up; a node that comes up later joins', async ({

@@ -7,8 +7,11 @@ import type { Row } from './scenario.js';
 export function verdict(row: Row): 'ok' | 'FAIL' | 'seen' {
   const harm = row.violations > 0 || row.lostUpdates !== 0;
   if (row.mode === 'no-nx' || row.mode === 'no-abort') return harm ? 'ok' : 'FAIL';
-  // A fenced row that says its fault must have put a stale holder to the test: it did.
-  const tested = !row.expectRefused || row.refused > 0;
+  // A row that says what its fault must do to a holder (leave it stale for the fenced store
+  // to refuse, or abort it) shows that the fault landed.
+  const tested =
+    (!row.expectRefused || row.refused > 0) &&
+    (row.expectAbort === undefined || (row.aborts[row.expectAbort] ?? 0) > 0);
   if (row.safe) return !harm && row.acquisitions > 0 && tested ? 'ok' : 'FAIL';
   return 'seen';
 }

@@ -32,6 +32,8 @@ export interface Scenario {
   readonly slowWorker0?: boolean;
   /** The fault must leave a stale holder whose read or write the fenced store refuses. */
   readonly expectRefused?: boolean;
+  /** The fault must make a worker see its signal aborted with this (code and loss). */
+  readonly expectAbort?: string;
   /** A critical section sleeps from half this to this between its read and write (5 ms). */
   readonly workMs?: number;
   readonly durationMs?: number;
@@ -55,6 +57,7 @@ export interface Row extends Figures {
   readonly mode: Mode;
   readonly safe: boolean;
   readonly expectRefused: boolean;
+  readonly expectAbort: string | undefined;
   readonly seconds: number;
 }
 
@@ -110,6 +113,7 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
       mode: scenario.mode,
       safe: scenario.safe,
       expectRefused: scenario.expectRefused ?? false,
+      expectAbort: scenario.expectAbort,
       seconds: Math.round((performance.now() - started) / 100) / 10,
       ...analyse(steps, counter, done),
     };
