@@ -6,7 +6,7 @@ import {
   LockLostError,
   ReleaseUnconfirmedError,
 } from '../src/index.js';
-import { abortedWithin, connect, sleep, until } from './helpers/redis.js';
+import { abortedWithin, connect, sleep } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 
 // Each test pauses, kills or flushes its server, so each gets one of its own.
