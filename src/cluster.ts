@@ -1,4 +1,5 @@
 import { createCluster, type RedisClusterOptions } from '@redis/client';
+import slotOf from 'cluster-key-slot';
 import { LockCommands } from './commands.js';
 import { hashtag, slotFenceKey } from './keys.js';
 import type { ResolvedOptions } from './options.js';
@@ -43,9 +44,21 @@ export class ClusterStore extends SplitStore implements KeyStore {
       lastError = error;
       events.error(error);
     };
-    client.on('error', onError).on('node-error', onError);
+    client.on('error', onError);
+    let self: ClusterStore | undefined;
+    // Node connections that are up, by address: the first error of one means it dropped.
+    const up = new Set<string>();
+    client.on('node-error', (error: Error, node: NodeAddress) => {
+      onError(error);
+      if (!up.delete(address(node)) || !self) return;
+      // The keys whose master's connection is down now (the slot map is not yet refreshed).
+      events.dropped(self, (key) => !client.slots[slotOf(key)]?.master.client?.isReady);
+    });
     // A node connection that (re)connects tracks nothing yet, and missed what changed meanwhile.
-    client.on('node-ready', () => events.invalidated(null));
+    client.on('node-ready', (node: NodeAddress) => {
+      up.add(address(node));
+      events.invalidated(null);
+    });
     const ready = client.connect().then(() =>
       Promise.all(
         client.masters.map(async (master) => {
@@ -61,7 +74,8 @@ export class ClusterStore extends SplitStore implements KeyStore {
       client.destroy();
       throw connectError(error, options.connectTimeoutMs, describeRoots(cluster));
     }
-    return new ClusterStore(client, options);
+    self = new ClusterStore(client, options);
+    return self;
   }
 
   /**
@@ -102,6 +116,14 @@ function newCluster(cluster: RedisClusterOptions, router: InvalidationRouter) {
 }
 
 type Cluster = ReturnType<typeof newCluster>;
+
+/** What node-redis' cluster events say of a node. */
+interface NodeAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+const address = (node: NodeAddress) => `${node.host}:${node.port}`;
 
 function describeRoots(cluster: RedisClusterOptions): string {
   return cluster.rootNodes.map((node) => node.url ?? 'a root node').join(', ');

@@ -146,14 +146,15 @@ export class HeldLock {
   }
 
   /**
-   * The connection to the server of the keys `index` accepts dropped: they no longer count,
+   * The connection to the server of the keys `served` accepts dropped: they no longer count,
    * since the server may come back without them (a restart without persistence) and a waiter
    * that reconnects first would take them. With several servers the lock may still hold a
    * majority elsewhere, and takes them back beside its next extension if they are still ours.
    */
-  dropped(index: (i: number) => boolean): void {
+  dropped(served: (key: string) => boolean): void {
     if (!this.#held) return;
-    for (const i of this.#ownedIndexes()) if (index(i)) this.#owned[i] = false;
+    for (const i of this.#ownedIndexes())
+      if (served(this.#keys[i] as string)) this.#owned[i] = false;
     if (this.#ownedIndexes().length < this.#options.keyMajority) {
       this.#finish(new LockLostError(this.name, 'disconnected'));
     }

@@ -111,10 +111,10 @@ class RedisLocker implements Locker {
     this.#placement = await connectPlacement(this.#options, {
       invalidated: (key) => this.#invalidated(key),
       error: () => {}, // node-redis reconnects by itself; our own timeouts bound every wait
-      dropped: (store, index) => {
+      dropped: (store, served) => {
         for (const [name, state] of this.#names) {
           if (this.#storeFor(name) !== store) continue;
-          for (const lock of state.locks) lock.dropped(index);
+          for (const lock of state.locks) lock.dropped(served);
         }
       },
     });

@@ -114,7 +114,7 @@ function nodeEvents(
     ...events,
     dropped: () => {
       const self = store();
-      if (self) events.dropped(self, (i) => i % n === j);
+      if (self) events.dropped(self, (key) => (parseKey(prefix, key)?.index ?? -1) % n === j);
     },
     invalidated: (key) => {
       const parsed = key === null ? undefined : parseKey(prefix, key);

@@ -17,11 +17,11 @@ export interface StoreEvents {
   /** The client reported an error (it reconnects by itself). */
   error(error: Error): void;
   /**
-   * The connection of `store` dropped, so the keys it holds (of those, the ones `index`
-   * accepts) may be gone: a server that restarted without persistence lost them, and a
-   * waiter that reconnects first can take them.
+   * A connection of `store` dropped, so the keys it served (those `served` accepts) may be
+   * gone: a server that restarted without persistence lost them, and a waiter that
+   * reconnects first can take them.
    */
-  dropped(store: KeyStore, index: (i: number) => boolean): void;
+  dropped(store: KeyStore, served: (key: string) => boolean): void;
 }
 
 /** Every key on one Redis server, over one RESP3 connection that tracks what it reads. */

@@ -1,8 +1,8 @@
 import { createClient } from '@redis/client';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createLocker, type LockerOptions } from '../src/index.js';
-import { sleep, stillHeldAgainst } from './helpers/redis.js';
+import { createLocker, type LockerOptions, LockLostError } from '../src/index.js';
+import { abortedWithin, sleep, stillHeldAgainst } from './helpers/redis.js';
 import { type RedisCluster, startRedisCluster } from './helpers/redis-cluster.js';
 
 // A 3-master cluster with one replica each, so that a master can fail over.
@@ -99,6 +99,35 @@ test('a failover of a key\u2019s master: the lock stays held, extensions follow 
   }
 });
 
+test('dropped connections to the masters of a majority of the keys abort the lock', async ({
+  cluster,
+}) => {
+  // A name on the locker's connections, so that only they are killed.
+  const options = clusterOptions(cluster, { keyValidityMs: 2000 });
+  const locker = await createLocker({
+    ...options,
+    cluster: { ...options.cluster, rootNodes: cluster.rootNodes, defaults: { name: 'holder' } },
+  });
+  try {
+    const lock = await locker.withContext('dropped', bound());
+    // Every master's connections drop: those masters may have restarted without the keys.
+    for (const server of cluster.servers) {
+      const list = String(await on(server.url, ['CLIENT', 'LIST']));
+      for (const [, id] of list.matchAll(/id=(\d+) [^\n]* name=holder /g)) {
+        await on(server.url, ['CLIENT', 'KILL', 'ID', id as string]);
+      }
+    }
+    const reason = await abortedWithin(lock.signal, 5000);
+    assert.instance(reason, LockLostError);
+    assert.is((reason as LockLostError).loss, 'disconnected');
+    // Once the connections are back (and the keys are deleted or expired), it can be taken.
+    const next = await locker.withContext('dropped', bound());
+    assert.is(await next.release(), true);
+  } finally {
+    await locker.close();
+  }
+});
+
 test('a waiter from before a failover still wakes by push after it', async ({ cluster }) => {
   // With 60 s keys, a waiter that missed the push would sleep until they expire.
   const options = clusterOptions(cluster, { keyValidityMs: 60_000 });
@@ -106,6 +135,7 @@ test('a waiter from before a failover still wakes by push after it', async ({ cl
   try {
     const lock = await holder.withContext('failover-push', bound());
     const waiting = waiter.withContext('failover-push', bound(20_000));
+    waiting.catch(() => {}); // awaited below; a failure before that must not crash the run
     await sleep(50);
     const master = await cluster.masterFor('rueidislock:1:failover-push');
     const replica = await cluster.replicaOf(master);
