@@ -80,8 +80,15 @@ export class ClusterStore extends SplitStore implements KeyStore {
   }
 
   async close(timeoutMs: number): Promise<void> {
+    // close() forgets the node connections at once, but each keeps its socket until its node
+    // answers what is pending, and a frozen node never does: destroy them when time is up.
+    const clients = [...this.#cluster.nodeByAddress.values()].flatMap((node) => [
+      node.client,
+      'pubSub' in node ? node.pubSub?.client : undefined,
+    ]);
     if (this.#cluster.isOpen) await settleWithin(this.#cluster.close(), timeoutMs);
     if (this.#cluster.isOpen) this.#cluster.destroy();
+    for (const client of clients) client?.destroy();
     this.#cluster.removeAllListeners();
   }
 }

@@ -119,7 +119,9 @@ export class ServerStore extends LockCommands implements KeyStore {
   /** Close the connection now, dropping pending replies. */
   destroy(): void {
     this.#closed = true;
-    if (this.#client.isOpen) this.#client.destroy();
+    // Whatever isOpen says: close() clears it at once, yet keeps the socket until Redis answers
+    // what is pending, and a frozen Redis never does. (destroy() is idempotent.)
+    this.#client.destroy();
     this.#client.removeAllListeners();
   }
 }
