@@ -1,8 +1,15 @@
-import { createCluster, type RedisClusterOptions } from '@redis/client';
+import { createCluster, type RedisClusterOptions, RootNodesUnavailableError } from '@redis/client';
 import { LockCommands } from './commands.js';
+import { LockError } from './errors.js';
 import { hashtag, slotFenceKey } from './keys.js';
-import type { ResolvedOptions } from './options.js';
-import { checkServer, connectError, type StoreEvents, withinConnectTimeout } from './server.js';
+import { describeAddress, type ResolvedOptions } from './options.js';
+import {
+  cannotServe,
+  checkServer,
+  connectError,
+  type StoreEvents,
+  withinConnectTimeout,
+} from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
 import { settleWithin } from './timing.js';
@@ -40,7 +47,8 @@ export class ClusterStore extends SplitStore implements KeyStore {
     );
     let lastError: Error | undefined;
     const onError = (error: Error) => {
-      lastError = error;
+      // Keep an error that says why over the hang-up that follows it.
+      if (!lastError || !cannotServe(lastError)) lastError = error;
       events.error(error);
     };
     client.on('error', onError).on('node-error', onError);
@@ -59,7 +67,18 @@ export class ClusterStore extends SplitStore implements KeyStore {
       await withinConnectTimeout(ready, options.connectTimeoutMs, () => lastError);
     } catch (error) {
       client.destroy();
-      throw connectError(error, options.connectTimeoutMs, describeRoots(cluster));
+      // node-redis tries each root node once, and says only that none would do: the error of
+      // the last one says why (refused, credentials, not Redis).
+      const roots = describeRoots(cluster);
+      if (error instanceof RootNodesUnavailableError && lastError) {
+        if (cannotServe(lastError)) throw connectError(lastError, options.connectTimeoutMs, roots);
+        throw new LockError(
+          'ERR_CONNECT',
+          `could not reach any root node of the Redis Cluster (${roots}): ${lastError.message}`,
+          { cause: lastError },
+        );
+      }
+      throw connectError(error, options.connectTimeoutMs, roots);
     }
     return new ClusterStore(client, options);
   }
@@ -111,5 +130,5 @@ function newCluster(cluster: RedisClusterOptions, router: InvalidationRouter) {
 type Cluster = ReturnType<typeof newCluster>;
 
 function describeRoots(cluster: RedisClusterOptions): string {
-  return cluster.rootNodes.map((node) => node.url ?? 'a root node').join(', ');
+  return cluster.rootNodes.map((node) => describeAddress(node)).join(', ');
 }

@@ -57,7 +57,15 @@ export class NodesStore extends SplitStore implements KeyStore {
       const down = describeDown(nodes);
       for (const node of nodes) node.destroy();
       if (error instanceof NodeRefusedError) {
-        throw connectError(error.cause, options.connectTimeoutMs, error.address);
+        // Answers decided it, not the clock. An old server says so by itself (its code is
+        // ERR_SERVER_VERSION); otherwise name each node that is not up, with its reason.
+        const refusal = connectError(error.cause, options.connectTimeoutMs, error.address);
+        if (!(refusal instanceof LockError) || refusal.code !== 'ERR_CONNECT') throw refusal;
+        throw new LockError(
+          'ERR_CONNECT',
+          `too few Redis nodes can serve locks to hold a majority of ${options.keyCount} keys: ${down}`,
+          { cause: refusal },
+        );
       }
       throw new LockError(
         'ERR_CONNECT',
@@ -114,7 +122,10 @@ function majorityReady(nodes: readonly ServerStore[], options: ResolvedOptions):
   });
 }
 
-/** A node that answered but cannot serve locks (old server, refused RESP3, failed a check). */
+/**
+ * A node that answered but cannot serve locks (refused RESP3 or the credentials, does not speak
+ * RESP, failed a check).
+ */
 class NodeRefusedError extends Error {
   readonly address: string;
   constructor(address: string, cause: unknown) {

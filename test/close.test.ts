@@ -47,12 +47,9 @@ test('with nodes, close leaves no handle, not even for a node that never came up
   const servers = await Promise.all([startRedisServer(), startRedisServer()]);
   try {
     const down = `redis://127.0.0.1:${await freePort()}`;
-    // node-redis sleeps between reconnect attempts to the node that is down on a timer that
-    // close() cannot cancel; it fires within its longest delay (2 s + 200 ms jitter) and ends.
-    await closeInChild(
-      { nodes: [servers[0]?.url as string, servers[1]?.url as string, down] },
-      2500,
-    );
+    // The pause between attempts to connect to the node that is down is a timer of tracklock's,
+    // which close() clears (node-redis' own pause could not be cancelled).
+    await closeInChild({ nodes: [servers[0]?.url as string, servers[1]?.url as string, down] });
   } finally {
     await Promise.all(servers.map((server) => server.stop()));
   }
