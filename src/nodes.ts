@@ -5,6 +5,7 @@ import type { ResolvedOptions } from './options.js';
 import { connectError, ServerStore, type StoreEvents, withinConnectTimeout } from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
+import { settleWithin } from './timing.js';
 
 /**
  * Independent Redis servers, as in Redlock: key `i` of every lock lives on node `i mod n`, and
@@ -41,6 +42,7 @@ export class NodesStore extends SplitStore implements KeyStore {
         true,
       ),
     );
+    const started = performance.now();
     const joined = new Set<ServerStore>();
     for (const node of nodes)
       node.ready.then(
@@ -73,6 +75,14 @@ export class NodesStore extends SplitStore implements KeyStore {
         { cause: error },
       );
     }
+    // Give the other nodes as long again to come up, so that on healthy nodes the first locks
+    // get every key, not only a majority (the nodes connect in parallel and come up within a
+    // moment of each other); one that is down or frozen holds createLocker up no longer.
+    const tookMs = performance.now() - started;
+    await settleWithin(
+      Promise.allSettled(nodes.map((node) => node.ready)),
+      Math.min(tookMs, options.connectTimeoutMs - tookMs),
+    );
     for (const node of nodes) {
       const late = !joined.has(node);
       node.ready.then(
