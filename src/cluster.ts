@@ -1,9 +1,16 @@
-import { createCluster, type RedisClusterOptions } from '@redis/client';
+import { createCluster, type RedisClusterOptions, RootNodesUnavailableError } from '@redis/client';
 import slotOf from 'cluster-key-slot';
 import { LockCommands } from './commands.js';
+import { LockError } from './errors.js';
 import { hashtag, slotFenceKey } from './keys.js';
-import type { ResolvedOptions } from './options.js';
-import { checkServer, connectError, type StoreEvents, withinConnectTimeout } from './server.js';
+import { describeAddress, type ResolvedOptions } from './options.js';
+import {
+  cannotServe,
+  checkServer,
+  connectError,
+  type StoreEvents,
+  withinConnectTimeout,
+} from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
 import { settleWithin } from './timing.js';
@@ -41,7 +48,8 @@ export class ClusterStore extends SplitStore implements KeyStore {
     );
     let lastError: Error | undefined;
     const onError = (error: Error) => {
-      lastError = error;
+      // Keep an error that says why over the hang-up that follows it.
+      if (!lastError || !cannotServe(lastError)) lastError = error;
       events.error(error);
     };
     client.on('error', onError);
@@ -72,7 +80,18 @@ export class ClusterStore extends SplitStore implements KeyStore {
       await withinConnectTimeout(ready, options.connectTimeoutMs, () => lastError);
     } catch (error) {
       client.destroy();
-      throw connectError(error, options.connectTimeoutMs, describeRoots(cluster));
+      // node-redis tries each root node once, and says only that none would do: the error of
+      // the last one says why (refused, credentials, not Redis).
+      const roots = describeRoots(cluster);
+      if (error instanceof RootNodesUnavailableError && lastError) {
+        if (cannotServe(lastError)) throw connectError(lastError, options.connectTimeoutMs, roots);
+        throw new LockError(
+          'ERR_CONNECT',
+          `could not reach any root node of the Redis Cluster (${roots}): ${lastError.message}`,
+          { cause: lastError },
+        );
+      }
+      throw connectError(error, options.connectTimeoutMs, roots);
     }
     self = new ClusterStore(client, options);
     return self;
@@ -94,8 +113,15 @@ export class ClusterStore extends SplitStore implements KeyStore {
   }
 
   async close(timeoutMs: number): Promise<void> {
+    // close() forgets the node connections at once, but each keeps its socket until its node
+    // answers what is pending, and a frozen node never does: destroy them when time is up.
+    const clients = [...this.#cluster.nodeByAddress.values()].flatMap((node) => [
+      node.client,
+      'pubSub' in node ? node.pubSub?.client : undefined,
+    ]);
     if (this.#cluster.isOpen) await settleWithin(this.#cluster.close(), timeoutMs);
     if (this.#cluster.isOpen) this.#cluster.destroy();
+    for (const client of clients) client?.destroy();
     this.#cluster.removeAllListeners();
   }
 }
@@ -126,5 +152,5 @@ interface NodeAddress {
 const address = (node: NodeAddress) => `${node.host}:${node.port}`;
 
 function describeRoots(cluster: RedisClusterOptions): string {
-  return cluster.rootNodes.map((node) => node.url ?? 'a root node').join(', ');
+  return cluster.rootNodes.map((node) => describeAddress(node)).join(', ');
 }

@@ -5,6 +5,7 @@ import type { ResolvedOptions } from './options.js';
 import { connectError, ServerStore, type StoreEvents, withinConnectTimeout } from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
+import { settleWithin } from './timing.js';
 
 /**
  * Independent Redis servers, as in Redlock: each node holds `k = keyCount / n` of every lock's
@@ -50,6 +51,7 @@ export class NodesStore extends SplitStore implements KeyStore {
         true,
       ),
     );
+    const started = performance.now();
     const joined = new Set<ServerStore>();
     for (const node of nodes)
       node.ready.then(
@@ -66,7 +68,15 @@ export class NodesStore extends SplitStore implements KeyStore {
       const down = describeDown(nodes);
       for (const node of nodes) node.destroy();
       if (error instanceof NodeRefusedError) {
-        throw connectError(error.cause, options.connectTimeoutMs, error.address);
+        // Answers decided it, not the clock. An old server says so by itself (its code is
+        // ERR_SERVER_VERSION); otherwise name each node that is not up, with its reason.
+        const refusal = connectError(error.cause, options.connectTimeoutMs, error.address);
+        if (!(refusal instanceof LockError) || refusal.code !== 'ERR_CONNECT') throw refusal;
+        throw new LockError(
+          'ERR_CONNECT',
+          `too few Redis nodes can serve locks to hold a majority of ${options.keyCount} keys: ${down}`,
+          { cause: refusal },
+        );
       }
       throw new LockError(
         'ERR_CONNECT',
@@ -74,6 +84,14 @@ export class NodesStore extends SplitStore implements KeyStore {
         { cause: error },
       );
     }
+    // Give the other nodes as long again to come up, so that on healthy nodes the first locks
+    // get every key, not only a majority (the nodes connect in parallel and come up within a
+    // moment of each other); one that is down or frozen holds createLocker up no longer.
+    const tookMs = performance.now() - started;
+    await settleWithin(
+      Promise.allSettled(nodes.map((node) => node.ready)),
+      Math.min(tookMs, options.connectTimeoutMs - tookMs),
+    );
     for (const node of nodes) {
       const late = !joined.has(node);
       node.ready.then(
@@ -148,7 +166,10 @@ function majorityReady(nodes: readonly ServerStore[], options: ResolvedOptions):
   });
 }
 
-/** A node that answered but cannot serve locks (old server, refused RESP3, failed a check). */
+/**
+ * A node that answered but cannot serve locks (refused RESP3 or the credentials, does not speak
+ * RESP, failed a check).
+ */
 class NodeRefusedError extends Error {
   readonly address: string;
   constructor(address: string, cause: unknown) {

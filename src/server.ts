@@ -1,4 +1,9 @@
-import { createClient } from '@redis/client';
+import {
+  ErrorReply,
+  RedisClient,
+  type RedisClientOptions,
+  SocketTimeoutError,
+} from '@redis/client';
 import { LockCommands } from './commands.js';
 import { LockError } from './errors.js';
 import { fenceKey, parseKey } from './keys.js';
@@ -8,7 +13,17 @@ import type { KeyStore } from './store.js';
 import { settleWithin, within } from './timing.js';
 import { InvalidationRouter } from './tracking.js';
 
-type Client = ReturnType<typeof createClient>;
+/**
+ * node-redis builds a class with every command on it for each new set of client options (some
+ * 20 ms of CPU each) and caches only the last set: with a different URL per node, every node
+ * paid it again, one after another. Build the class once, as node-redis' cluster client does,
+ * and give each connection its own options.
+ */
+const clientFactory = () => RedisClient.factory({ RESP: 3 });
+let newClient: ReturnType<typeof clientFactory> | undefined;
+type Client = ReturnType<NonNullable<typeof newClient>>;
+
+type ReconnectStrategy = (retries: number, cause: Error) => false | Error | number;
 
 /** Events a store reports to the locker. */
 export interface StoreEvents {
@@ -28,6 +43,14 @@ export interface StoreEvents {
 export class ServerStore extends LockCommands implements KeyStore {
   readonly #client: Client;
   #closed = false;
+  /** The client options' reconnect strategy, as node-redis would apply it. */
+  readonly #reconnectIn: ReconnectStrategy;
+  /** Reached 'ready' once: from then on node-redis reconnects by itself. */
+  #wasReady = false;
+  /** `ready` rejected: the server cannot serve locks, trying again will not change that. */
+  #failed = false;
+  /** The pause before the next attempt of the first connect. */
+  #retry: NodeJS.Timeout | undefined;
   /** Where the server is, for error messages. */
   readonly address: string;
   /**
@@ -52,22 +75,35 @@ export class ServerStore extends LockCommands implements KeyStore {
       options,
     );
     this.#client = client;
+    this.#reconnectIn = reconnectStrategy(options.client);
     this.address = describeAddress(options.client);
     this.ready = new Promise<void>((resolve, reject) => {
       let checked = false;
+      const fail = (error: unknown) => {
+        this.#failed = true;
+        clearTimeout(this.#retry);
+        reject(error);
+      };
       let up = false;
       client.on('error', (error: Error) => {
-        this.lastError = error;
+        // Once failed, keep the error that says why (a protocol error is followed by the
+        // hang-up it provokes).
+        if (!this.#failed) this.lastError = error;
         if (up && !client.isReady) {
           up = false;
           events.dropped(this, () => true);
         }
-        // node-redis retries a failed handshake for ever; a refused HELLO will not get better.
-        if (isRespRefusal(error)) reject(error);
+        // node-redis retries a failed handshake for ever; a server that answered that it
+        // cannot serve us will not change its mind. Let go of it now: no socket stays open.
+        if (!checked && !this.#failed && cannotServe(error) !== undefined) {
+          fail(error);
+          client.destroy();
+        }
         events.error(error);
       });
       client.on('ready', () => {
         up = true;
+        this.#wasReady = true;
         if (checked) {
           // Invalidations sent while the connection was down are lost, and the new connection
           // tracks nothing yet: every waiter must retry and every held key be read again.
@@ -82,17 +118,36 @@ export class ServerStore extends LockCommands implements KeyStore {
           // A server that cannot serve locks is final; a connection lost mid-check is not:
           // the next 'ready' checks again.
           (error: unknown) => {
-            if (error instanceof LockError) reject(error);
+            if (error instanceof LockError) fail(error);
             else this.lastError = error instanceof Error ? error : new Error(String(error));
           },
         );
       });
-      // Rejects only when the client gave up for good, or was closed (then nobody is waiting).
-      client.connect().catch((error: unknown) => {
-        if (!this.#closed) reject(error);
-      });
+      this.#connect(0, fail);
     });
     this.ready.catch(() => {}); // whoever awaits it reports it
+  }
+
+  /**
+   * One attempt of the first connect. node-redis gives up after each failed one (see `start`),
+   * and the pause before the next is this timer, which `destroy()` clears: node-redis' own
+   * pause cannot be cancelled, and kept a process alive for up to 2.2 s after it gave up.
+   */
+  #connect(attempt: number, fail: (error: unknown) => void): void {
+    this.#client.connect().catch((error: unknown) => {
+      if (this.#closed || this.#failed || this.#wasReady) return;
+      const cause = error instanceof Error ? error : new Error(String(error));
+      let retryIn: false | Error | number;
+      try {
+        retryIn = this.#reconnectIn(attempt, cause);
+      } catch (thrown) {
+        retryIn = thrown instanceof Error ? thrown : new Error(String(thrown));
+      }
+      // The client options' strategy said to stop: the connection will not come.
+      if (retryIn === false) fail(cause);
+      else if (retryIn instanceof Error) fail(retryIn);
+      else this.#retry = setTimeout(() => this.#connect(attempt + 1, fail), retryIn);
+    });
   }
 
   /**
@@ -102,8 +157,20 @@ export class ServerStore extends LockCommands implements KeyStore {
    */
   static start(options: ResolvedOptions, events: StoreEvents, oneOfSeveral: boolean): ServerStore {
     const router = new InvalidationRouter(options.noLoopTracking, events.invalidated);
-    const client: Client = createClient({ ...options.client, RESP: 3, clientSideCache: router });
-    return new ServerStore(client, options, events, oneOfSeveral);
+    let reconnectIn: ReconnectStrategy = () => false;
+    const clientOptions: RedisClientOptions = {
+      ...options.client,
+      RESP: 3,
+      clientSideCache: router,
+      socket: { ...options.client.socket, reconnectStrategy: (...args) => reconnectIn(...args) },
+    };
+    newClient ??= clientFactory();
+    const store = new ServerStore(newClient(clientOptions), options, events, oneOfSeveral);
+    // Until the first 'ready', node-redis gives up after each failed attempt: the store times
+    // the next (see #connect).
+    reconnectIn = (retries, cause) =>
+      store.#wasReady ? store.#reconnectIn(retries, cause) : false;
+    return store;
   }
 
   /** Connected, and through the handshake. */
@@ -131,7 +198,10 @@ export class ServerStore extends LockCommands implements KeyStore {
   /** Close the connection now, dropping pending replies. */
   destroy(): void {
     this.#closed = true;
-    if (this.#client.isOpen) this.#client.destroy();
+    clearTimeout(this.#retry);
+    // Whatever isOpen says: close() clears it at once, yet keeps the socket until Redis answers
+    // what is pending, and a frozen Redis never does. (destroy() is idempotent.)
+    this.#client.destroy();
     this.#client.removeAllListeners();
   }
 }
@@ -148,27 +218,68 @@ export async function withinConnectTimeout(
   await within(ready, ms, () => lastError() ?? new Error('no answer'));
 }
 
-/** A server older than 6.0 refuses HELLO 3. */
-function isRespRefusal(error: unknown): boolean {
-  return error instanceof Error && /HELLO|NOPROTO|unknown command/i.test(error.message);
+/**
+ * The client options' `socket.reconnectStrategy` as node-redis applies it: a number of ms, or
+ * `false`, or a function; by default an exponential pause (50 ms doubling to 2 s, plus up to
+ * 200 ms of jitter), and no reconnect after a socket timeout.
+ */
+function reconnectStrategy(client: RedisClientOptions): ReconnectStrategy {
+  const strategy = (client.socket as { reconnectStrategy?: unknown } | undefined)
+    ?.reconnectStrategy as false | number | ReconnectStrategy | undefined;
+  if (strategy === false || typeof strategy === 'number') return () => strategy;
+  if (strategy) return strategy;
+  return (retries, cause) =>
+    cause instanceof SocketTimeoutError
+      ? false
+      : Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200);
+}
+
+/**
+ * Why a server that answered cannot serve locks, if its answer says so: it is older than 6.0
+ * (it refuses HELLO 3), it refuses the credentials, or it does not speak RESP at all (node-redis
+ * cannot parse what it sent: an HTTP server, a TLS port spoken to in plain text). Retrying
+ * cannot help any of these.
+ */
+export function cannotServe(error: unknown): 'credentials' | 'resp3' | 'protocol' | undefined {
+  if (!(error instanceof Error)) return undefined;
+  if (error instanceof ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) {
+    return 'credentials';
+  }
+  if (/HELLO|NOPROTO|unknown command/i.test(error.message)) return 'resp3';
+  if (/^Unknown RESP type/.test(error.message)) return 'protocol';
+  return undefined;
 }
 
 /** Say what a failed connect means for the user. */
 export function connectError(error: unknown, timeoutMs: number, address: string): unknown {
   if (error instanceof LockError) return error;
   const message = error instanceof Error ? error.message : String(error);
-  if (isRespRefusal(error)) {
-    return new LockError(
-      'ERR_SERVER_VERSION',
-      `the Redis server at ${address} refused RESP3 (${message}): tracklock needs Redis 6.0 or later for invalidation pushes`,
-      { cause: error },
-    );
+  switch (cannotServe(error)) {
+    case 'resp3':
+      return new LockError(
+        'ERR_SERVER_VERSION',
+        `the Redis server at ${address} refused RESP3 (${message}): tracklock needs Redis 6.0 or later for invalidation pushes`,
+        { cause: error },
+      );
+    case 'credentials':
+      return new LockError(
+        'ERR_CONNECT',
+        `the Redis server at ${address} refused the credentials (${message}): check the username and password (in the URL or the client options) and the user's ACL`,
+        { cause: error },
+      );
+    case 'protocol':
+      return new LockError(
+        'ERR_CONNECT',
+        `the server at ${address} does not speak the Redis protocol (${message}): is it a Redis server, and does it want TLS (rediss://)?`,
+        { cause: error },
+      );
+    default:
+      return new LockError(
+        'ERR_CONNECT',
+        `could not connect to Redis at ${address} within connectTimeoutMs (${timeoutMs} ms): ${message}`,
+        { cause: error },
+      );
   }
-  return new LockError(
-    'ERR_CONNECT',
-    `could not connect to Redis at ${address} within connectTimeoutMs (${timeoutMs} ms): ${message}`,
-    { cause: error },
-  );
 }
 
 /** Commands to one server, for the checks at connect. */
@@ -176,11 +287,15 @@ type SendTo = (args: string[]) => Promise<unknown>;
 
 /** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
 export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {
-  // Load the scripts up front, so the first EVALSHA of each does not bounce off NOSCRIPT.
+  // All in one round trip: node-redis pipelines what is sent together. The scripts are loaded
+  // up front, so that the first EVALSHA of each does not bounce off NOSCRIPT.
   const scripts = [ACQUIRE, EXTEND, DELETE, DRAW, RAISE];
-  await Promise.all(scripts.map((s) => send(['SCRIPT', 'LOAD', s.source])));
-  if (!options.fallbackSetPx) await warnOfClockSkew(send, options.marginMs, address);
-  const info = String(await send(['INFO', 'server']));
+  const [, , reply] = await Promise.all([
+    Promise.all(scripts.map((s) => send(['SCRIPT', 'LOAD', s.source]))),
+    options.fallbackSetPx ? undefined : warnOfClockSkew(send, options.marginMs, address),
+    send(['INFO', 'server']),
+  ]);
+  const info = String(reply);
   const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);
   if (!version) return; // a Redis-compatible server that does not say; let commands speak
   const [major, minor] = [Number(version[1]), Number(version[2])];

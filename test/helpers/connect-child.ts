@@ -1,0 +1,30 @@
+/**
+ * Runs a createLocker that is expected to fail, in a process of its own, and prints as JSON its
+ * error's code and the handles left right after the rejection (besides the process's own
+ * stdio): nothing may keep the process alive once createLocker has given up. argv: the locker
+ * options, as JSON.
+ */
+import { createLocker, type LockerOptions } from '../../src/index.js';
+
+const options = JSON.parse(process.argv[2] as string) as LockerOptions;
+const baseline = process.getActiveResourcesInfo();
+const error = await createLocker(options).then(
+  async (locker) => {
+    await locker.close();
+    return undefined;
+  },
+  (e: unknown) => e,
+);
+// A destroyed socket's handle is freed on the loop's next close phase.
+await new Promise((resolve) => setTimeout(resolve, 20));
+const left = process.getActiveResourcesInfo();
+for (const handle of baseline) {
+  const at = left.indexOf(handle);
+  if (at >= 0) left.splice(at, 1);
+}
+console.log(
+  JSON.stringify({
+    code: (error as { code?: string } | undefined)?.code ?? String(error),
+    handles: left,
+  }),
+);
