@@ -49,6 +49,12 @@ export interface HeldLockInit {
   readonly parent: AbortSignal | undefined;
   /** Called once, when the lock ends for any reason. */
   readonly onEnd: (lock: HeldLock) => void;
+  /** Called once the lock's deletion settled, with its outcome per key. */
+  readonly onDeleted: (
+    keys: readonly string[],
+    value: string,
+    outcomes: Outcome<boolean>[],
+  ) => void;
 }
 
 /**
@@ -70,6 +76,7 @@ export class HeldLock {
   /** Stops listening to the caller's signal. */
   #unhookParent: () => void = () => {};
   readonly #onEnd: (lock: HeldLock) => void;
+  readonly #onDeleted: HeldLockInit['onDeleted'];
   #extendTimer: NodeJS.Timeout | undefined;
   /** Consecutive extensions that Redis failed or did not answer. */
   #extendFailures = 0;
@@ -83,7 +90,7 @@ export class HeldLock {
   readonly #recheck = new Set<number>();
   #held = true;
   /** The deletion of our keys, once the lock has ended. */
-  #cleanup: Promise<unknown> | undefined;
+  #cleanup: Promise<Outcome<boolean>[]> | undefined;
   #release: Promise<boolean> | undefined;
 
   constructor(store: KeyStore, options: ResolvedOptions, init: HeldLockInit) {
@@ -98,6 +105,7 @@ export class HeldLock {
     const validUntil = this.#validFrom(init.sentAt);
     this.#validUntil = init.owned.map((owned) => (owned ? validUntil : 0));
     this.#onEnd = init.onEnd;
+    this.#onDeleted = init.onDeleted;
     const parent = init.parent;
     if (parent?.aborted) {
       this.#finish(parent.reason);
@@ -224,7 +232,7 @@ export class HeldLock {
   async #releaseOnce(): Promise<boolean> {
     const wasHeld = this.#held;
     this.#finish(new LockReleasedError(this.name));
-    const outcomes = (await this.#cleanup) as Outcome<boolean>[];
+    const outcomes = (await this.#cleanup) ?? [];
     if (!wasHeld) return false;
     // Held as far as we knew; the deletions say whether Redis agreed (an invalidation telling
     // otherwise may still have been on its way). A majority confirmed is enough: the keys of a
@@ -360,7 +368,9 @@ export class HeldLock {
     this.#controller.abort(reason);
     // Every key, by value: those we believe ours, and those whose outcome we never learnt (a
     // handoff needs them all to be ours anyway).
-    this.#cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey, this.token);
+    const cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey, this.token);
+    this.#cleanup = cleanup;
+    void cleanup.then((outcomes) => this.#onDeleted(this.#keys, this.#value, outcomes));
     this.#onEnd(this);
   }
 }

@@ -10,6 +10,7 @@ import {
 } from './errors.js';
 import { Gate } from './gate.js';
 import { checkName, handoffKey, keyNames, parseKey, queueKey, ticketKey } from './keys.js';
+import { Leftovers } from './leftovers.js';
 import { createHandle, HeldLock, type Lock } from './lock.js';
 import {
   checkDuration,
@@ -95,6 +96,8 @@ class RedisLocker implements Locker {
   readonly #options: ResolvedOptions;
   #placement: Placement | undefined;
   readonly #names = new Map<string, NameState>();
+  /** Keys of ended locks whose deletion a dropped connection failed, sent again on reconnect. */
+  readonly #leftovers: Leftovers;
   /** The queued waiters of this locker, for direct handoff. */
   readonly #tickets = new Tickets();
   /** Aborts (with LockerClosedError) when close() starts: every waiter listens to it. */
@@ -103,6 +106,7 @@ class RedisLocker implements Locker {
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
+    this.#leftovers = new Leftovers(options.keyValidityMs);
     // Every pending acquisition listens to it: thousands at once are normal, not a leak.
     setMaxListeners(0, this.#closing.signal);
   }
@@ -486,6 +490,8 @@ class RedisLocker implements Locker {
       queueKey,
       token,
       onEnd: (ended) => this.#ended(name, state, ended, gated),
+      onDeleted: (keys, deletedValue, outcomes) =>
+        this.#leftovers.note(this.#storeFor(name), keys, deletedValue, outcomes),
     });
     state.locks.add(lock);
     return lock;
@@ -520,6 +526,7 @@ class RedisLocker implements Locker {
 
   #invalidated(key: string | null): void {
     if (key === null) {
+      this.#leftovers.retry();
       for (const state of this.#names.values()) this.#notify(state, null);
       return;
     }

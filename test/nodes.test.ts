@@ -338,6 +338,32 @@ test('a dropped connection to one node costs only its keys, which the lock takes
   }
 });
 
+test('a lock lost to dropped connections is deleted once they are back, not left to expire', async ({
+  servers,
+}) => {
+  const options = { nodes: urls(servers), keyValidityMs: 30_000 };
+  const locker = await createLocker(options);
+  const admins = await Promise.all(servers.map((server) => connect(server.url)));
+  try {
+    const lock = await locker.withContext('orphaned', bound());
+    await until(
+      async () => (await keysOn(servers)).every((keys) => keys.length === 1),
+      AbortSignal.timeout(5000),
+    );
+    for (const admin of admins) await killClients(admin);
+    const reason = await abortedWithin(lock.signal, 5000);
+    assert.is((reason as LockLostError).loss, 'disconnected');
+    // The deletion failed with the connections; it goes out again when they are back.
+    await until(
+      async () => (await keysOn(servers)).every((keys) => keys.length === 0),
+      AbortSignal.timeout(10_000),
+    );
+  } finally {
+    await locker.close();
+    for (const admin of admins) admin.destroy();
+  }
+});
+
 /** CLIENT KILL every connection of a server but this one. */
 async function killClients(admin: Client): Promise<void> {
   await admin.sendCommand(['CLIENT', 'KILL', 'SKIPME', 'yes']);
