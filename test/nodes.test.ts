@@ -1,6 +1,12 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createLocker, type LockError, type LockerOptions, LockLostError } from '../src/index.js';
+import {
+  createLocker,
+  type LockError,
+  type Locker,
+  type LockerOptions,
+  LockLostError,
+} from '../src/index.js';
 import { type FaultyProxy, startProxy } from './checker/proxy.js';
 import {
   abortedWithin,
@@ -156,20 +162,25 @@ test('lockers that reach the same nodes through other addresses exclude each oth
     createLocker({ nodes: proxies.map((proxy) => proxy.url) }),
   ]);
   try {
-    for (const [first, second] of [
-      [a, b],
-      [b, a],
-    ] as const) {
-      const lock = await first.tryWithContext('addressed', bound());
-      const error = await second.tryWithContext('addressed').catch((e: LockError) => e);
-      assert.is((error as LockError).code, 'ERR_NOT_LOCKED');
-      await lock.release();
-    }
+    await excludeEachOther(a, b, 'addressed');
   } finally {
     await Promise.all([a.close(), b.close()]);
     await Promise.all(proxies.map((proxy) => proxy.close()));
   }
 });
+
+/** Whichever of `a` and `b` holds `name`, the other cannot take it. */
+async function excludeEachOther(a: Locker, b: Locker, name: string): Promise<void> {
+  for (const [first, second] of [
+    [a, b],
+    [b, a],
+  ] as const) {
+    const lock = await first.tryWithContext(name, bound());
+    const error = await second.tryWithContext(name).catch((e: LockError) => e);
+    assert.is((error as LockError).code, 'ERR_NOT_LOCKED');
+    await lock.release();
+  }
+}
 
 /** A proxy per server whose addresses, in port order, reach the servers in another order. */
 async function proxiesInAnotherOrder(servers: readonly RedisServer[]): Promise<FaultyProxy[]> {
@@ -195,10 +206,7 @@ test('every process places keys alike, whatever order its nodes are listed in', 
     createLocker({ nodes: urls([...servers].reverse()) }),
   ]);
   try {
-    const lock = await a.tryWithContext('order', bound());
-    const error = await b.tryWithContext('order').catch((e: LockError) => e);
-    assert.is((error as LockError).code, 'ERR_NOT_LOCKED');
-    await lock.release();
+    await excludeEachOther(a, b, 'order');
   } finally {
     await Promise.all([a.close(), b.close()]);
   }

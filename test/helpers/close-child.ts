@@ -3,13 +3,14 @@
  * alone, and prints what it saw as JSON. argv: the locker options, as JSON.
  */
 import { createLocker, type LockerOptions } from '../../src/index.js';
+import { handleCheck } from './handles.js';
 
 const options = JSON.parse(process.argv[2] as string) as LockerOptions;
 /** How long after close() to look: see the nodes test for why it may be longer. */
 const settleMs = Number(process.argv[3] ?? 20);
 const code = (value: unknown) => (value as { code?: string } | undefined)?.code ?? String(value);
 // What the process has before any locker (its own stdio pipes): the locker must leave only that.
-const baseline = process.getActiveResourcesInfo();
+const handles = handleCheck();
 const other = await createLocker(options);
 const locker = await createLocker(options);
 const held = await locker.withContext('close-held');
@@ -19,13 +20,7 @@ await new Promise((resolve) => setTimeout(resolve, 30));
 await Promise.all([locker.close(), locker.close()]);
 const later = await locker.tryWithContext('close-later').catch((error: unknown) => error);
 await other.close();
-// A destroyed socket's handle is freed on the loop's next close phase.
-await new Promise((resolve) => setTimeout(resolve, settleMs));
-const left = process.getActiveResourcesInfo();
-for (const handle of baseline) {
-  const at = left.indexOf(handle);
-  if (at >= 0) left.splice(at, 1);
-}
+const left = await handles.left(settleMs);
 console.log(
   JSON.stringify({
     heldReason: code(held.signal.reason),

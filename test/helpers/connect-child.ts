@@ -5,9 +5,10 @@
  * options, as JSON.
  */
 import { createLocker, type LockerOptions } from '../../src/index.js';
+import { handleCheck } from './handles.js';
 
 const options = JSON.parse(process.argv[2] as string) as LockerOptions;
-const baseline = process.getActiveResourcesInfo();
+const handles = handleCheck();
 const error = await createLocker(options).then(
   async (locker) => {
     await locker.close();
@@ -15,13 +16,7 @@ const error = await createLocker(options).then(
   },
   (e: unknown) => e,
 );
-// A destroyed socket's handle is freed on the loop's next close phase.
-await new Promise((resolve) => setTimeout(resolve, 20));
-const left = process.getActiveResourcesInfo();
-for (const handle of baseline) {
-  const at = left.indexOf(handle);
-  if (at >= 0) left.splice(at, 1);
-}
+const left = await handles.left();
 console.log(
   JSON.stringify({
     code: (error as { code?: string } | undefined)?.code ?? String(error),

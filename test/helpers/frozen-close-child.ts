@@ -6,22 +6,17 @@
  */
 import { once } from 'node:events';
 import { createLocker, type LockerOptions } from '../../src/index.js';
+import { handleCheck } from './handles.js';
 
 const options = JSON.parse(process.argv[2] as string) as LockerOptions;
 const code = (value: unknown) => (value as { code?: string } | undefined)?.code ?? String(value);
 // The IPC channel and stdio: the locker must leave only these.
-const baseline = process.getActiveResourcesInfo();
+const handles = handleCheck();
 const locker = await createLocker(options);
 const held = await locker.withContext('frozen-close');
 process.send?.('held');
 await once(process, 'message');
 await locker.close();
-// A destroyed socket's handle is freed on the loop's next close phase.
-await new Promise((resolve) => setTimeout(resolve, 20));
-const left = process.getActiveResourcesInfo();
-for (const handle of baseline) {
-  const at = left.indexOf(handle);
-  if (at >= 0) left.splice(at, 1);
-}
+const left = await handles.left();
 process.send?.(`closed ${JSON.stringify({ handles: left, reason: code(held.signal.reason) })}`);
 process.disconnect();
