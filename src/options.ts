@@ -69,7 +69,7 @@ export interface LockerOptions {
    */
   tryNextAfterMs?: number;
   /**
-   * The lock needs `keyMajority` of `2 * keyMajority - 1` keys.
+   * The lock needs `keyMajority` of `2 * keyMajority - 1` keys; at most {@link MAX_KEY_MAJORITY}.
    * @default 2, or with `nodes` / `groups` one key per node (sets of different sizes: the
    *   fewest keys each set holds in equal shares)
    */
