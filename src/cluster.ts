@@ -52,16 +52,18 @@ export class ClusterStore extends SplitStore implements KeyStore {
       if (!lastError || !cannotServe(lastError)) lastError = error;
       events.error(error);
     };
-    client.on('error', onError);
+    client.on('error', onError).on('node-error', onError);
     let self: ClusterStore | undefined;
-    // Node connections that are up, by address: the first error of one means it dropped.
+    // Node connections that are up, by address. An error alone does not say the connection
+    // dropped (a failed PING does not); reconnecting does. (A client that node-redis closes
+    // itself, a master demoted by a failover, is no drop: its keys are on the new master.)
     const up = new Set<string>();
-    client.on('node-error', (error: Error, node: NodeAddress) => {
-      onError(error);
+    const down = (node: NodeAddress) => {
       if (!up.delete(address(node)) || !self) return;
       // The keys whose master's connection is down now (the slot map is not yet refreshed).
       events.dropped(self, (key) => !client.slots[slotOf(key)]?.master.client?.isReady);
-    });
+    };
+    client.on('node-reconnecting', down);
     // A node connection that (re)connects tracks nothing yet, and missed what changed meanwhile.
     client.on('node-ready', (node: NodeAddress) => {
       up.add(address(node));

@@ -1,3 +1,4 @@
+import { Undecided } from './split.js';
 import type { KeyStore, Outcome } from './store.js';
 
 interface Leftover {
@@ -9,42 +10,78 @@ interface Leftover {
 }
 
 /**
- * Keys an ended lock could not delete, because their server's connection was down (a lock
- * lost to a dropped connection, a release during an outage): they are deleted again, by
- * value, each time a connection comes back, until they would have expired anyway. Without
- * this, where a client has no offline queue (nodes, cluster), such a lock would stay taken
- * for up to `keyValidityMs` after the servers were back.
+ * Deletions by value that a server did not confirm, because its connection was down (a lock
+ * lost to a dropped connection, a release or an attempt's give-back during an outage): sent
+ * again each time a connection comes back, until the keys would have expired anyway. Without
+ * this, where a client has no offline queue (nodes, cluster), such keys would keep a lock
+ * taken for up to `keyValidityMs` after the servers were back.
  */
 export class Leftovers {
+  /** In order of `until` but for re-sent ones, so expired entries are trimmed from the front. */
   readonly #entries = new Set<Leftover>();
   readonly #validityMs: number;
+  /** Counts reconnects: a deletion that fails across one is sent again at once. */
+  #reconnects = 0;
 
   constructor(validityMs: number) {
     this.#validityMs = validityMs;
   }
 
-  /** A lock's deletion of `keys` came to `outcomes`: keep the keys it did not confirm. */
-  note(
+  /**
+   * Follow `deletion`, just sent for `keys`: keep the keys it does not confirm. (Returns when
+   * it has settled, for tests; callers need not wait.)
+   */
+  async track(
     store: KeyStore,
     keys: readonly string[],
     value: string,
-    outcomes: readonly Outcome<boolean>[],
+    deletion: Promise<readonly Outcome<boolean>[]>,
     until = performance.now() + this.#validityMs,
-  ): void {
+  ): Promise<void> {
+    const sentAfter = this.#reconnects;
+    // With several servers a deletion settles on the majority: a slow server's answer comes
+    // later, and only a failure there leaves the key behind.
+    const outcomes = await Promise.all(
+      (await deletion).map((outcome) =>
+        outcome.status === 'rejected' && outcome.reason instanceof Undecided
+          ? (outcome.reason as Undecided<boolean>).outcome
+          : outcome,
+      ),
+    );
     const left = keys.filter((_, i) => outcomes[i]?.status === 'rejected');
-    if (left.length > 0) this.#entries.add({ store, keys: left, value, until });
+    const now = performance.now();
+    this.#trim(now);
+    if (left.length === 0 || now >= until) return;
+    const entry = { store, keys: left, value, until };
+    // A connection came back while this deletion was out: its retry could not see it.
+    if (this.#reconnects !== sentAfter) this.#send(entry);
+    else this.#entries.add(entry);
   }
 
-  /** A connection came back: send the deletions again (and forget those past their expiry). */
+  /** A connection came back: send every deletion again. */
   retry(): void {
+    this.#reconnects++;
     const now = performance.now();
     for (const entry of this.#entries) {
       this.#entries.delete(entry);
-      if (now >= entry.until) continue;
-      const { store, keys, value, until } = entry;
-      void store
-        .delete(keys, value)
-        .then((outcomes) => this.note(store, keys, value, outcomes, until));
+      if (now < entry.until) this.#send(entry);
+    }
+  }
+
+  /** How many deletions wait for a reconnect. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #send({ store, keys, value, until }: Leftover): void {
+    void this.track(store, keys, value, store.delete(keys, value), until);
+  }
+
+  /** Forget the entries whose keys have expired, from the oldest on. */
+  #trim(now: number): void {
+    for (const entry of this.#entries) {
+      if (now < entry.until) return;
+      this.#entries.delete(entry);
     }
   }
 }

@@ -49,11 +49,11 @@ export interface HeldLockInit {
   readonly parent: AbortSignal | undefined;
   /** Called once, when the lock ends for any reason. */
   readonly onEnd: (lock: HeldLock) => void;
-  /** Called once the lock's deletion settled, with its outcome per key. */
-  readonly onDeleted: (
+  /** Called with each deletion of the lock's keys as it is sent (see Leftovers). */
+  readonly onDeleting: (
     keys: readonly string[],
     value: string,
-    outcomes: Outcome<boolean>[],
+    deletion: Promise<readonly Outcome<boolean>[]>,
   ) => void;
 }
 
@@ -76,13 +76,20 @@ export class HeldLock {
   /** Stops listening to the caller's signal. */
   #unhookParent: () => void = () => {};
   readonly #onEnd: (lock: HeldLock) => void;
-  readonly #onDeleted: HeldLockInit['onDeleted'];
+  readonly #onDeleting: HeldLockInit['onDeleting'];
   #extendTimer: NodeJS.Timeout | undefined;
   /** Consecutive extensions that Redis failed or did not answer. */
   #extendFailures = 0;
   #extending = false;
-  /** A key was found shortened while an extension was in flight: extend again right after. */
-  #extendAgain = false;
+  /** An early extension asked for while one was in flight: when to send it after that one. */
+  #extendAgainAt: number | undefined;
+  /** When the last extension was sent (`performance.now()` time). */
+  #lastExtendAt = 0;
+  /** Early extensions in a row (see #extendEarly), and whether the next one is early. */
+  #earlyInARow = 0;
+  #early = false;
+  /** Per key, the last check that found its expiry shortened: when it was sent, and the expiry. */
+  readonly #shortened: ({ readonly sentAt: number; readonly expiresBy: number } | undefined)[] = [];
   /** When the next extension is due (`performance.now()` time). */
   #nextExtendAt = 0;
   #expiryTimer: NodeJS.Timeout | undefined;
@@ -105,7 +112,7 @@ export class HeldLock {
     const validUntil = this.#validFrom(init.sentAt);
     this.#validUntil = init.owned.map((owned) => (owned ? validUntil : 0));
     this.#onEnd = init.onEnd;
-    this.#onDeleted = init.onDeleted;
+    this.#onDeleting = init.onDeleting;
     const parent = init.parent;
     if (parent?.aborted) {
       this.#finish(parent.reason);
@@ -149,7 +156,8 @@ export class HeldLock {
       this.#owned[i] = true;
       this.#validUntil[i] = this.#validFrom(sentAt);
     } else if (ours || outcome.status === 'rejected') {
-      void this.#store.delete([this.#keys[i] as string], this.#value);
+      const key = [this.#keys[i] as string];
+      this.#onDeleting(key, this.#value, this.#store.delete(key, this.#value));
     }
   }
 
@@ -165,7 +173,7 @@ export class HeldLock {
       if (served(this.#keys[i] as string)) this.#owned[i] = false;
     if (this.#ownedIndexes().length < this.#options.keyMajority) {
       this.#finish(new LockLostError(this.name, 'disconnected'));
-    }
+    } else this.#evaluate(performance.now()); // the majority left may expire sooner
   }
 
   /**
@@ -195,20 +203,22 @@ export class HeldLock {
         if (outcome?.status !== 'fulfilled') continue;
         if (!outcome.value.ours) this.#owned[i] = false;
         else this.#checkExpiry(i, outcome.value.pttlMs, sentAt);
-      } while (this.#recheck.has(i));
+        // Act on it now: a further check of this key may wait for a frozen server.
+        this.#evaluate(performance.now());
+      } while (this.#held && this.#recheck.has(i));
     } finally {
       this.#checking.delete(i);
     }
-    this.#evaluate(performance.now());
   }
 
   /**
    * Key `i` is ours, with `pttlMs` left when a check sent at `sentAt` read it: it expires no
    * earlier than `sentAt + pttlMs`. If someone shortened it (PEXPIRE), that is before our
    * deadline: the deadline moves up, and if the key would lapse before the next extension,
-   * the extension goes now (as rueidislock does). Our own extension, echoed back without
+   * the extension goes early (as rueidislock does). Our own extension, echoed back without
    * NOLOOP, reads as a key that expires a round trip short of a validity: after the next
-   * extension, so it never starts another one.
+   * extension, so it starts no other one (unless the client's clock is far behind the
+   * server's: then the early extensions' growing pause bounds the loop).
    */
   #checkExpiry(i: number, pttlMs: number, sentAt: number): void {
     if (pttlMs < 0 || !this.#owned[i]) return; // -1: no expiry at all
@@ -216,17 +226,33 @@ export class HeldLock {
     const expiresBy = sentAt + pttlMs - 2;
     if (expiresBy >= (this.#validUntil[i] as number)) return;
     this.#validUntil[i] = expiresBy;
-    if (expiresBy < this.#nextExtendAt) this.#extendNow();
+    this.#shortened[i] = { sentAt, expiresBy };
+    if (expiresBy < this.#nextExtendAt) this.#extendEarly();
   }
 
-  /** Extend at once, or right after the extension in flight. */
-  #extendNow(): void {
+  /**
+   * Extend before the next planned extension: at once the first time, then after a pause
+   * that doubles from `tryNextAfterMs` with each early extension in a row, up to a quarter
+   * interval.
+   */
+  #extendEarly(): void {
+    const { tryNextAfterMs, extendIntervalMs } = this.#options;
+    const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
+    const pause =
+      this.#earlyInARow === 0 ? 0 : Math.min(cap, tryNextAfterMs * 2 ** (this.#earlyInARow - 1));
+    this.#earlyInARow++;
+    this.#early = true;
+    this.#extendNow(this.#lastExtendAt + pause);
+  }
+
+  /** Extend at `at` (at once if it has passed), or then and after the extension in flight. */
+  #extendNow(at = performance.now()): void {
     if (this.#extending) {
-      this.#extendAgain = true;
+      this.#extendAgainAt = Math.min(this.#extendAgainAt ?? at, at);
       return;
     }
     clearTimeout(this.#extendTimer);
-    this.#scheduleExtend(performance.now());
+    this.#scheduleExtend(at);
   }
 
   async #releaseOnce(): Promise<boolean> {
@@ -257,6 +283,9 @@ export class HeldLock {
 
   async #extend(): Promise<void> {
     const sentAt = performance.now();
+    this.#lastExtendAt = sentAt;
+    if (!this.#early) this.#earlyInARow = 0;
+    this.#early = false;
     // A key past its local deadline may be gone on its server (a node that is down): stop
     // extending it, so that it does not count as a failed extension; the retake takes it back
     // once it is free again, or still ours.
@@ -291,9 +320,9 @@ export class HeldLock {
     // A failed extension is retried soon, with backoff, rather than an interval later: by then
     // the keys may be gone although Redis came back long before.
     this.#extendFailures = unanswered ? this.#extendFailures + 1 : 0;
-    if (this.#extendAgain) {
-      this.#extendAgain = false;
-      this.#scheduleExtend(performance.now());
+    if (this.#extendAgainAt !== undefined) {
+      this.#scheduleExtend(this.#extendAgainAt);
+      this.#extendAgainAt = undefined;
       return;
     }
     const { extendIntervalMs, tryNextAfterMs } = this.#options;
@@ -306,8 +335,16 @@ export class HeldLock {
   /** Key `i`'s extension sent at `sentAt` says whether it is still ours. */
   #extended(i: number, extended: boolean, sentAt: number): void {
     if (!this.#owned[i]) return;
-    if (extended) this.#validUntil[i] = this.#validFrom(sentAt);
-    else this.#owned[i] = false;
+    if (!extended) {
+      this.#owned[i] = false;
+      return;
+    }
+    // A check sent after this extension read the key after it (a key's requests share one
+    // connection): an expiry it found shortened stands.
+    const shortened = this.#shortened[i];
+    const until = this.#validFrom(sentAt);
+    this.#validUntil[i] =
+      shortened && shortened.sentAt > sentAt ? Math.min(until, shortened.expiresBy) : until;
   }
 
   /**
@@ -368,9 +405,8 @@ export class HeldLock {
     this.#controller.abort(reason);
     // Every key, by value: those we believe ours, and those whose outcome we never learnt (a
     // handoff needs them all to be ours anyway).
-    const cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey, this.token);
-    this.#cleanup = cleanup;
-    void cleanup.then((outcomes) => this.#onDeleted(this.#keys, this.#value, outcomes));
+    this.#cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey, this.token);
+    this.#onDeleting(this.#keys, this.#value, this.#cleanup);
     this.#onEnd(this);
   }
 }

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
 import { abortable } from 'abort-controller-x';
 import {
   LockerClosedError,
@@ -107,8 +106,6 @@ class RedisLocker implements Locker {
   constructor(options: ResolvedOptions) {
     this.#options = options;
     this.#leftovers = new Leftovers(options.keyValidityMs);
-    // Every pending acquisition listens to it: thousands at once are normal, not a leak.
-    setMaxListeners(0, this.#closing.signal);
   }
 
   async connect(): Promise<void> {
@@ -293,7 +290,7 @@ class RedisLocker implements Locker {
       // Not "held by another owner": nobody may hold it, Redis failed the attempts.
       if (failure && error instanceof NotLockedError && error === waiting.reason) {
         throw new UnavailableError(
-          `Redis failed or did not answer the attempts to take lock "${name}" for all of waitTimeoutMs (${waitTimeoutMs} ms)`,
+          `waitTimeoutMs (${waitTimeoutMs} ms) ran out with Redis failing or not answering the last attempt to take lock "${name}"`,
           failure.cause,
         );
       }
@@ -308,7 +305,7 @@ class RedisLocker implements Locker {
     this.#tickets.retire(ticket);
     if (held || ticket.handed) return;
     const keys = keyNames(this.#options.keyPrefix, ticket.name, this.#options.keyCount);
-    void this.#storeFor(ticket.name).release(keys, ticket.value, ticket.queueKey);
+    this.#giveBack(this.#storeFor(ticket.name), keys, ticket.value, ticket.queueKey);
   }
 
   /**
@@ -386,7 +383,7 @@ class RedisLocker implements Locker {
     if (outcomes === undefined || signal.aborted) {
       // The caller gets its rejection now; the deletion goes out behind the attempt on the
       // same connection (so it runs after it), and settles on its own.
-      void store.release(keys, value, ticket?.queueKey);
+      this.#giveBack(store, keys, value, ticket?.queueKey);
       throw signal.reason;
     }
     if (ticket?.handed) return { lock: ticket.handed };
@@ -422,7 +419,7 @@ class RedisLocker implements Locker {
     const unanswered = outcomes.some((o) => o.status === 'rejected');
     if (ticket) {
       if (unanswered) {
-        void store.release(keys, value, ticket.queueKey);
+        this.#giveBack(store, keys, value, ticket.queueKey);
         return {
           renewed: this.#tickets.renew(ticket),
           error: outcomes.find((o) => o.status === 'rejected')?.reason,
@@ -430,7 +427,7 @@ class RedisLocker implements Locker {
       }
     } else {
       const giveBack = keys.filter((_, i) => owned[i] || outcomes[i]?.status === 'rejected');
-      if (giveBack.length > 0) void store.delete(giveBack, value);
+      if (giveBack.length > 0) this.#giveBack(store, giveBack, value);
     }
     const taken = outcomes.filter(
       (o) => o.status === 'fulfilled' && o.value.value !== null && o.value.value !== value,
@@ -490,11 +487,20 @@ class RedisLocker implements Locker {
       queueKey,
       token,
       onEnd: (ended) => this.#ended(name, state, ended, gated),
-      onDeleted: (keys, deletedValue, outcomes) =>
-        this.#leftovers.note(this.#storeFor(name), keys, deletedValue, outcomes),
+      onDeleting: (keys, deleted, deletion) =>
+        void this.#leftovers.track(this.#storeFor(name), keys, deleted, deletion),
     });
     state.locks.add(lock);
     return lock;
+  }
+
+  /**
+   * Delete by value what an attempt or a wait may have taken (leaving the queue, with
+   * `queueKey`), and again after a reconnect if a dropped connection failed it.
+   */
+  #giveBack(store: KeyStore, keys: readonly string[], value: string, queueKey?: string): void {
+    const deletion = queueKey ? store.release(keys, value, queueKey) : store.delete(keys, value);
+    void this.#leftovers.track(store, keys, value, deletion);
   }
 
   /** When, at the latest, a majority of the keys will have expired if nobody extends them. */

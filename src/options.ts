@@ -186,14 +186,22 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
   }
   const client = clientOptions(options);
   const topology = resolveTopology(options, client);
-  const keyMajority = options.keyMajority ?? defaultMajority(topology);
+  const sets = nodeSets(topology);
+  const shared = sharedKeyCount(sets);
+  // By default one key per node (a majority of the nodes), or the fewest that every set holds.
+  const keyMajority = options.keyMajority ?? Math.max(DEFAULTS.keyMajority, (shared + 1) / 2);
+  if (options.keyMajority === undefined && keyMajority > MAX_KEY_MAJORITY) {
+    throw new RangeError(
+      `groups of ${sets.map(({ size }) => size).join(', ')} nodes can only hold each lock's keys in equal shares with a multiple of ${shared} keys, more than keyMajority's bound (${MAX_KEY_MAJORITY}) allows: use sets of one size`,
+    );
+  }
   checkNumber('keyMajority', keyMajority);
   if (!Number.isInteger(keyMajority) || keyMajority < 1 || keyMajority > MAX_KEY_MAJORITY) {
     throw new RangeError(
       `keyMajority must be a whole number from 1 to ${MAX_KEY_MAJORITY} (each script call loops over the lock's 2 * keyMajority - 1 keys, and Redis cannot kill a script that has written), got ${keyMajority}`,
     );
   }
-  checkNodeCount(topology, 2 * keyMajority - 1);
+  checkEqualShares(sets, shared, 2 * keyMajority - 1);
   const keyValidityMs = duration('keyValidityMs', options.keyValidityMs, DEFAULTS.keyValidityMs);
   const driftFactor = options.driftFactor ?? DEFAULTS.driftFactor;
   checkNumber('driftFactor', driftFactor);
@@ -388,54 +396,42 @@ function nodeList(
   return resolved;
 }
 
-/**
- * With several nodes, one key per node (a majority of the nodes): the lock outlives a
- * minority's loss. With sets of different sizes, the fewest keys that every set can hold in
- * equal shares.
- */
-function defaultMajority(topology: Topology): number {
-  const sizes =
-    topology.kind === 'nodes'
-      ? [topology.nodes.length]
-      : topology.kind === 'groups'
-        ? topology.groups.map((group) => group.nodes.length)
-        : [];
-  const keys = sizes.reduce((a, b) => (a * b) / gcd(a, b), 1);
-  return Math.max(DEFAULTS.keyMajority, Math.floor(keys / 2) + 1);
-}
-
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
+/** The sets of nodes whose sizes rule the number of keys: `nodes`, or each of `groups`. */
+function nodeSets(topology: Topology): { readonly name: string; readonly size: number }[] {
+  if (topology.kind === 'nodes') return [{ name: 'nodes', size: topology.nodes.length }];
+  if (topology.kind !== 'groups') return [];
+  return topology.groups.map(({ nodes }, g) => ({ name: `groups[${g}]`, size: nodes.length }));
 }
 
 /**
  * Every node of a set must hold as many of each lock's keys as every other: then a majority of
  * the keys is on a majority of the nodes, and no node's loss costs more keys than another's
  * (5 keys on 4 nodes would sit 2+1+1+1: the lock granted on 2 of 4 servers). So the number
- * of keys must be a multiple of the number of nodes, which also makes that number odd.
+ * of keys must be a multiple of every set's size; it is odd, so the sizes must be odd too.
+ * Returns the fewest keys that do, the least common multiple of the sizes (1 without sets).
  */
-function checkNodeCount(topology: Topology, keyCount: number): void {
-  const sets =
-    topology.kind === 'nodes'
-      ? [{ name: 'nodes', nodes: topology.nodes }]
-      : topology.kind === 'groups'
-        ? topology.groups.map(({ nodes }, g) => ({ name: `groups[${g}]`, nodes }))
-        : [];
-  const keys = `each lock's ${keyCount} keys (2 * keyMajority - 1)`;
-  for (const { name, nodes } of sets) {
-    if (nodes.length % 2 === 0) {
+function sharedKeyCount(sets: ReturnType<typeof nodeSets>): number {
+  for (const { name, size } of sets) {
+    if (size % 2 === 0) {
       throw new RangeError(
-        `${name}: ${nodes.length} nodes cannot hold ${keys} in equal shares: use an odd number of nodes`,
+        `${name}: ${size} nodes cannot hold each lock's keys (an odd number, 2 * keyMajority - 1) in equal shares: use an odd number of nodes`,
       );
     }
   }
-  for (const { name, nodes } of sets) {
-    const n = nodes.length;
-    if (keyCount % n === 0) continue;
-    throw new RangeError(
-      `${name}: ${n} nodes cannot hold ${keys} in equal shares: with ${n} nodes use keyMajority ${(n + 1) / 2} or ${(3 * n + 1) / 2} (${n} or ${3 * n} keys)`,
-    );
-  }
+  return sets.reduce((keys, { size }) => (keys * size) / gcd(keys, size), 1);
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/** `keyCount` keys must be a multiple of `shared` (see sharedKeyCount). */
+function checkEqualShares(sets: ReturnType<typeof nodeSets>, shared: number, keyCount: number) {
+  const set = sets.find(({ size }) => keyCount % size !== 0);
+  if (!set) return;
+  throw new RangeError(
+    `${set.name}: ${set.size} nodes cannot hold each lock's ${keyCount} keys (2 * keyMajority - 1) in equal shares: use keyMajority ${(shared + 1) / 2} or ${(3 * shared + 1) / 2} (${shared} or ${3 * shared} keys)`,
+  );
 }
 
 /** `host:port` (or the URL) a client connects to, without credentials. */

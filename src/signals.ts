@@ -22,7 +22,18 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
     const listeners = new Set<() => void>();
     const fire = () => {
       fanouts.delete(signal);
-      for (const each of [...listeners]) each();
+      for (const each of [...listeners]) {
+        // One unhooked by an earlier one is not called; one that throws does not stop the
+        // others (as with listeners of their own), and its error is still uncaught.
+        if (!listeners.has(each)) continue;
+        try {
+          each();
+        } catch (error) {
+          process.nextTick(() => {
+            throw error;
+          });
+        }
+      }
     };
     fanout = { listeners, fire };
     fanouts.set(signal, fanout);

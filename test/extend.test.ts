@@ -78,4 +78,35 @@ test('without NOLOOP each extension echoes back and costs read-only checks, neve
   assert.is(get, 2 * 3 * evalsha);
 });
 
+test('a key that keeps reading short (clock far behind, no NOLOOP) cannot start an extension loop', async ({
+  server,
+}) => {
+  const admin = await connect(server.url);
+  const realNow = Date.now;
+  // PXAT from a clock 600 ms behind: every extension's key reads 600 ms short, so its echo
+  // finds it expiring before the next planned extension, again and again.
+  Date.now = () => realNow() - 600;
+  const locker = await createLocker({
+    url: server.url,
+    keyValidityMs: 1000,
+    extendIntervalMs: 450,
+    noLoopTracking: false,
+  });
+  try {
+    const lock = await locker.withContext('skewed', bound());
+    await admin.sendCommand(['PEXPIRE', 'rueidislock:0:skewed', '300']);
+    const before = await calls(admin, 'evalsha');
+    await sleep(2000);
+    const extensions = (await calls(admin, 'evalsha')) - before;
+    // Planned: 2000 / 450, about 5. Early ones at most one per quarter interval: about 18 more.
+    // A loop would be hundreds.
+    assert.ok(extensions <= 40, `${extensions} extension scripts in 2 s`);
+    await lock.release();
+  } finally {
+    Date.now = realNow;
+    admin.destroy();
+    await locker.close();
+  }
+});
+
 test.run();

@@ -23,15 +23,9 @@ import { freePort, type RedisServer, startRedisServer } from './helpers/redis-se
 const test = suite<{ servers: RedisServer[] }>('nodes');
 const bound = (ms = 10_000) => ({ signal: AbortSignal.timeout(ms) });
 
-/** `count` servers, in the order tracklock places keys on them: by address. */
-async function start(count: number): Promise<RedisServer[]> {
-  const servers = await Promise.all(Array.from({ length: count }, () => startRedisServer()));
-  const address = (server: RedisServer) => `127.0.0.1:${server.port}`;
-  return servers.sort((a, b) => (address(a) < address(b) ? -1 : 1));
-}
-
 test.before.each(async (ctx) => {
-  ctx.servers = await start(3);
+  // Listed in this order, server j is the locker's node j: it holds the lock keys i = j mod 3.
+  ctx.servers = await Promise.all(Array.from({ length: 3 }, () => startRedisServer()));
 });
 
 test.after.each(async (ctx) => {
@@ -155,7 +149,8 @@ test('lockers that reach the same nodes through other addresses exclude each oth
   servers,
 }) => {
   // A proxy in front of each server gives it a second address, as a DNS name against an IP or
-  // a sidecar would; the proxies' addresses must sort in another order than the servers'.
+  // a sidecar would. The proxies' addresses sort in another order than the servers': placing
+  // keys by address (as tracklock 0.1.0 did) then puts a lock's keys on other servers.
   const proxies = await proxiesInAnotherOrder(servers);
   const [a, b] = await Promise.all([
     createLocker({ nodes: urls(servers) }),
@@ -256,7 +251,7 @@ test('a node that stays down does not make the lock extend more often', async ({
 test('with 5 nodes keyMajority defaults to 3, and the lock outlives 2 dead nodes', async ({
   servers,
 }) => {
-  const more = await start(2);
+  const more = await Promise.all([startRedisServer(), startRedisServer()]);
   servers.push(...more);
   const options: LockerOptions = {
     nodes: urls(servers),

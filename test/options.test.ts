@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, DEFAULTS, LockError, type LockerOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
 import { connect, provideRedis, type TestRedis } from './helpers/redis.js';
 import { freePort } from './helpers/redis-server.js';
 
@@ -87,6 +88,12 @@ test('topology options are refused when they conflict or cannot work', async () 
   await rejects({ nodes: four, keyMajority: 4 }, RangeError, 'an odd number of nodes');
   await rejects({ nodes: three, keyMajority: 3 }, RangeError, 'keyMajority 2 or 5');
   await rejects({ groups: [three, four] }, RangeError, 'groups[1]');
+  // Sets of 3 and 5: every lock's keys must be a multiple of 15, whichever set it is on.
+  assert.is(resolveOptions({ groups: [three, five] }).keyMajority, 8);
+  await rejects({ groups: [three, five], keyMajority: 2 }, RangeError, 'keyMajority 8 or 23');
+  await rejects({ groups: [three, five], keyMajority: 3 }, RangeError, 'keyMajority 8 or 23');
+  const seven = [...five, 'redis://127.0.0.1:6', 'redis://127.0.0.1:7'];
+  await rejects({ groups: [three, five, seven] }, RangeError, 'use sets of one size');
   await rejects({ groups: [] }, TypeError, 'groups must be');
   await rejects({ groups: [three, []] }, TypeError, 'groups[1]');
   await rejects({ cluster: { rootNodes: [] } }, TypeError, 'rootNodes');
