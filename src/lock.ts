@@ -227,7 +227,9 @@ export class HeldLock {
     if (expiresBy >= (this.#validUntil[i] as number)) return;
     this.#validUntil[i] = expiresBy;
     this.#shortened[i] = { sentAt, expiresBy };
-    if (expiresBy < this.#nextExtendAt) this.#extendEarly();
+    // While an extension is out, the next one is not planned yet: the one out may have run
+    // before the key was shortened, and will keep this deadline (see #extended).
+    if (this.#extending || expiresBy < this.#nextExtendAt) this.#extendEarly();
   }
 
   /**
