@@ -52,18 +52,22 @@ export class ClusterStore extends SplitStore implements KeyStore {
       if (!lastError || !cannotServe(lastError)) lastError = error;
       events.error(error);
     };
-    client.on('error', onError).on('node-error', onError);
+    client.on('error', onError);
     let self: ClusterStore | undefined;
     // Node connections that are up, by address. An error alone does not say the connection
-    // dropped (a failed PING does not); reconnecting does. (A client that node-redis closes
-    // itself, a master demoted by a failover, is no drop: its keys are on the new master.)
+    // dropped (a failed PING does not): reconnecting does, or an error that leaves the node's
+    // client not ready (its reconnect strategy gave up). A client that node-redis closes
+    // itself (a master demoted by a failover) is no drop: its keys are on the new master.
     const up = new Set<string>();
     const down = (node: NodeAddress) => {
       if (!up.delete(address(node)) || !self) return;
       // The keys whose master's connection is down now (the slot map is not yet refreshed).
       events.dropped(self, (key) => !client.slots[slotOf(key)]?.master.client?.isReady);
     };
-    client.on('node-reconnecting', down);
+    client.on('node-reconnecting', down).on('node-error', (error: Error, node: NodeAddress) => {
+      onError(error);
+      if (!clientAt(client, node)?.isReady) down(node);
+    });
     // A node connection that (re)connects tracks nothing yet, and missed what changed meanwhile.
     client.on('node-ready', (node: NodeAddress) => {
       up.add(address(node));
@@ -152,6 +156,14 @@ interface NodeAddress {
 }
 
 const address = (node: NodeAddress) => `${node.host}:${node.port}`;
+
+/** The cluster's client of the node at `node` (the address it connects to), if it has one. */
+function clientAt(cluster: Cluster, node: NodeAddress) {
+  return [...cluster.masters, ...cluster.replicas].find(({ client }) => {
+    const socket = client?.options?.socket as Partial<NodeAddress> | undefined;
+    return socket?.host === node.host && socket?.port === node.port;
+  })?.client;
+}
 
 function describeRoots(cluster: RedisClusterOptions): string {
   return cluster.rootNodes.map((node) => describeAddress(node)).join(', ');

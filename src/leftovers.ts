@@ -1,10 +1,15 @@
 import { Undecided } from './split.js';
 import type { KeyStore, Outcome } from './store.js';
 
-interface Leftover {
-  readonly store: KeyStore;
+/** A deletion by value, with the holder's token to raise the fence with (see KeyStore.delete). */
+export interface Deletion {
   readonly keys: readonly string[];
   readonly value: string;
+  readonly token?: bigint | undefined;
+}
+
+interface Leftover extends Deletion {
+  readonly store: KeyStore;
   /** `performance.now()` after which the keys have expired anyway. */
   readonly until: number;
 }
@@ -28,31 +33,30 @@ export class Leftovers {
   }
 
   /**
-   * Follow `deletion`, just sent for `keys`: keep the keys it does not confirm. (Returns when
-   * it has settled, for tests; callers need not wait.)
+   * Follow `deletion`, just `sent` to `store`: keep the keys it does not confirm. (Returns
+   * when it has settled, for tests; callers need not wait.)
    */
   async track(
     store: KeyStore,
-    keys: readonly string[],
-    value: string,
-    deletion: Promise<readonly Outcome<boolean>[]>,
+    deletion: Deletion,
+    sent: Promise<readonly Outcome<boolean>[]>,
     until = performance.now() + this.#validityMs,
   ): Promise<void> {
     const sentAfter = this.#reconnects;
     // With several servers a deletion settles on the majority: a slow server's answer comes
     // later, and only a failure there leaves the key behind.
     const outcomes = await Promise.all(
-      (await deletion).map((outcome) =>
+      (await sent).map((outcome) =>
         outcome.status === 'rejected' && outcome.reason instanceof Undecided
           ? (outcome.reason as Undecided<boolean>).outcome
           : outcome,
       ),
     );
-    const left = keys.filter((_, i) => outcomes[i]?.status === 'rejected');
+    const keys = deletion.keys.filter((_, i) => outcomes[i]?.status === 'rejected');
     const now = performance.now();
     this.#trim(now);
-    if (left.length === 0 || now >= until) return;
-    const entry = { store, keys: left, value, until };
+    if (keys.length === 0 || now >= until) return;
+    const entry = { ...deletion, store, keys, until };
     // A connection came back while this deletion was out: its retry could not see it.
     if (this.#reconnects !== sentAfter) this.#send(entry);
     else this.#entries.add(entry);
@@ -73,8 +77,9 @@ export class Leftovers {
     return this.#entries.size;
   }
 
-  #send({ store, keys, value, until }: Leftover): void {
-    void this.track(store, keys, value, store.delete(keys, value), until);
+  #send({ store, until, ...deletion }: Leftover): void {
+    const { keys, value, token } = deletion;
+    void this.track(store, deletion, store.delete(keys, value, token), until);
   }
 
   /** Forget the entries whose keys have expired, from the oldest on. */

@@ -1,4 +1,5 @@
 import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from './errors.js';
+import type { Deletion } from './leftovers.js';
 import type { ResolvedOptions } from './options.js';
 import { onAbort } from './signals.js';
 import { Undecided } from './split.js';
@@ -50,11 +51,7 @@ export interface HeldLockInit {
   /** Called once, when the lock ends for any reason. */
   readonly onEnd: (lock: HeldLock) => void;
   /** Called with each deletion of the lock's keys as it is sent (see Leftovers). */
-  readonly onDeleting: (
-    keys: readonly string[],
-    value: string,
-    deletion: Promise<readonly Outcome<boolean>[]>,
-  ) => void;
+  readonly onDeleting: (deletion: Deletion, sent: Promise<readonly Outcome<boolean>[]>) => void;
 }
 
 /**
@@ -85,7 +82,7 @@ export class HeldLock {
   #extendAgainAt: number | undefined;
   /** When the last extension was sent (`performance.now()` time). */
   #lastExtendAt = 0;
-  /** Early extensions in a row (see #extendEarly), and whether the next one is early. */
+  /** Early extensions sent in a row (see #extendEarly), and whether the next one is early. */
   #earlyInARow = 0;
   #early = false;
   /** Per key, the last check that found its expiry shortened: when it was sent, and the expiry. */
@@ -156,8 +153,12 @@ export class HeldLock {
       this.#owned[i] = true;
       this.#validUntil[i] = this.#validFrom(sentAt);
     } else if (ours || outcome.status === 'rejected') {
-      const key = [this.#keys[i] as string];
-      this.#onDeleting(key, this.#value, this.#store.delete(key, this.#value));
+      const keys = [this.#keys[i] as string];
+      const { token } = this;
+      this.#onDeleting(
+        { keys, value: this.#value, token },
+        this.#store.delete(keys, this.#value, token),
+      );
     }
   }
 
@@ -222,45 +223,56 @@ export class HeldLock {
    */
   #checkExpiry(i: number, pttlMs: number, sentAt: number): void {
     if (pttlMs < 0 || !this.#owned[i]) return; // -1: no expiry at all
-    // 2 ms for timer lateness, as in the drift margin.
-    const expiresBy = sentAt + pttlMs - 2;
+    // The drift margin, for the time the key has left.
+    const { driftFactor } = this.#options;
+    const expiresBy = sentAt + pttlMs - Math.ceil(pttlMs * driftFactor) - 2;
     if (expiresBy >= (this.#validUntil[i] as number)) return;
     this.#validUntil[i] = expiresBy;
     this.#shortened[i] = { sentAt, expiresBy };
-    // While an extension is out, the next one is not planned yet: the one out may have run
-    // before the key was shortened, and will keep this deadline (see #extended).
-    if (this.#extending || expiresBy < this.#nextExtendAt) this.#extendEarly();
+    // An extension sent after this check read the key runs after it (a key's requests share
+    // one connection), and extends it anyway.
+    if (sentAt < this.#lastExtendAt) return;
+    // While an extension is out the next one is not planned yet; else only a next extension
+    // due after this deadline must come sooner.
+    if (this.#extending || expiresBy < this.#nextExtendAt) this.#extendEarly(expiresBy);
   }
 
   /**
-   * Extend before the next planned extension: at once the first time, then after a pause
-   * that doubles from `tryNextAfterMs` with each early extension in a row, up to a quarter
-   * interval.
+   * Extend before the next planned extension, and before `expiresBy`: at once the first time;
+   * after another early one, no sooner than a pause that doubles from `tryNextAfterMs` with
+   * each early extension in a row, up to a quarter interval (against a loop of echoes), yet
+   * never later than halfway to `expiresBy`.
    */
-  #extendEarly(): void {
+  #extendEarly(expiresBy: number): void {
     const { tryNextAfterMs, extendIntervalMs } = this.#options;
     const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
-    const pause =
-      this.#earlyInARow === 0 ? 0 : Math.min(cap, tryNextAfterMs * 2 ** (this.#earlyInARow - 1));
-    this.#earlyInARow++;
-    this.#early = true;
-    this.#extendNow(this.#lastExtendAt + pause);
+    const inARow = this.#earlyInARow;
+    const pause = inARow === 0 ? 0 : Math.min(cap, tryNextAfterMs * 2 ** (inARow - 1));
+    const now = performance.now();
+    if (this.#extendNow(Math.min(this.#lastExtendAt + pause, now + (expiresBy - now) / 2))) {
+      this.#early = true;
+    }
   }
 
-  /** Extend at `at` (at once if it has passed), or then and after the extension in flight. */
-  #extendNow(at = performance.now()): void {
+  /**
+   * Extend at `at` (at once if it has passed), unless one is planned sooner; while one is
+   * out, right after it if `at` has passed by then. Says whether it moved the next extension.
+   */
+  #extendNow(at = performance.now()): boolean {
     if (this.#extending) {
       this.#extendAgainAt = Math.min(this.#extendAgainAt ?? at, at);
-      return;
+      return true;
     }
+    if (at >= this.#nextExtendAt) return false;
     clearTimeout(this.#extendTimer);
     this.#scheduleExtend(at);
+    return true;
   }
 
   async #releaseOnce(): Promise<boolean> {
     const wasHeld = this.#held;
     this.#finish(new LockReleasedError(this.name));
-    const outcomes = (await this.#cleanup) ?? [];
+    const outcomes = await (this.#cleanup as Promise<Outcome<boolean>[]>); // set by #finish
     if (!wasHeld) return false;
     // Held as far as we knew; the deletions say whether Redis agreed (an invalidation telling
     // otherwise may still have been on its way). A majority confirmed is enough: the keys of a
@@ -286,7 +298,7 @@ export class HeldLock {
   async #extend(): Promise<void> {
     const sentAt = performance.now();
     this.#lastExtendAt = sentAt;
-    if (!this.#early) this.#earlyInARow = 0;
+    this.#earlyInARow = this.#early ? this.#earlyInARow + 1 : 0;
     this.#early = false;
     // A key past its local deadline may be gone on its server (a node that is down): stop
     // extending it, so that it does not count as a failed extension; the retake takes it back
@@ -322,16 +334,14 @@ export class HeldLock {
     // A failed extension is retried soon, with backoff, rather than an interval later: by then
     // the keys may be gone although Redis came back long before.
     this.#extendFailures = unanswered ? this.#extendFailures + 1 : 0;
-    if (this.#extendAgainAt !== undefined) {
-      this.#scheduleExtend(this.#extendAgainAt);
-      this.#extendAgainAt = undefined;
-      return;
-    }
     const { extendIntervalMs, tryNextAfterMs } = this.#options;
     // Capped well below the interval, so that retries keep coming before the keys expire.
     const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
     const retry = Math.min(cap, tryNextAfterMs * 2 ** Math.min(this.#extendFailures - 1, 20));
-    this.#scheduleExtend(unanswered ? performance.now() + retry : sentAt + extendIntervalMs);
+    const next = unanswered ? performance.now() + retry : sentAt + extendIntervalMs;
+    // Or sooner, when an early extension was asked for meanwhile.
+    this.#scheduleExtend(Math.min(next, this.#extendAgainAt ?? next));
+    this.#extendAgainAt = undefined;
   }
 
   /** Key `i`'s extension sent at `sentAt` says whether it is still ours. */
@@ -408,7 +418,8 @@ export class HeldLock {
     // Every key, by value: those we believe ours, and those whose outcome we never learnt (a
     // handoff needs them all to be ours anyway).
     this.#cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey, this.token);
-    this.#onDeleting(this.#keys, this.#value, this.#cleanup);
+    const { token } = this;
+    this.#onDeleting({ keys: this.#keys, value: this.#value, token }, this.#cleanup);
     this.#onEnd(this);
   }
 }

@@ -487,8 +487,8 @@ class RedisLocker implements Locker {
       queueKey,
       token,
       onEnd: (ended) => this.#ended(name, state, ended, gated),
-      onDeleting: (keys, deleted, deletion) =>
-        void this.#leftovers.track(this.#storeFor(name), keys, deleted, deletion),
+      onDeleting: (deletion, sent) =>
+        void this.#leftovers.track(this.#storeFor(name), deletion, sent),
     });
     state.locks.add(lock);
     return lock;
@@ -499,8 +499,8 @@ class RedisLocker implements Locker {
    * `queueKey`), and again after a reconnect if a dropped connection failed it.
    */
   #giveBack(store: KeyStore, keys: readonly string[], value: string, queueKey?: string): void {
-    const deletion = queueKey ? store.release(keys, value, queueKey) : store.delete(keys, value);
-    void this.#leftovers.track(store, keys, value, deletion);
+    const sent = queueKey ? store.release(keys, value, queueKey) : store.delete(keys, value);
+    void this.#leftovers.track(store, { keys, value }, sent);
   }
 
   /** When, at the latest, a majority of the keys will have expired if nobody extends them. */

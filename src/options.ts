@@ -158,6 +158,8 @@ export interface ResolvedOptions {
   readonly directHandoff: boolean;
   /** How much earlier than the server the lock's signal aborts, in ms. */
   readonly marginMs: number;
+  /** The share of a key's remaining time kept as margin (see `marginMs`). */
+  readonly driftFactor: number;
   readonly commandTimeoutMs: number;
   readonly connectTimeoutMs: number;
 }
@@ -240,6 +242,7 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
     fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
     directHandoff,
     marginMs,
+    driftFactor,
     commandTimeoutMs: duration(
       'commandTimeoutMs',
       options.commandTimeoutMs,
@@ -429,8 +432,11 @@ function gcd(a: number, b: number): number {
 function checkEqualShares(sets: ReturnType<typeof nodeSets>, shared: number, keyCount: number) {
   const set = sets.find(({ size }) => keyCount % size !== 0);
   if (!set) return;
+  // The two smallest that fit, within the bound (the default fits when the sets allow any).
+  const fits = [shared, 3 * shared].filter((keys) => keys <= 2 * MAX_KEY_MAJORITY - 1);
+  const use = fits.map((keys) => `keyMajority ${(keys + 1) / 2} (${keys} keys)`).join(' or ');
   throw new RangeError(
-    `${set.name}: ${set.size} nodes cannot hold each lock's ${keyCount} keys (2 * keyMajority - 1) in equal shares: use keyMajority ${(shared + 1) / 2} or ${(3 * shared + 1) / 2} (${shared} or ${3 * shared} keys)`,
+    `${set.name}: ${set.size} nodes cannot hold each lock's ${keyCount} keys (2 * keyMajority - 1) in equal shares: use ${use}`,
   );
 }
 

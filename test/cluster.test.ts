@@ -99,6 +99,16 @@ test('a failover of a key\u2019s master: the lock stays held, extensions follow 
   }
 });
 
+/** CLIENT KILL the connections named `name` on every node. */
+async function killNamed(cluster: RedisCluster, name: string): Promise<void> {
+  for (const server of cluster.servers) {
+    const list = String(await on(server.url, ['CLIENT', 'LIST']));
+    for (const [, id] of list.matchAll(new RegExp(`id=(\\d+) [^\\n]* name=${name} `, 'g'))) {
+      await on(server.url, ['CLIENT', 'KILL', 'ID', id as string]);
+    }
+  }
+}
+
 test('dropped connections to the masters of a majority of the keys abort the lock', async ({
   cluster,
 }) => {
@@ -106,23 +116,38 @@ test('dropped connections to the masters of a majority of the keys abort the loc
   const options = clusterOptions(cluster, { keyValidityMs: 2000 });
   const locker = await createLocker({
     ...options,
-    cluster: { ...options.cluster, rootNodes: cluster.rootNodes, defaults: { name: 'holder' } },
+    cluster: { rootNodes: cluster.rootNodes, defaults: { name: 'holder' } },
   });
   try {
     const lock = await locker.withContext('dropped', bound());
     // Every master's connections drop: those masters may have restarted without the keys.
-    for (const server of cluster.servers) {
-      const list = String(await on(server.url, ['CLIENT', 'LIST']));
-      for (const [, id] of list.matchAll(/id=(\d+) [^\n]* name=holder /g)) {
-        await on(server.url, ['CLIENT', 'KILL', 'ID', id as string]);
-      }
-    }
+    await killNamed(cluster, 'holder');
     const reason = await abortedWithin(lock.signal, 5000);
     assert.instance(reason, LockLostError);
     assert.is((reason as LockLostError).loss, 'disconnected');
     // Once the connections are back (and the keys are deleted or expired), it can be taken.
     const next = await locker.withContext('dropped', bound());
     assert.is(await next.release(), true);
+  } finally {
+    await locker.close();
+  }
+});
+
+test('connections that drop for good (no reconnect strategy) abort the lock too', async ({
+  cluster,
+}) => {
+  const locker = await createLocker({
+    ...clusterOptions(cluster, { keyValidityMs: 60_000 }),
+    cluster: {
+      rootNodes: cluster.rootNodes,
+      defaults: { name: 'given-up', socket: { reconnectStrategy: false } },
+    },
+  });
+  try {
+    const lock = await locker.withContext('given-up', bound());
+    await killNamed(cluster, 'given-up');
+    const reason = await abortedWithin(lock.signal, 5000);
+    assert.is((reason as LockLostError).loss, 'disconnected');
   } finally {
     await locker.close();
   }

@@ -15,8 +15,10 @@ const failed: Outcome<boolean> = { status: 'rejected', reason: new Error('connec
 function fakeStore(answer: () => Outcome<boolean>[] | Promise<Outcome<boolean>[]>) {
   const store = {
     deletions: 0,
-    delete: async () => {
+    tokens: [] as (bigint | undefined)[],
+    delete: async (_keys: readonly string[], _value: string, token?: bigint) => {
       store.deletions++;
+      store.tokens.push(token);
       return answer();
     },
   };
@@ -30,8 +32,7 @@ test('a deletion confirmed late by a slow server leaves nothing behind', async (
     const late = new Undecided<boolean>(Promise.resolve(ok));
     await leftovers.track(
       store,
-      ['k:0', 'k:1'],
-      'v',
+      { keys: ['k:0', 'k:1'], value: 'v' },
       Promise.resolve([ok, { status: 'rejected', reason: late }]),
     );
   }
@@ -42,7 +43,7 @@ test('an unconfirmed deletion is sent again on reconnect, and forgotten once con
   const leftovers = new Leftovers(5000);
   let answers: Outcome<boolean>[] = [failed];
   const store = fakeStore(() => answers);
-  await leftovers.track(store, ['k:0'], 'v', Promise.resolve([failed]));
+  await leftovers.track(store, { keys: ['k:0'], value: 'v' }, Promise.resolve([failed]));
   assert.is(leftovers.size, 1);
   leftovers.retry(); // still down
   await until(() => store.deletions === 1);
@@ -60,7 +61,7 @@ test('a deletion that fails across a reconnect is sent again at once', async () 
     fail = resolve;
   });
   const store = fakeStore(() => [ok]);
-  const tracked = leftovers.track(store, ['k:0'], 'v', deletion);
+  const tracked = leftovers.track(store, { keys: ['k:0'], value: 'v' }, deletion);
   leftovers.retry(); // a connection comes back while the deletion is out
   fail([failed]);
   await tracked;
@@ -68,10 +69,23 @@ test('a deletion that fails across a reconnect is sent again at once', async () 
   await until(() => leftovers.size === 0);
 });
 
+test('a deletion sent again raises the fence with the holder\u2019s token, as the first did', async () => {
+  const leftovers = new Leftovers(5000);
+  const store = fakeStore(() => [ok]);
+  await leftovers.track(
+    store,
+    { keys: ['k:0'], value: 'v', token: 42n },
+    Promise.resolve([failed]),
+  );
+  leftovers.retry();
+  await until(() => store.deletions === 1);
+  assert.equal(store.tokens, [42n]);
+});
+
 test('keys past their expiry are not deleted again', async () => {
   const leftovers = new Leftovers(1);
   const store = fakeStore(() => [ok]);
-  await leftovers.track(store, ['k:0'], 'v', Promise.resolve([failed]));
+  await leftovers.track(store, { keys: ['k:0'], value: 'v' }, Promise.resolve([failed]));
   await new Promise((resolve) => setTimeout(resolve, 5));
   leftovers.retry();
   assert.is(store.deletions, 0);

@@ -131,6 +131,27 @@ test('keys whose expiry another client shortened are extended again, and the loc
   assert.is(await lock.release(), true);
 });
 
+test('keys shortened again and again are each time extended before they expire', async ({
+  a,
+  client,
+}) => {
+  const name = fresh();
+  const lock = await a.withContext(name, bound());
+  // Shortenings in a row, each extended early: however early extensions in a row are paced
+  // (against an echo loop), each must still come before its key expires (a second here,
+  // where a quarter interval is 3.75 s).
+  for (let round = 0; round < 9; round++) {
+    await client.sendCommand(['PEXPIRE', key(1, name), '1000']);
+    await client.sendCommand(['PEXPIRE', key(2, name), '1000']);
+    await sleep(400);
+  }
+  const extended = async (i: number) => (await client.pTTL(key(i, name))) > 5000;
+  await until(async () => (await extended(1)) && (await extended(2)), AbortSignal.timeout(5000));
+  await sleep(1200); // past the last shortened expiry
+  assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
+  assert.is(await lock.release(), true);
+});
+
 test('a lost lock lets a waiter in another locker take it', async ({ a, b, client }) => {
   const name = fresh();
   const lock = await a.withContext(name, bound());

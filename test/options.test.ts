@@ -86,13 +86,31 @@ test('topology options are refused when they conflict or cannot work', async () 
   const four = five.slice(0, 4);
   await rejects({ nodes: four }, RangeError, 'an odd number of nodes');
   await rejects({ nodes: four, keyMajority: 4 }, RangeError, 'an odd number of nodes');
-  await rejects({ nodes: three, keyMajority: 3 }, RangeError, 'keyMajority 2 or 5');
+  await rejects(
+    { nodes: three, keyMajority: 3 },
+    RangeError,
+    'keyMajority 2 (3 keys) or keyMajority 5 (9 keys)',
+  );
   await rejects({ groups: [three, four] }, RangeError, 'groups[1]');
   // Sets of 3 and 5: every lock's keys must be a multiple of 15, whichever set it is on.
   assert.is(resolveOptions({ groups: [three, five] }).keyMajority, 8);
-  await rejects({ groups: [three, five], keyMajority: 2 }, RangeError, 'keyMajority 8 or 23');
-  await rejects({ groups: [three, five], keyMajority: 3 }, RangeError, 'keyMajority 8 or 23');
+  await rejects(
+    { groups: [three, five], keyMajority: 2 },
+    RangeError,
+    'keyMajority 8 (15 keys) or keyMajority 23',
+  );
+  await rejects(
+    { groups: [three, five], keyMajority: 3 },
+    RangeError,
+    'keyMajority 8 (15 keys) or keyMajority 23',
+  );
+  // Sets of 5 and 7 fit 35 keys, but not 105: only what the bound allows is suggested.
   const seven = [...five, 'redis://127.0.0.1:6', 'redis://127.0.0.1:7'];
+  await rejects(
+    { groups: [five, seven], keyMajority: 2 },
+    RangeError,
+    'use keyMajority 18 (35 keys)',
+  );
   await rejects({ groups: [three, five, seven] }, RangeError, 'use sets of one size');
   await rejects({ groups: [] }, TypeError, 'groups must be');
   await rejects({ groups: [three, []] }, TypeError, 'groups[1]');
