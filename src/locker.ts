@@ -95,7 +95,7 @@ class RedisLocker implements Locker {
   readonly #options: ResolvedOptions;
   #placement: Placement | undefined;
   readonly #names = new Map<string, NameState>();
-  /** Keys of ended locks whose deletion a dropped connection failed, sent again on reconnect. */
+  /** Deletions (of ended locks, of attempts) a dropped connection failed: sent again on reconnect. */
   readonly #leftovers: Leftovers;
   /** The queued waiters of this locker, for direct handoff. */
   readonly #tickets = new Tickets();
@@ -266,9 +266,9 @@ class RedisLocker implements Locker {
           held = attempt.lock;
           return held;
         }
+        failure = 'error' in attempt ? { cause: attempt.error } : undefined;
         // A waitTimeoutMs that ran out during the attempt ends the wait here, even if
         // invalidations keep waking the loop.
-        failure = 'error' in attempt ? { cause: attempt.error } : undefined;
         waiting.throwIfAborted();
         if ('busy' in attempt) {
           failures = 0;
