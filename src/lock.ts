@@ -154,11 +154,7 @@ export class HeldLock {
       this.#validUntil[i] = this.#validFrom(sentAt);
     } else if (ours || outcome.status === 'rejected') {
       const keys = [this.#keys[i] as string];
-      const { token } = this;
-      this.#onDeleting(
-        { keys, value: this.#value, token },
-        this.#store.delete(keys, this.#value, token),
-      );
+      this.#deleting(keys, this.#store.delete(keys, this.#value, this.token));
     }
   }
 
@@ -244,10 +240,7 @@ export class HeldLock {
    * never later than halfway to `expiresBy`.
    */
   #extendEarly(expiresBy: number): void {
-    const { tryNextAfterMs, extendIntervalMs } = this.#options;
-    const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
-    const inARow = this.#earlyInARow;
-    const pause = inARow === 0 ? 0 : Math.min(cap, tryNextAfterMs * 2 ** (inARow - 1));
+    const pause = this.#backoff(this.#earlyInARow);
     const now = performance.now();
     if (this.#extendNow(Math.min(this.#lastExtendAt + pause, now + (expiresBy - now) / 2))) {
       this.#early = true;
@@ -334,14 +327,24 @@ export class HeldLock {
     // A failed extension is retried soon, with backoff, rather than an interval later: by then
     // the keys may be gone although Redis came back long before.
     this.#extendFailures = unanswered ? this.#extendFailures + 1 : 0;
-    const { extendIntervalMs, tryNextAfterMs } = this.#options;
-    // Capped well below the interval, so that retries keep coming before the keys expire.
-    const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
-    const retry = Math.min(cap, tryNextAfterMs * 2 ** Math.min(this.#extendFailures - 1, 20));
-    const next = unanswered ? performance.now() + retry : sentAt + extendIntervalMs;
+    const next = unanswered
+      ? performance.now() + this.#backoff(this.#extendFailures)
+      : sentAt + this.#options.extendIntervalMs;
     // Or sooner, when an early extension was asked for meanwhile.
     this.#scheduleExtend(Math.min(next, this.#extendAgainAt ?? next));
     this.#extendAgainAt = undefined;
+  }
+
+  /**
+   * The pause before an extension that follows `count` (failed, or early) ones in a row: none
+   * after none, then from `tryNextAfterMs` doubling, capped well below the interval, so that
+   * extensions keep coming before the keys expire.
+   */
+  #backoff(count: number): number {
+    if (count === 0) return 0;
+    const { extendIntervalMs, tryNextAfterMs } = this.#options;
+    const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
+    return Math.min(cap, tryNextAfterMs * 2 ** Math.min(count - 1, 20));
   }
 
   /** Key `i`'s extension sent at `sentAt` says whether it is still ours. */
@@ -418,9 +421,13 @@ export class HeldLock {
     // Every key, by value: those we believe ours, and those whose outcome we never learnt (a
     // handoff needs them all to be ours anyway).
     this.#cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey, this.token);
-    const { token } = this;
-    this.#onDeleting({ keys: this.#keys, value: this.#value, token }, this.#cleanup);
+    this.#deleting(this.#keys, this.#cleanup);
     this.#onEnd(this);
+  }
+
+  /** Tell the locker of a deletion of `keys` just sent (to send it again if it fails). */
+  #deleting(keys: readonly string[], sent: Promise<Outcome<boolean>[]>): void {
+    this.#onDeleting({ keys, value: this.#value, token: this.token }, sent);
   }
 }
 
