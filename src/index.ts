@@ -8,14 +8,14 @@ export {
   NotLockedError,
   ReleaseUnconfirmedError,
   UnavailableError,
-} from './errors.js';
-export { MAX_NAME_BYTES } from './keys.js';
-export type { Lock } from './lock.js';
-export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './locker.js';
+} from './shared/errors.js';
+export { MAX_NAME_BYTES } from './shared/keys.js';
+export type { Lock } from './lock/lock.js';
+export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './lock/locker.js';
 export {
   DEFAULTS,
   type GroupOptions,
   type LockerOptions,
   MAX_KEY_MAJORITY,
   type NodeOptions,
-} from './options.js';
+} from './shared/options.js';

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { groupOf } from '../src/groups.js';
+import { groupOf } from '../src/redis/groups.js';
 import { createLocker, type LockError } from '../src/index.js';
 import { startProxy } from './checker/proxy.js';
 import { connect } from './helpers/redis.js';

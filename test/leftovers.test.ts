@@ -1,8 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Leftovers } from '../src/leftovers.js';
-import { Undecided } from '../src/split.js';
-import type { KeyStore, Outcome } from '../src/store.js';
+import { Leftovers } from '../src/lock/leftovers.js';
+import { Undecided } from '../src/redis/split.js';
+import type { KeyStore, Outcome } from '../src/redis/store.js';
 
 // Deletions a dropped connection failed, sent again on reconnect: with a store whose answers
 // the test chooses, no Redis needed.

@@ -7,7 +7,7 @@ import { abortable } from 'abort-controller-x';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type Lock, type LockError, type Locker } from '../src/index.js';
-import { fenceKey, keyNames, MAX_NAME_BYTES, parseKey, queueKey } from '../src/keys.js';
+import { fenceKey, keyNames, MAX_NAME_BYTES, parseKey, queueKey } from '../src/shared/keys.js';
 import { type Client, calls, connect, sleep, until } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 

@@ -1,7 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { linkSignals, onAbort } from '../src/signals.js';
+import { linkSignals, onAbort } from '../src/shared/signals.js';
 
 // One listener per caller's signal, however many calls share it.
 const test = suite('signals');

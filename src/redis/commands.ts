@@ -1,5 +1,5 @@
-import { handoffKey, ticketKey } from './keys.js';
-import type { ResolvedOptions } from './options.js';
+import { handoffKey, ticketKey } from '../shared/keys.js';
+import type { ResolvedOptions } from '../shared/options.js';
 import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE, RELEASE, type Script } from './scripts.js';
 import {
   type ExpiryMode,
@@ -10,7 +10,7 @@ import {
   type Outcome,
   type Queue,
 } from './store.js';
-import { within } from './timing.js';
+import { within } from '../shared/timing.js';
 
 /**
  * Sends one command to the server that holds `firstKey` (every key of a call lives on one

@@ -5,12 +5,12 @@ import {
   SocketTimeoutError,
 } from '@redis/client';
 import { LockCommands } from './commands.js';
-import { LockError } from './errors.js';
-import { fenceKey, parseKey } from './keys.js';
-import { describeAddress, type ResolvedOptions } from './options.js';
+import { LockError } from '../shared/errors.js';
+import { fenceKey, parseKey } from '../shared/keys.js';
+import { describeAddress, type ResolvedOptions } from '../shared/options.js';
 import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE } from './scripts.js';
 import type { KeyStore } from './store.js';
-import { settleWithin, within } from './timing.js';
+import { settleWithin, within } from '../shared/timing.js';
 import { InvalidationRouter } from './tracking.js';
 
 /**

@@ -6,9 +6,9 @@ import {
   LockReleasedError,
   NotLockedError,
   UnavailableError,
-} from './errors.js';
+} from '../shared/errors.js';
 import { Gate } from './gate.js';
-import { checkName, handoffKey, keyNames, parseKey, queueKey, ticketKey } from './keys.js';
+import { checkName, handoffKey, keyNames, parseKey, queueKey, ticketKey } from '../shared/keys.js';
 import { Leftovers } from './leftovers.js';
 import { createHandle, HeldLock, type Lock } from './lock.js';
 import {
@@ -16,13 +16,13 @@ import {
   type LockerOptions,
   type ResolvedOptions,
   resolveOptions,
-} from './options.js';
-import { linkSignals } from './signals.js';
-import { Undecided } from './split.js';
-import type { KeyState, KeyStore, Outcome, Placement } from './store.js';
+} from '../shared/options.js';
+import { linkSignals } from '../shared/signals.js';
+import { Undecided } from '../redis/split.js';
+import type { KeyState, KeyStore, Outcome, Placement } from '../redis/store.js';
 import { type Ticket, Tickets } from './tickets.js';
-import { settleWithin } from './timing.js';
-import { connectPlacement } from './topology.js';
+import { settleWithin } from '../shared/timing.js';
+import { connectPlacement } from '../redis/topology.js';
 
 /** Options of one acquisition. */
 export interface AcquireOptions {

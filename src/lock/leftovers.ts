@@ -1,5 +1,5 @@
-import { Undecided } from './split.js';
-import type { KeyStore, Outcome } from './store.js';
+import { Undecided } from '../redis/split.js';
+import type { KeyStore, Outcome } from '../redis/store.js';
 
 /** A deletion by value, with the holder's token to raise the fence with (see KeyStore.delete). */
 export interface Deletion {

@@ -1,9 +1,9 @@
 import { createCluster, type RedisClusterOptions, RootNodesUnavailableError } from '@redis/client';
 import slotOf from 'cluster-key-slot';
 import { LockCommands } from './commands.js';
-import { LockError } from './errors.js';
-import { hashtag, slotFenceKey } from './keys.js';
-import { describeAddress, type ResolvedOptions } from './options.js';
+import { LockError } from '../shared/errors.js';
+import { hashtag, slotFenceKey } from '../shared/keys.js';
+import { describeAddress, type ResolvedOptions } from '../shared/options.js';
 import {
   cannotServe,
   checkServer,
@@ -13,7 +13,7 @@ import {
 } from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
-import { settleWithin } from './timing.js';
+import { settleWithin } from '../shared/timing.js';
 import { InvalidationRouter } from './tracking.js';
 
 /**
