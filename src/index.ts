@@ -1,3 +1,5 @@
+export type { Lock } from './lock/lock.js';
+export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './lock/locker.js';
 export {
   LockError,
   type LockErrorCode,
@@ -10,8 +12,6 @@ export {
   UnavailableError,
 } from './shared/errors.js';
 export { MAX_NAME_BYTES } from './shared/keys.js';
-export type { Lock } from './lock/lock.js';
-export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './lock/locker.js';
 export {
   DEFAULTS,
   type GroupOptions,

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { groupOf } from '../src/redis/groups.js';
 import { createLocker, type LockError } from '../src/index.js';
+import { groupOf } from '../src/redis/groups.js';
 import { startProxy } from './checker/proxy.js';
 import { connect } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';

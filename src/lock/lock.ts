@@ -1,9 +1,9 @@
-import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from '../shared/errors.js';
-import type { Deletion } from './leftovers.js';
-import type { ResolvedOptions } from '../shared/options.js';
-import { onAbort } from '../shared/signals.js';
 import { Undecided } from '../redis/split.js';
 import type { KeyState, KeyStore, Outcome } from '../redis/store.js';
+import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from '../shared/errors.js';
+import type { ResolvedOptions } from '../shared/options.js';
+import { onAbort } from '../shared/signals.js';
+import type { Deletion } from './leftovers.js';
 
 /**
  * What `withContext` and friends resolve to: a `[signal, release]` tuple that also has named

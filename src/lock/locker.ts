@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { abortable } from 'abort-controller-x';
+import { Undecided } from '../redis/split.js';
+import type { KeyState, KeyStore, Outcome, Placement } from '../redis/store.js';
+import { connectPlacement } from '../redis/topology.js';
 import {
   LockerClosedError,
   LockLostError,
@@ -7,10 +10,7 @@ import {
   NotLockedError,
   UnavailableError,
 } from '../shared/errors.js';
-import { Gate } from './gate.js';
 import { checkName, handoffKey, keyNames, parseKey, queueKey, ticketKey } from '../shared/keys.js';
-import { Leftovers } from './leftovers.js';
-import { createHandle, HeldLock, type Lock } from './lock.js';
 import {
   checkDuration,
   type LockerOptions,
@@ -18,11 +18,11 @@ import {
   resolveOptions,
 } from '../shared/options.js';
 import { linkSignals } from '../shared/signals.js';
-import { Undecided } from '../redis/split.js';
-import type { KeyState, KeyStore, Outcome, Placement } from '../redis/store.js';
-import { type Ticket, Tickets } from './tickets.js';
 import { settleWithin } from '../shared/timing.js';
-import { connectPlacement } from '../redis/topology.js';
+import { Gate } from './gate.js';
+import { Leftovers } from './leftovers.js';
+import { createHandle, HeldLock, type Lock } from './lock.js';
+import { type Ticket, Tickets } from './tickets.js';
 
 /** Options of one acquisition. */
 export interface AcquireOptions {

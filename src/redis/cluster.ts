@@ -1,9 +1,10 @@
 import { createCluster, type RedisClusterOptions, RootNodesUnavailableError } from '@redis/client';
 import slotOf from 'cluster-key-slot';
-import { LockCommands } from './commands.js';
 import { LockError } from '../shared/errors.js';
 import { hashtag, slotFenceKey } from '../shared/keys.js';
 import { describeAddress, type ResolvedOptions } from '../shared/options.js';
+import { settleWithin } from '../shared/timing.js';
+import { LockCommands } from './commands.js';
 import {
   cannotServe,
   checkServer,
@@ -13,7 +14,6 @@ import {
 } from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
-import { settleWithin } from '../shared/timing.js';
 import { InvalidationRouter } from './tracking.js';
 
 /**

@@ -1,5 +1,6 @@
 import { handoffKey, ticketKey } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
+import { within } from '../shared/timing.js';
 import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE, RELEASE, type Script } from './scripts.js';
 import {
   type ExpiryMode,
@@ -10,7 +11,6 @@ import {
   type Outcome,
   type Queue,
 } from './store.js';
-import { within } from '../shared/timing.js';
 
 /**
  * Sends one command to the server that holds `firstKey` (every key of a call lives on one

@@ -2,10 +2,10 @@ import type { RedisClientOptions } from '@redis/client';
 import { LockError } from '../shared/errors.js';
 import { lockKey, parseKey } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
+import { settleWithin } from '../shared/timing.js';
 import { connectError, ServerStore, type StoreEvents, withinConnectTimeout } from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
-import { settleWithin } from '../shared/timing.js';
 
 /**
  * Independent Redis servers, as in Redlock: each node holds `k = keyCount / n` of every lock's

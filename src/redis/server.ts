@@ -4,13 +4,13 @@ import {
   type RedisClientOptions,
   SocketTimeoutError,
 } from '@redis/client';
-import { LockCommands } from './commands.js';
 import { LockError } from '../shared/errors.js';
 import { fenceKey, parseKey } from '../shared/keys.js';
 import { describeAddress, type ResolvedOptions } from '../shared/options.js';
+import { settleWithin, within } from '../shared/timing.js';
+import { LockCommands } from './commands.js';
 import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE } from './scripts.js';
 import type { KeyStore } from './store.js';
-import { settleWithin, within } from '../shared/timing.js';
 import { InvalidationRouter } from './tracking.js';
 
 /**

@@ -1,7 +1,7 @@
+import type { ResolvedGroup, ResolvedOptions } from '../shared/options.js';
 import { ClusterStore } from './cluster.js';
 import { Groups } from './groups.js';
 import { NodesStore } from './nodes.js';
-import type { ResolvedGroup, ResolvedOptions } from '../shared/options.js';
 import { ServerStore, type StoreEvents } from './server.js';
 import type { KeyStore, Placement } from './store.js';
 
