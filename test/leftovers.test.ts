@@ -1,7 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Leftovers } from '../src/lock/leftovers.js';
-import { Undecided } from '../src/redis/split.js';
 import type { KeyStore, Outcome } from '../src/redis/store.js';
 
 // Deletions a dropped connection failed, sent again on reconnect: with a store whose answers
@@ -29,11 +28,10 @@ test('a deletion confirmed late by a slow server leaves nothing behind', async (
   const leftovers = new Leftovers(5000);
   const store = fakeStore(() => [ok]);
   for (let i = 0; i < 100; i++) {
-    const late = new Undecided<boolean>(Promise.resolve(ok));
     await leftovers.track(
       store,
       { keys: ['k:0', 'k:1'], value: 'v' },
-      Promise.resolve([ok, { status: 'rejected', reason: late }]),
+      Promise.resolve([ok, { status: 'pending', later: Promise.resolve(ok) }]),
     );
   }
   assert.is(leftovers.size, 0);

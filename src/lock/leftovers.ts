@@ -1,5 +1,4 @@
-import { Undecided } from '../redis/split.js';
-import type { KeyStore, Outcome } from '../redis/store.js';
+import { type KeyStore, type Outcome, settled } from '../redis/store.js';
 
 /** A deletion by value, with the holder's token to raise the fence with (see KeyStore.delete). */
 export interface Deletion {
@@ -45,13 +44,7 @@ export class Leftovers {
     const sentAfter = this.#reconnects;
     // With several servers a deletion settles on the majority: a slow server's answer comes
     // later, and only a failure there leaves the key behind.
-    const outcomes = await Promise.all(
-      (await sent).map((outcome) =>
-        outcome.status === 'rejected' && outcome.reason instanceof Undecided
-          ? (outcome.reason as Undecided<boolean>).outcome
-          : outcome,
-      ),
-    );
+    const outcomes = await Promise.all((await sent).map(settled));
     const keys = deletion.keys.filter((_, i) => outcomes[i]?.status === 'rejected');
     const now = performance.now();
     this.#trim(now);

@@ -1,5 +1,4 @@
-import { Undecided } from '../redis/split.js';
-import type { KeyState, KeyStore, Outcome } from '../redis/store.js';
+import type { KeyState, KeyStore, Outcome, Settled } from '../redis/store.js';
 import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { onAbort } from '../shared/signals.js';
@@ -146,7 +145,7 @@ export class HeldLock {
    * value). While the lock is held a key of unknown outcome is left alone: a later retake may
    * take it, and the lock's end deletes every key by value. After the end, it is deleted.
    */
-  takeLate(i: number, outcome: Outcome<KeyState>, sentAt: number): void {
+  takeLate(i: number, outcome: Settled<KeyState>, sentAt: number): void {
     const ours = outcome.status === 'fulfilled' && outcome.value.value === this.#value;
     if (this.#held) {
       if (!ours) return;
@@ -313,9 +312,9 @@ export class HeldLock {
     outcomes.forEach((outcome, n) => {
       const i = indexes[n] as number;
       if (outcome.status === 'fulfilled') this.#extended(i, outcome.value, sentAt);
-      else if (outcome.reason instanceof Undecided) {
+      else if (outcome.status === 'pending') {
         // A slow server, after a majority was extended: its answer counts when it comes.
-        void (outcome.reason as Undecided<boolean>).outcome.then((late) => {
+        void outcome.later.then((late) => {
           if (late.status !== 'fulfilled' || !this.#held) return;
           this.#extended(i, late.value, sentAt);
           this.#evaluate(performance.now());
@@ -377,7 +376,9 @@ export class HeldLock {
       false,
     );
     outcomes.forEach((outcome, n) => {
-      this.takeLate(missing[n] as number, outcome, sentAt);
+      const i = missing[n] as number;
+      if (outcome.status !== 'pending') this.takeLate(i, outcome, sentAt);
+      else void outcome.later.then((late) => this.takeLate(i, late, sentAt));
     });
   }
 

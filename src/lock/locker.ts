@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { abortable } from 'abort-controller-x';
-import { Undecided } from '../redis/split.js';
 import type { KeyState, KeyStore, Outcome, Placement } from '../redis/store.js';
 import { connectPlacement } from '../redis/topology.js';
 import {
@@ -416,17 +415,14 @@ class RedisLocker implements Locker {
     // Give back what the attempt took, and what it may have taken unseen (keys whose reply
     // never came), by value: the delete runs after the attempt on the same connection. (A
     // queued attempt gave back what it took itself, in its script.)
-    const unanswered = outcomes.some((o) => o.status === 'rejected');
+    const unanswered = outcomes.some((o) => o.status !== 'fulfilled');
     if (ticket) {
       if (unanswered) {
         this.#giveBack(store, keys, value, ticket.queueKey);
-        return {
-          renewed: this.#tickets.renew(ticket),
-          error: outcomes.find((o) => o.status === 'rejected')?.reason,
-        };
+        return { renewed: this.#tickets.renew(ticket), error: failureOf(outcomes) };
       }
     } else {
-      const giveBack = keys.filter((_, i) => owned[i] || outcomes[i]?.status === 'rejected');
+      const giveBack = keys.filter((_, i) => owned[i] || outcomes[i]?.status !== 'fulfilled');
       if (giveBack.length > 0) this.#giveBack(store, giveBack, value);
     }
     const taken = outcomes.filter(
@@ -435,8 +431,7 @@ class RedisLocker implements Locker {
     if (taken.length >= options.keyMajority) {
       return { busy: true, retryInMs: this.#retryInMs(outcomes, owned) };
     }
-    const failure = outcomes.find((o) => o.status === 'rejected');
-    if (failure) return { error: failure.reason };
+    if (unanswered) return { error: failureOf(outcomes) };
     if (late) return { error: new Error('the replies came after the keys could have expired') };
     // Neither ours nor anyone's right after our SET: its expiry time had already passed.
     return {
@@ -452,10 +447,8 @@ class RedisLocker implements Locker {
    */
   #adoptLate(lock: HeldLock, outcomes: readonly Outcome<KeyState>[], sentAt: number): void {
     outcomes.forEach((outcome, i) => {
-      if (outcome.status !== 'rejected' || !(outcome.reason instanceof Undecided)) return;
-      void (outcome.reason as Undecided<KeyState>).outcome.then((late) =>
-        lock.takeLate(i, late, sentAt),
-      );
+      if (outcome.status === 'pending')
+        void outcome.later.then((late) => lock.takeLate(i, late, sentAt));
     });
   }
 
@@ -504,7 +497,7 @@ class RedisLocker implements Locker {
   }
 
   /** When, at the latest, a majority of the keys will have expired if nobody extends them. */
-  #retryInMs(outcomes: PromiseSettledResult<{ pttlMs: number }>[], owned: boolean[]): number {
+  #retryInMs(outcomes: readonly Outcome<{ pttlMs: number }>[], owned: boolean[]): number {
     const validity = this.#options.keyValidityMs;
     const expiries = outcomes
       .map((o, i) => {
@@ -565,4 +558,10 @@ class RedisLocker implements Locker {
       this.#names.delete(name);
     }
   }
+}
+
+/** Why an attempt with keys of unknown outcome failed: a server's error, or no answer yet. */
+function failureOf(outcomes: readonly Outcome<unknown>[]): unknown {
+  for (const outcome of outcomes) if (outcome.status === 'rejected') return outcome.reason;
+  return new Error('no reply yet from a server when the majority was decided');
 }

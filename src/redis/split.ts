@@ -1,4 +1,11 @@
-import type { KeyCheck, KeyState, KeyStore, Outcome } from './store.js';
+import {
+  type KeyCheck,
+  type KeyState,
+  type KeyStore,
+  type Outcome,
+  type Settled,
+  settled,
+} from './store.js';
 
 /** A store's operations, without the connection's life cycle. */
 export type KeyOps = Omit<KeyStore, 'close'>;
@@ -17,7 +24,8 @@ export type Place = (key: string) => {
  * A lock's keys spread over several servers. Each operation goes out at once to every server
  * concerned, one call per group, and the outcomes come back in the caller's key order. An
  * acquisition, and a deletion, settle as soon as the majority is decided: a frozen server
- * cannot hold them up, and its keys count as unknown (the caller gives them back by value).
+ * cannot hold them up, and its keys' outcomes are `pending` (the caller gives them back by
+ * value, or follows them).
  * Every call is bounded by `commandTimeoutMs` on its own.
  */
 export class SplitStore implements KeyOps {
@@ -98,24 +106,21 @@ export class SplitStore implements KeyOps {
       } else groups.set(group, { ops, indexes: [i], keys: [key] });
     });
     const outcomes: (Outcome<T> | undefined)[] = keys.map(() => undefined);
-    const late: Promise<Outcome<T>>[] = [];
+    const late: Promise<Settled<T>>[] = [];
     let waiting = groups.size;
     return new Promise((resolve) => {
       const settle = () =>
         resolve(
           outcomes.map(
-            (outcome, i) =>
-              outcome ?? {
-                status: 'rejected',
-                reason: new Undecided(late[i] as Promise<Outcome<T>>),
-              },
+            (outcome, i): Outcome<T> =>
+              outcome ?? { status: 'pending', later: late[i] as Promise<Settled<T>> },
           ),
         );
       if (waiting === 0) settle();
       for (const { ops, indexes, keys: some } of groups.values()) {
         const reply = call(ops, some);
         indexes.forEach((i, n) => {
-          late[i] = reply.then((some) => some[n] as Outcome<T>);
+          late[i] = reply.then((some) => settled(some[n] as Outcome<T>));
         });
         void reply.then((some) => {
           indexes.forEach((i, n) => {
@@ -126,19 +131,6 @@ export class SplitStore implements KeyOps {
         });
       }
     });
-  }
-}
-
-/**
- * The outcome of a key whose server had not answered yet when the majority was decided; its
- * `outcome` settles when the server answers (or the request times out).
- */
-export class Undecided<T = unknown> extends Error {
-  readonly outcome: Promise<Outcome<T>>;
-  constructor(outcome: Promise<Outcome<T>>) {
-    super('no reply yet from this key\u2019s server when the majority was decided');
-    this.name = 'Undecided';
-    this.outcome = outcome;
   }
 }
 

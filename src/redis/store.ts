@@ -62,7 +62,24 @@ export interface KeyCheck {
   readonly pttlMs: number;
 }
 
-export type Outcome<T> = PromiseSettledResult<T>;
+/**
+ * One key's outcome: its reply (`fulfilled`), the error that stands for it (`rejected`: the
+ * server failed or did not answer in time), or, with several servers, `pending`: the majority
+ * was decided before this key's server answered, and `later` settles when it does.
+ */
+export type Outcome<T> = Settled<T> | Pending<T>;
+
+export type Settled<T> = PromiseSettledResult<T>;
+
+export interface Pending<T> {
+  readonly status: 'pending';
+  readonly later: Promise<Settled<T>>;
+}
+
+/** The outcome once its server has answered (or timed out): a pending one's later reply. */
+export function settled<T>(outcome: Outcome<T>): Promise<Settled<T>> {
+  return outcome.status === 'pending' ? outcome.later : Promise.resolve(outcome);
+}
 
 /** Wall-clock expiry argument and its command names, per the fallbackSetPx choice. */
 export interface ExpiryMode {
