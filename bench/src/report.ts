@@ -1,6 +1,6 @@
 /**
  * The tables, as Markdown: printed at the end of a run, written beside the JSON, and pasted
- * into the README from a published run.
+ * into bench/README.md from a published run.
  */
 import type { Results, TopologyResult, VariantResult } from './results.js';
 import type { Summary } from './stats.js';

@@ -85,7 +85,7 @@ export const tracklockCluster3 = variant({
   topology: 'cluster3',
 });
 
-/** tracklock's key layout (README, "How it works"): what the loss phase deletes. */
+/** tracklock's key layout (docs/how-it-works.md): what the loss phase deletes. */
 export function tracklockKeys(namespace: string, name: string, keyMajority: number): string[] {
   return Array.from({ length: 2 * keyMajority - 1 }, (_, i) => `${namespace}:${i}:${name}`);
 }
