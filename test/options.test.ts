@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, DEFAULTS, LockError, type LockerOptions } from '../src/index.js';
-import { resolveOptions } from '../src/shared/options.js';
+import { resolveOptions } from '../src/shared/resolve-options.js';
 import { connect, provideRedis, type TestRedis } from './helpers/redis.js';
 import { freePort } from './helpers/redis-server.js';
 

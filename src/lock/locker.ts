@@ -10,12 +10,8 @@ import {
   UnavailableError,
 } from '../shared/errors.js';
 import { checkName, handoffKey, keyNames, parseKey, queueKey, ticketKey } from '../shared/keys.js';
-import {
-  checkDuration,
-  type LockerOptions,
-  type ResolvedOptions,
-  resolveOptions,
-} from '../shared/options.js';
+import type { LockerOptions, ResolvedOptions } from '../shared/options.js';
+import { checkDuration, resolveOptions } from '../shared/resolve-options.js';
 import { linkSignals } from '../shared/signals.js';
 import { settleWithin } from '../shared/timing.js';
 import { Gate } from './gate.js';

@@ -20,6 +20,7 @@ export interface LockerOptions {
   /**
    * Options for node-redis' `createClient` (TLS, auth, socket, reconnect strategy…).
    * tracklock sets `RESP: 3` and its own `clientSideCache`; passing others for those is an error.
+   * @default {} (node-redis' own defaults)
    */
   client?: RedisClientOptions;
   /**
@@ -28,12 +29,14 @@ export interface LockerOptions {
    * Each entry is a URL or client options (laid over `client`). `keyMajority` defaults to one
    * key per node, so the lock outlives the loss of a minority of them; the number of nodes
    * must divide `2 * keyMajority - 1`. Not with `url`, `cluster` or `groups`.
+   * @default none: one server, at `url`
    */
   nodes?: readonly NodeOptions[];
   /**
    * A Redis Cluster: node-redis `createCluster` options (`rootNodes`, `defaults` for every node
    * connection…). tracklock sets `RESP: 3`, its `clientSideCache` and `useReplicas: false`.
    * Lock names must not contain a `{hashtag}`. Not with `url`, `client`, `nodes` or `groups`.
+   * @default none: one server, at `url`
    */
   cluster?: RedisClusterOptions;
   /**
@@ -42,6 +45,7 @@ export interface LockerOptions {
    * set is an array of nodes, whose id is its position in `groups` ('0', '1', …), or
    * `{ id, nodes }` with an id of your own. Every process must give the sets the same ids.
    * Not with `url`, `nodes` or `cluster`.
+   * @default none: one server, at `url`
    */
   groups?: readonly (readonly NodeOptions[] | GroupOptions)[];
   /**
@@ -130,19 +134,14 @@ export const DEFAULTS = Object.freeze({
   connectTimeoutMs: 5000,
 });
 
+/**
+ * The largest `keyMajority`. Every script call loops over the lock's `2 * keyMajority - 1`
+ * keys; Redis cannot kill a script that has written, so a typo (100000) would block a shared
+ * server for minutes. 32 (63 keys) is far more than any deployment needs.
+ */
+export const MAX_KEY_MAJORITY = 32;
+
 /** Options after defaults and validation; what the rest of the library reads. */
-/** Where the keys live. */
-export type Topology =
-  | { readonly kind: 'server' }
-  | { readonly kind: 'nodes'; readonly nodes: readonly RedisClientOptions[] }
-  | { readonly kind: 'cluster'; readonly cluster: RedisClusterOptions }
-  | { readonly kind: 'groups'; readonly groups: readonly ResolvedGroup[] };
-
-export interface ResolvedGroup {
-  readonly id: string;
-  readonly nodes: readonly RedisClientOptions[];
-}
-
 export interface ResolvedOptions {
   /** The one server's client options; with `nodes` or `groups`, what each node's are laid over. */
   readonly client: RedisClientOptions;
@@ -164,280 +163,16 @@ export interface ResolvedOptions {
   readonly connectTimeoutMs: number;
 }
 
-/**
- * The largest `keyMajority`. Every script call loops over the lock's `2 * keyMajority - 1`
- * keys; Redis cannot kill a script that has written, so a typo (100000) would block a shared
- * server for minutes. 32 (63 keys) is far more than any deployment needs.
- */
-export const MAX_KEY_MAJORITY = 32;
+/** Where the keys live. */
+export type Topology =
+  | { readonly kind: 'server' }
+  | { readonly kind: 'nodes'; readonly nodes: readonly RedisClientOptions[] }
+  | { readonly kind: 'cluster'; readonly cluster: RedisClusterOptions }
+  | { readonly kind: 'groups'; readonly groups: readonly ResolvedGroup[] };
 
-/** setTimeout's largest delay; a longer one fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-const KNOWN = new Set(['url', 'client', 'nodes', 'cluster', 'groups', ...Object.keys(DEFAULTS)]);
-
-export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError('createLocker: options must be an object');
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw new TypeError(`createLocker: unknown option "${key}"`);
-  }
-  const keyPrefix = options.keyPrefix ?? DEFAULTS.keyPrefix;
-  if (typeof keyPrefix !== 'string' || keyPrefix === '') {
-    throw new TypeError('keyPrefix must be a non-empty string');
-  }
-  const client = clientOptions(options);
-  const topology = resolveTopology(options, client);
-  const sets = nodeSets(topology);
-  const shared = sharedKeyCount(sets);
-  // By default one key per node (a majority of the nodes), or the fewest that every set holds.
-  const keyMajority = options.keyMajority ?? Math.max(DEFAULTS.keyMajority, (shared + 1) / 2);
-  if (options.keyMajority === undefined && keyMajority > MAX_KEY_MAJORITY) {
-    throw new RangeError(
-      `groups of ${sets.map(({ size }) => size).join(', ')} nodes can only hold each lock's keys in equal shares with a multiple of ${shared} keys, more than keyMajority's bound (${MAX_KEY_MAJORITY}) allows: use sets of one size`,
-    );
-  }
-  checkNumber('keyMajority', keyMajority);
-  if (!Number.isInteger(keyMajority) || keyMajority < 1 || keyMajority > MAX_KEY_MAJORITY) {
-    throw new RangeError(
-      `keyMajority must be a whole number from 1 to ${MAX_KEY_MAJORITY} (each script call loops over the lock's 2 * keyMajority - 1 keys, and Redis cannot kill a script that has written), got ${keyMajority}`,
-    );
-  }
-  checkEqualShares(sets, shared, 2 * keyMajority - 1);
-  const keyValidityMs = duration('keyValidityMs', options.keyValidityMs, DEFAULTS.keyValidityMs);
-  const driftFactor = options.driftFactor ?? DEFAULTS.driftFactor;
-  checkNumber('driftFactor', driftFactor);
-  if (!(driftFactor >= 0 && driftFactor < 0.5)) {
-    throw new RangeError(
-      `driftFactor must be a number from 0 to below 0.5, got ${String(driftFactor)}`,
-    );
-  }
-  const marginMs = Math.ceil(keyValidityMs * driftFactor) + 2;
-  const extendIntervalMs = duration(
-    'extendIntervalMs',
-    options.extendIntervalMs,
-    Math.max(1, Math.floor(keyValidityMs / 2)),
-  );
-  if (extendIntervalMs >= keyValidityMs - marginMs) {
-    throw new RangeError(
-      `extendIntervalMs (${extendIntervalMs}) must be less than keyValidityMs (${keyValidityMs}) minus the drift margin (${marginMs} ms), or the lock would expire between extensions`,
-    );
-  }
-  const directHandoff = flag('directHandoff', options.directHandoff, DEFAULTS.directHandoff);
-  if (directHandoff && topology.kind !== 'server') {
-    throw new TypeError(
-      `directHandoff works on one server only, not with ${topology.kind}: a handoff must move every key in one script`,
-    );
-  }
-  return {
-    client,
-    topology,
-    keyPrefix,
-    keyValidityMs,
-    extendIntervalMs,
-    tryNextAfterMs: duration('tryNextAfterMs', options.tryNextAfterMs, DEFAULTS.tryNextAfterMs),
-    keyMajority,
-    keyCount: 2 * keyMajority - 1,
-    noLoopTracking: flag('noLoopTracking', options.noLoopTracking, DEFAULTS.noLoopTracking),
-    fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
-    directHandoff,
-    marginMs,
-    driftFactor,
-    commandTimeoutMs: duration(
-      'commandTimeoutMs',
-      options.commandTimeoutMs,
-      DEFAULTS.commandTimeoutMs,
-    ),
-    connectTimeoutMs: duration(
-      'connectTimeoutMs',
-      options.connectTimeoutMs,
-      DEFAULTS.connectTimeoutMs,
-    ),
-  };
-}
-
-function duration(name: string, value: unknown, fallback: number): number {
-  return checkDuration(name, value ?? fallback, 1);
-}
-
-/** A whole number of ms from `min` to setTimeout's largest delay, or a RangeError naming it. */
-export function checkDuration(name: string, ms: unknown, min: number): number {
-  checkNumber(name, ms, ' of ms');
-  if (!Number.isInteger(ms) || ms < min || ms > MAX_TIMER_MS) {
-    throw new RangeError(
-      `${name} must be a whole number of ms from ${min} to ${MAX_TIMER_MS}, got ${String(ms)}`,
-    );
-  }
-  return ms;
-}
-
-/**
- * A TypeError naming the option when `value` is not a number. Options often come from
- * environment variables: a string gets a message of its own.
- */
-function checkNumber(name: string, value: unknown, unit = ''): asserts value is number {
-  if (typeof value === 'number') return;
-  const got =
-    typeof value === 'string'
-      ? `the string ${JSON.stringify(value)} (convert it with Number(...) first)`
-      : value === null
-        ? 'null'
-        : `a ${typeof value}`;
-  throw new TypeError(`${name} must be a number${unit}, got ${got}`);
-}
-
-function flag(name: string, value: unknown, fallback: boolean): boolean {
-  const on = value ?? fallback;
-  if (typeof on !== 'boolean')
-    throw new TypeError(`${name} must be a boolean, got ${String(value)}`);
-  return on;
-}
-
-function clientOptions(options: LockerOptions): RedisClientOptions {
-  const client = options.client ?? {};
-  if (typeof client !== 'object' || client === null) {
-    throw new TypeError('client must be an object of node-redis client options');
-  }
-  if (client.RESP !== undefined && client.RESP !== 3) {
-    throw new TypeError('client.RESP must be 3 (or unset): invalidation pushes need RESP3');
-  }
-  if (client.clientSideCache !== undefined) {
-    throw new TypeError('client.clientSideCache is set by tracklock itself; leave it unset');
-  }
-  if (options.url !== undefined && typeof options.url !== 'string') {
-    throw new TypeError('url must be a string such as "redis://127.0.0.1:6379"');
-  }
-  return options.url === undefined ? { ...client } : { ...client, url: options.url };
-}
-
-function resolveTopology(options: LockerOptions, client: RedisClientOptions): Topology {
-  const chosen = (['url', 'nodes', 'cluster', 'groups'] as const).filter(
-    (key) => options[key] !== undefined,
-  );
-  if (chosen.length > 1) {
-    throw new TypeError(
-      `pass one of url, nodes, cluster and groups, not ${chosen.join(' and ')}: each says where the keys live`,
-    );
-  }
-  if (options.nodes !== undefined) {
-    return { kind: 'nodes', nodes: nodeList('nodes', options.nodes, client) };
-  }
-  if (options.groups !== undefined) {
-    if (!Array.isArray(options.groups) || options.groups.length === 0) {
-      throw new TypeError('groups must be a non-empty array of node arrays or { id, nodes }');
-    }
-    const groups = options.groups.map((group: unknown, g): ResolvedGroup => {
-      const named = !Array.isArray(group) && typeof group === 'object' && group !== null;
-      const { id, nodes } = named ? (group as GroupOptions) : { id: String(g), nodes: group };
-      if (typeof id !== 'string' || id === '') {
-        throw new TypeError(`groups[${g}].id must be a non-empty string`);
-      }
-      return { id, nodes: nodeList(`groups[${g}]`, nodes, client) };
-    });
-    const ids = new Set(groups.map((group) => group.id));
-    if (ids.size < groups.length) throw new TypeError('groups must have distinct ids');
-    return { kind: 'groups', groups };
-  }
-  if (options.cluster !== undefined) {
-    const cluster = options.cluster;
-    if (typeof cluster !== 'object' || cluster === null || !Array.isArray(cluster.rootNodes)) {
-      throw new TypeError('cluster must be node-redis cluster options with a rootNodes array');
-    }
-    if (cluster.rootNodes.length === 0) throw new TypeError('cluster.rootNodes must not be empty');
-    if (options.client !== undefined) {
-      throw new TypeError('with cluster, put client options in cluster.defaults, not client');
-    }
-    if (cluster.RESP !== undefined && cluster.RESP !== 3) {
-      throw new TypeError('cluster.RESP must be 3 (or unset): invalidation pushes need RESP3');
-    }
-    if (cluster.clientSideCache !== undefined) {
-      throw new TypeError('cluster.clientSideCache is set by tracklock itself; leave it unset');
-    }
-    if (/[{}]/.test(options.keyPrefix ?? '')) {
-      throw new TypeError(
-        'keyPrefix must not contain braces with cluster: a hashtag in it would put every key of every lock in one slot',
-      );
-    }
-    if (cluster.useReplicas) {
-      throw new TypeError(
-        'cluster.useReplicas must be false (or unset): a lock reads its keys on the masters',
-      );
-    }
-    return { kind: 'cluster', cluster };
-  }
-  return { kind: 'server' };
-}
-
-/** Each node's client options: its own laid over the shared `client`. */
-function nodeList(
-  name: string,
-  nodes: unknown,
-  client: RedisClientOptions,
-): readonly RedisClientOptions[] {
-  if (!Array.isArray(nodes) || nodes.length === 0) {
-    throw new TypeError(`${name} must be a non-empty array of URLs or client options`);
-  }
-  const resolved = nodes.map((node: unknown, i): RedisClientOptions => {
-    if (typeof node === 'string') return { ...client, url: node };
-    if (typeof node !== 'object' || node === null) {
-      throw new TypeError(`${name}[${i}] must be a URL or node-redis client options`);
-    }
-    const own = clientOptions({ client: node as RedisClientOptions });
-    // Laid over the shared options, socket settings too (TLS, timeouts).
-    const socket = { ...client.socket, ...own.socket } as RedisClientOptions['socket'];
-    return { ...client, ...own, ...(socket && { socket }) };
-  });
-  // Two entries for one server would give it twice the keys of the others.
-  const seen = new Set<string>();
-  for (const node of resolved) {
-    const address = describeAddress(node);
-    if (seen.has(address)) {
-      throw new TypeError(`${name} lists ${address} twice: each node must be its own server`);
-    }
-    seen.add(address);
-  }
-  return resolved;
-}
-
-/** The sets of nodes whose sizes rule the number of keys: `nodes`, or each of `groups`. */
-function nodeSets(topology: Topology): { readonly name: string; readonly size: number }[] {
-  if (topology.kind === 'nodes') return [{ name: 'nodes', size: topology.nodes.length }];
-  if (topology.kind !== 'groups') return [];
-  return topology.groups.map(({ nodes }, g) => ({ name: `groups[${g}]`, size: nodes.length }));
-}
-
-/**
- * Every node of a set must hold as many of each lock's keys as every other: then a majority of
- * the keys is on a majority of the nodes, and no node's loss costs more keys than another's
- * (5 keys on 4 nodes would sit 2+1+1+1: the lock granted on 2 of 4 servers). So the number
- * of keys must be a multiple of every set's size; it is odd, so the sizes must be odd too.
- * Returns the fewest keys that do, the least common multiple of the sizes (1 without sets).
- */
-function sharedKeyCount(sets: ReturnType<typeof nodeSets>): number {
-  for (const { name, size } of sets) {
-    if (size % 2 === 0) {
-      throw new RangeError(
-        `${name}: ${size} nodes cannot hold each lock's keys (an odd number, 2 * keyMajority - 1) in equal shares: use an odd number of nodes`,
-      );
-    }
-  }
-  return sets.reduce((keys, { size }) => (keys * size) / gcd(keys, size), 1);
-}
-
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
-}
-
-/** `keyCount` keys must be a multiple of `shared` (see sharedKeyCount). */
-function checkEqualShares(sets: ReturnType<typeof nodeSets>, shared: number, keyCount: number) {
-  const set = sets.find(({ size }) => keyCount % size !== 0);
-  if (!set) return;
-  // The two smallest that fit, within the bound (the default fits when the sets allow any).
-  const fits = [shared, 3 * shared].filter((keys) => keys <= 2 * MAX_KEY_MAJORITY - 1);
-  const use = fits.map((keys) => `keyMajority ${(keys + 1) / 2} (${keys} keys)`).join(' or ');
-  throw new RangeError(
-    `${set.name}: ${set.size} nodes cannot hold each lock's ${keyCount} keys (2 * keyMajority - 1) in equal shares: use ${use}`,
-  );
+export interface ResolvedGroup {
+  readonly id: string;
+  readonly nodes: readonly RedisClientOptions[];
 }
 
 /** `host:port` (or the URL) a client connects to, without credentials. */

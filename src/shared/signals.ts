@@ -1,3 +1,5 @@
+import { addAbortListener } from 'node:events';
+
 /**
  * Listening to signals that are not ours. A caller may share one signal among any number of
  * calls (a shutdown signal): a listener per call would pass Node's limit of 10 per
@@ -6,7 +8,8 @@
  */
 interface Fanout {
   readonly listeners: Set<() => void>;
-  readonly fire: () => void;
+  /** The one listener on the signal; disposing it takes it off. */
+  readonly listening: Disposable;
 }
 
 const fanouts = new WeakMap<AbortSignal, Fanout>();
@@ -35,21 +38,31 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
         }
       }
     };
-    fanout = { listeners, fire };
+    // addAbortListener, not addEventListener: a listener of the caller's own that calls
+    // stopImmediatePropagation() on the abort event cannot keep it from us.
+    fanout = { listeners, listening: addAbortListener(signal, fire) };
     fanouts.set(signal, fanout);
-    signal.addEventListener('abort', fire, { once: true });
   }
-  const { listeners, fire } = fanout;
+  const { listeners, listening } = fanout;
   const own = () => listener(); // a listener of its own, so that one added twice unhooks apart
   listeners.add(own);
   return () => {
     if (!listeners.delete(own) || listeners.size > 0) return;
-    signal.removeEventListener('abort', fire);
+    listening[Symbol.dispose]();
     if (fanouts.get(signal)?.listeners === listeners) fanouts.delete(signal);
   };
 }
 
-/** One signal that aborts when any input does, with that input's reason; dispose to unhook. */
+/**
+ * One signal that aborts when any input does, with that input's reason; dispose to unhook.
+ *
+ * Not `AbortSignal.any`, which cannot be unhooked: each call enters the signal it returns in
+ * every input's set of dependants, and on a long-lived input that set grew by one entry per
+ * call without shrinking (nodejs/node#55351, "AbortSignal.any() leaks when any of the
+ * provided signal is long-lived", seen on Node 22.9). The locker's `#closing` signal is an
+ * input of every acquisition for the locker's whole life. Here `dispose` takes the link off
+ * at once, and `onAbort` keeps one listener per input however many links share it.
+ */
 export function linkSignals(signals: readonly (AbortSignal | undefined)[]): {
   signal: AbortSignal;
   dispose: () => void;

@@ -1,16 +1,3 @@
-import { delay } from 'abort-controller-x';
-
-/**
- * Wait for `work` to settle, or for `ms` to pass, whichever comes first; never rejects, and
- * leaves no timer behind. For shutdown steps that must be bounded but whose failure changes
- * nothing (the next step destroys what did not close).
- */
-export async function settleWithin(work: Promise<unknown>, ms: number): Promise<void> {
-  const stop = new AbortController();
-  await Promise.race([work.catch(() => {}), delay(stop.signal, ms).catch(() => {})]);
-  stop.abort();
-}
-
 /**
  * `work`, or a rejection with `timedOut()` once `ms` have passed; leaves no timer behind. A
  * plain timer, not an abort signal: it bounds every Redis request.
@@ -25,4 +12,13 @@ export async function within<T>(work: Promise<T>, ms: number, timedOut: () => Er
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Wait for `work` to settle, or for `ms` to pass, whichever comes first; never rejects, and
+ * leaves no timer behind. For shutdown steps that must be bounded but whose failure changes
+ * nothing (the next step destroys what did not close).
+ */
+export async function settleWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  await within(work, ms, () => new Error(`did not settle within ${ms} ms`)).catch(() => {});
 }
