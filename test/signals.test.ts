@@ -62,4 +62,15 @@ test('a linked signal aborts with the first input\u2019s reason, and disposing u
   assert.is(getEventListeners(c.signal, 'abort').length, 0);
 });
 
+test('a caller’s listener that stops the abort event does not hide it from the hooks', () => {
+  const controller = new AbortController();
+  controller.signal.addEventListener('abort', (event) => event.stopImmediatePropagation());
+  let called = false;
+  onAbort(controller.signal, () => {
+    called = true;
+  });
+  controller.abort();
+  assert.ok(called);
+});
+
 test.run();
