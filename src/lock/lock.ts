@@ -97,10 +97,6 @@ export class HeldLock {
     return this.#controller.signal;
   }
 
-  get held(): boolean {
-    return this.#held;
-  }
-
   release(): Promise<boolean> {
     this.#release ??= this.#releaseOnce();
     return this.#release;
