@@ -75,7 +75,10 @@ export class KeepAlive {
     clearTimeout(this.#extendTimer);
   }
 
-  /** After a reconnect, extensions that failed meanwhile are retried at once. */
+  /**
+   * After a reconnect (`recheck(null)`), extensions that failed meanwhile are retried at once,
+   * not after their backoff.
+   */
   reconnected(): void {
     if (this.#extendFailures > 0 && !this.#extending) this.#extendNow();
   }

@@ -148,6 +148,7 @@ export class HeldLock {
    */
   recheck(index: number | null): void {
     if (!this.#held) return;
+    // After a reconnect, extensions that failed meanwhile are retried at once.
     if (index === null) this.#keepAlive.reconnected();
     const indexes = index === null ? this.#keys.map((_, i) => i) : [index];
     for (const i of indexes) {
