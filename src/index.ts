@@ -1,4 +1,4 @@
-export type { Lock } from './lock/lock.js';
+export type { Lock } from './lock/handle.js';
 export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './lock/locker.js';
 export {
   LockError,

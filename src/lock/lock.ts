@@ -2,33 +2,8 @@ import type { KeyState, KeyStore, Outcome, Settled } from '../redis/store.js';
 import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { onAbort } from '../shared/signals.js';
+import { KeepAlive } from './keepalive.js';
 import type { Deletion } from './leftovers.js';
-
-/**
- * What `withContext` and friends resolve to: a `[signal, release]` tuple that also has named
- * members and works with `await using`.
- */
-export type Lock = readonly [signal: AbortSignal, release: () => Promise<boolean>] & {
-  /** Aborts when the lock is no longer yours; its `reason` says why. */
-  readonly signal: AbortSignal;
-  /** The lock's name. */
-  readonly name: string;
-  /**
-   * The fencing token: greater than every earlier holder's token for this name (see the
-   * README's "Fencing tokens" for the conditions). Pass it with each write to a resource that
-   * keeps the highest token it has seen and refuses smaller ones: a holder that was paused
-   * past its lock is then refused. `undefined` only for a lock handed over by `directHandoff`.
-   */
-  readonly token: bigint | undefined;
-  /**
-   * Abort the signal and delete the keys. Idempotent. Resolves `true` when the lock was still
-   * held, `false` when it had already ended (lost, aborted by the parent signal, or closed);
-   * rejects with `ReleaseUnconfirmedError` when Redis did not confirm the deletion in time.
-   */
-  release(): Promise<boolean>;
-  /** `release()`, for `await using`; an unconfirmed deletion is not thrown (the keys expire). */
-  [Symbol.asyncDispose](): Promise<void>;
-};
 
 /** How a lock was taken, and what the locker learns about it. */
 export interface HeldLockInit {
@@ -54,8 +29,11 @@ export interface HeldLockInit {
 }
 
 /**
- * One held lock: its keys, the extension loop, the local expiry timer, the ownership checks
- * that invalidations trigger, and the signal that tells the user when it is no longer theirs.
+ * One held lock, its ownership half (etcd's `Mutex`, where `KeepAlive` is the `Session`): which
+ * keys are ours and until when, the ownership checks that invalidations trigger, the local
+ * expiry timer, and the signal that tells the user when it is no longer theirs. The keep-alive
+ * extends the keys and reports each answer (see `Owner` in keepalive.ts); this side tells it
+ * of a shortened expiry, a reconnect, and the end.
  */
 export class HeldLock {
   readonly name: string;
@@ -73,21 +51,9 @@ export class HeldLock {
   #unhookParent: () => void = () => {};
   readonly #onEnd: (lock: HeldLock) => void;
   readonly #onDeleting: HeldLockInit['onDeleting'];
-  #extendTimer: NodeJS.Timeout | undefined;
-  /** Consecutive extensions that Redis failed or did not answer. */
-  #extendFailures = 0;
-  #extending = false;
-  /** An early extension asked for while one was in flight: when to send it after that one. */
-  #extendAgainAt: number | undefined;
-  /** When the last extension was sent (`performance.now()` time). */
-  #lastExtendAt = 0;
-  /** Early extensions sent in a row (see #extendEarly), and whether the next one is early. */
-  #earlyInARow = 0;
-  #early = false;
+  readonly #keepAlive: KeepAlive;
   /** Per key, the last check that found its expiry shortened: when it was sent, and the expiry. */
   readonly #shortened: ({ readonly sentAt: number; readonly expiresBy: number } | undefined)[] = [];
-  /** When the next extension is due (`performance.now()` time). */
-  #nextExtendAt = 0;
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #checking = new Set<number>();
   readonly #recheck = new Set<number>();
@@ -109,22 +75,26 @@ export class HeldLock {
     this.#validUntil = init.owned.map((owned) => (owned ? validUntil : 0));
     this.#onEnd = init.onEnd;
     this.#onDeleting = init.onDeleting;
+    this.#keepAlive = new KeepAlive(store, options, init, {
+      keysAt: (sentAt) => this.#keysAt(sentAt),
+      extended: (results, sentAt) => {
+        for (const [i, extended] of results) this.#extended(i, extended, sentAt);
+        this.#evaluate(performance.now());
+      },
+      takeLate: (i, outcome, sentAt) => this.takeLate(i, outcome, sentAt),
+    });
     const parent = init.parent;
     if (parent?.aborted) {
       this.#finish(parent.reason);
       return;
     }
     if (parent) this.#unhookParent = onAbort(parent, () => this.#finish(parent.reason));
-    this.#scheduleExtend(init.sentAt + options.extendIntervalMs);
+    this.#keepAlive.start(init.sentAt);
     this.#evaluate(init.now);
   }
 
   get signal(): AbortSignal {
     return this.#controller.signal;
-  }
-
-  get held(): boolean {
-    return this.#held;
   }
 
   release(): Promise<boolean> {
@@ -179,7 +149,7 @@ export class HeldLock {
   recheck(index: number | null): void {
     if (!this.#held) return;
     // After a reconnect, extensions that failed meanwhile are retried at once.
-    if (index === null && this.#extendFailures > 0 && !this.#extending) this.#extendNow();
+    if (index === null) this.#keepAlive.reconnected();
     const indexes = index === null ? this.#keys.map((_, i) => i) : [index];
     for (const i of indexes) {
       if (!this.#owned[i]) continue;
@@ -210,10 +180,10 @@ export class HeldLock {
   /**
    * Key `i` is ours, with `pttlMs` left when a check sent at `sentAt` read it: it expires no
    * earlier than `sentAt + pttlMs`. If someone shortened it (PEXPIRE), that is before our
-   * deadline: the deadline moves up, and if the key would lapse before the next extension,
-   * the extension goes early (as rueidislock does). Our own extension, echoed back without
-   * NOLOOP, reads as a key that expires a round trip short of a validity: after the next
-   * extension, so it starts no other one (unless the client's clock is far behind the
+   * deadline: the deadline moves up, and the keep-alive hears of it, to extend early if the key
+   * would lapse before the next extension (as rueidislock does). Our own extension, echoed back
+   * without NOLOOP, reads as a key that expires a round trip short of a validity: after the
+   * next extension, so it starts no other one (unless the client's clock is far behind the
    * server's: then the early extensions' growing pause bounds the loop).
    */
   #checkExpiry(i: number, pttlMs: number, sentAt: number): void {
@@ -224,41 +194,7 @@ export class HeldLock {
     if (expiresBy >= (this.#validUntil[i] as number)) return;
     this.#validUntil[i] = expiresBy;
     this.#shortened[i] = { sentAt, expiresBy };
-    // An extension sent after this check read the key runs after it (a key's requests share
-    // one connection), and extends it anyway.
-    if (sentAt < this.#lastExtendAt) return;
-    // While an extension is out the next one is not planned yet; else only a next extension
-    // due after this deadline must come sooner.
-    if (this.#extending || expiresBy < this.#nextExtendAt) this.#extendEarly(expiresBy);
-  }
-
-  /**
-   * Extend before the next planned extension, and before `expiresBy`: at once the first time;
-   * after another early one, no sooner than a pause that doubles from `tryNextAfterMs` with
-   * each early extension in a row, up to a quarter interval (against a loop of echoes), yet
-   * never later than halfway to `expiresBy`.
-   */
-  #extendEarly(expiresBy: number): void {
-    const pause = this.#backoff(this.#earlyInARow);
-    const now = performance.now();
-    if (this.#extendNow(Math.min(this.#lastExtendAt + pause, now + (expiresBy - now) / 2))) {
-      this.#early = true;
-    }
-  }
-
-  /**
-   * Extend at `at` (at once if it has passed), unless one is planned sooner; while one is
-   * out, right after it if `at` has passed by then. Says whether it moved the next extension.
-   */
-  #extendNow(at = performance.now()): boolean {
-    if (this.#extending) {
-      this.#extendAgainAt = Math.min(this.#extendAgainAt ?? at, at);
-      return true;
-    }
-    if (at >= this.#nextExtendAt) return false;
-    clearTimeout(this.#extendTimer);
-    this.#scheduleExtend(at);
-    return true;
+    this.#keepAlive.shortened(expiresBy, sentAt);
   }
 
   async #releaseOnce(): Promise<boolean> {
@@ -280,70 +216,18 @@ export class HeldLock {
     return sentAt + this.#options.keyValidityMs - this.#options.marginMs;
   }
 
-  /** Extend at `at` (a `performance.now()` time), or at once if that has passed. */
-  #scheduleExtend(at: number): void {
-    this.#nextExtendAt = at;
-    const wait = Math.max(0, at - performance.now());
-    this.#extendTimer = setTimeout(() => void this.#extend(), wait);
-  }
-
-  async #extend(): Promise<void> {
-    const sentAt = performance.now();
-    this.#lastExtendAt = sentAt;
-    this.#earlyInARow = this.#early ? this.#earlyInARow + 1 : 0;
-    this.#early = false;
-    // A key past its local deadline may be gone on its server (a node that is down): stop
-    // extending it, so that it does not count as a failed extension; the retake takes it back
-    // once it is free again, or still ours.
+  /**
+   * The keys for an extension sent at `sentAt` (see `Owner.keysAt`). A key past its local
+   * deadline may be gone on its server (a node that is down): stop extending it, so that it
+   * does not count as a failed extension; the retake takes it back once it is free again, or
+   * still ours.
+   */
+  #keysAt(sentAt: number): { extend: number[]; retake: number[] } {
     for (const i of this.#ownedIndexes()) {
       if ((this.#validUntil[i] as number) <= sentAt) this.#owned[i] = false;
     }
-    const indexes = this.#ownedIndexes();
-    void this.#retake(sentAt);
-    this.#extending = true;
-    const outcomes = await this.#store.extend(
-      indexes.map((i) => this.#keys[i] as string),
-      this.#value,
-      this.token,
-    );
-    this.#extending = false;
-    if (!this.#held) return;
-    let unanswered = false;
-    outcomes.forEach((outcome, n) => {
-      const i = indexes[n] as number;
-      if (outcome.status === 'fulfilled') this.#extended(i, outcome.value, sentAt);
-      else if (outcome.status === 'pending') {
-        // A slow server, after a majority was extended: its answer counts when it comes.
-        void outcome.later.then((late) => {
-          if (late.status !== 'fulfilled' || !this.#held) return;
-          this.#extended(i, late.value, sentAt);
-          this.#evaluate(performance.now());
-        });
-      } else unanswered = true; // unknown: the expiry timer decides
-    });
-    this.#evaluate(performance.now());
-    if (!this.#held) return;
-    // A failed extension is retried soon, with backoff, rather than an interval later: by then
-    // the keys may be gone although Redis came back long before.
-    this.#extendFailures = unanswered ? this.#extendFailures + 1 : 0;
-    const next = unanswered
-      ? performance.now() + this.#backoff(this.#extendFailures)
-      : sentAt + this.#options.extendIntervalMs;
-    // Or sooner, when an early extension was asked for meanwhile.
-    this.#scheduleExtend(Math.min(next, this.#extendAgainAt ?? next));
-    this.#extendAgainAt = undefined;
-  }
-
-  /**
-   * The pause before an extension that follows `count` (failed, or early) ones in a row: none
-   * after none, then from `tryNextAfterMs` doubling, capped well below the interval, so that
-   * extensions keep coming before the keys expire.
-   */
-  #backoff(count: number): number {
-    if (count === 0) return 0;
-    const { extendIntervalMs, tryNextAfterMs } = this.#options;
-    const cap = Math.max(tryNextAfterMs, Math.floor(extendIntervalMs / 4));
-    return Math.min(cap, tryNextAfterMs * 2 ** Math.min(count - 1, 20));
+    const retake = this.#keys.flatMap((_, i) => (this.#owned[i] ? [] : [i]));
+    return { extend: this.#ownedIndexes(), retake };
   }
 
   /** Key `i`'s extension sent at `sentAt` says whether it is still ours. */
@@ -359,27 +243,6 @@ export class HeldLock {
     const until = this.#validFrom(sentAt);
     this.#validUntil[i] =
       shortened && shortened.sentAt > sentAt ? Math.min(until, shortened.expiresBy) : until;
-  }
-
-  /**
-   * Take the keys that are not ours, if they are free (NX): a handoff decided on a majority
-   * leaves the last keys to the previous holder's deletion, and a server that restarted empty
-   * lost ours. A lock that holds every key outlives the most server failures. Runs beside the
-   * extension, so a slow server does not hold that up.
-   */
-  async #retake(sentAt: number): Promise<void> {
-    const missing = this.#keys.flatMap((_, i) => (this.#owned[i] ? [] : [i]));
-    if (missing.length === 0) return;
-    const outcomes = await this.#store.acquire(
-      missing.map((i) => this.#keys[i] as string),
-      this.#value,
-      false,
-    );
-    outcomes.forEach((outcome, n) => {
-      const i = missing[n] as number;
-      if (outcome.status !== 'pending') this.takeLate(i, outcome, sentAt);
-      else void outcome.later.then((late) => this.takeLate(i, late, sentAt));
-    });
   }
 
   /** Still a majority of keys ours and unexpired? If not, the lock is lost now. */
@@ -415,7 +278,7 @@ export class HeldLock {
   #finish(reason: unknown): void {
     if (!this.#held) return;
     this.#held = false;
-    clearTimeout(this.#extendTimer);
+    this.#keepAlive.stop();
     clearTimeout(this.#expiryTimer);
     this.#unhookParent();
     this.#controller.abort(reason);
@@ -430,24 +293,4 @@ export class HeldLock {
   #deleting(keys: readonly string[], sent: Promise<Outcome<boolean>[]>): void {
     this.#onDeleting({ keys, value: this.#value, token: this.token }, sent);
   }
-}
-
-/** Wrap a held lock in the public tuple-shaped handle. */
-export function createHandle(lock: HeldLock): Lock {
-  const release = () => lock.release();
-  const handle: unknown[] = [lock.signal, release];
-  Object.defineProperties(handle, {
-    signal: { value: lock.signal, enumerable: true },
-    name: { value: lock.name, enumerable: true },
-    token: { value: lock.token, enumerable: true },
-    release: { value: release },
-    [Symbol.asyncDispose]: {
-      value: async () => {
-        await release().catch((error: unknown) => {
-          if ((error as { code?: string }).code !== 'ERR_RELEASE_UNCONFIRMED') throw error;
-        });
-      },
-    },
-  });
-  return Object.freeze(handle) as unknown as Lock;
 }

@@ -15,8 +15,9 @@ import { checkDuration, resolveOptions } from '../shared/resolve-options.js';
 import { linkSignals } from '../shared/signals.js';
 import { settleWithin } from '../shared/timing.js';
 import { Gate } from './gate.js';
+import { createHandle, type Lock } from './handle.js';
 import { Leftovers } from './leftovers.js';
-import { createHandle, HeldLock, type Lock } from './lock.js';
+import { HeldLock } from './lock.js';
 import { type Ticket, Tickets } from './tickets.js';
 
 /** Options of one acquisition. */
