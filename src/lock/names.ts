@@ -56,7 +56,7 @@ export class Names {
   }
 
   /** Key `index` of the name changed (`null`: any may have): wake the waiter, recheck the locks. */
-  notify(state: NameState, index: number | null): void {
+  #notify(state: NameState, index: number | null): void {
     state.gate.wake();
     for (const lock of state.locks) lock.recheck(index);
   }
@@ -64,11 +64,11 @@ export class Names {
   /** A lock key changed (`parsed` from its name): notify its name, if this process uses it. */
   keyChanged(parsed: { readonly name: string; readonly index: number } | undefined): void {
     const state = parsed && this.#byName.get(parsed.name);
-    if (parsed && state) this.notify(state, parsed.index);
+    if (parsed && state) this.#notify(state, parsed.index);
   }
 
   /** Any key may have changed (the connection was lost): wake every waiter, recheck every lock. */
   notifyAll(): void {
-    for (const state of this.#byName.values()) this.notify(state, null);
+    for (const state of this.#byName.values()) this.#notify(state, null);
   }
 }
