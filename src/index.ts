@@ -1,5 +1,5 @@
+export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './lock/api.js';
 export type { Lock } from './lock/handle.js';
-export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './lock/locker.js';
 export {
   LockError,
   type LockErrorCode,
