@@ -86,44 +86,45 @@ export const SCRIPTS = {
       },
     },
     `${NEXT_TOKEN}
-local n = tonumber(ARGV[5])
+local value, expiry, unit, condition = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local n, majority, validity = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local fenced = #KEYS > n
+local fence, queue, ticket, handoff = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
 local replies = {}
 local ours = 0
 for i = 1, n do
   local key = KEYS[i]
   local set
-  if ARGV[4] == 'NX' then
-    set = redis.call('SET', key, ARGV[1], 'NX', ARGV[3], ARGV[2])
+  if condition == 'NX' then
+    set = redis.call('SET', key, value, 'NX', unit, expiry)
   else
-    set = redis.call('SET', key, ARGV[1], ARGV[3], ARGV[2])
+    set = redis.call('SET', key, value, unit, expiry)
   end
-  local value = redis.call('GET', key)
-  if value == ARGV[1] then
+  local current = redis.call('GET', key)
+  if current == value then
     ours = ours + 1
     if not set then
-      redis.call(ARGV[3] == 'PXAT' and 'PEXPIREAT' or 'PEXPIRE', key, ARGV[2])
+      redis.call(unit == 'PXAT' and 'PEXPIREAT' or 'PEXPIRE', key, expiry)
     end
   end
-  replies[2 * i - 1] = value
+  replies[2 * i - 1] = current
   replies[2 * i] = redis.call('PTTL', key)
 end
-replies[2 * n + 1] = ours > 0 and #KEYS > n and next_token(KEYS[n + 1], ARGV[7])
-if #KEYS > n + 1 then
-  local queue, ticket, handoff = KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
-  local validity = tonumber(ARGV[7])
-  if ours >= tonumber(ARGV[6]) then
-    redis.call('ZREM', queue, ARGV[1])
+replies[2 * n + 1] = ours > 0 and fenced and next_token(fence, validity)
+if queue then
+  if ours >= majority then
+    redis.call('ZREM', queue, value)
     redis.call('DEL', ticket, handoff)
   else
     -- Give back what fell short here, not in a later command: a release may hand us the keys
     -- in between, and a later delete by our value would take them from under us.
     for i = 1, n do
-      if replies[2 * i - 1] == ARGV[1] then redis.call('DEL', KEYS[i]) end
+      if replies[2 * i - 1] == value then redis.call('DEL', KEYS[i]) end
     end
     local now = redis.call('TIME')
     local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
     -- NX: a waiter keeps its place in the queue from its first attempt on.
-    redis.call('ZADD', queue, 'NX', ms, ARGV[1])
+    redis.call('ZADD', queue, 'NX', ms, value)
     redis.call('PEXPIRE', queue, 2 * validity)
     -- The ticket holds its deadline and vanishes with it (a waiter that is gone).
     redis.call('SET', ticket, ms + validity, 'PX', validity)
@@ -156,22 +157,25 @@ return replies
       reply: flags,
     },
     `${NEXT_TOKEN}
-local n = ARGV[4] and #KEYS - 1 or #KEYS
+local value, expiry, command = ARGV[1], ARGV[2], ARGV[3]
+local token, validity = ARGV[4], ARGV[5]
+local n = token and #KEYS - 1 or #KEYS
+local fence = KEYS[n + 1]
 local replies = {}
 local ours = false
 for i = 1, n do
   local key = KEYS[i]
   replies[i] = 0
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call(ARGV[3], key, ARGV[2])
+  if redis.call('GET', key) == value then
+    redis.call(command, key, expiry)
     -- Still there? An expiry time already past (client clock far behind) deletes the key.
-    if redis.call('GET', key) == ARGV[1] then
+    if redis.call('GET', key) == value then
       replies[i] = 1
       ours = true
     end
   end
 end
-if ours and ARGV[4] then raise_fence(KEYS[n + 1], ARGV[4], ARGV[5]) end
+if ours and token then raise_fence(fence, token, validity) end
 return replies
 `,
   ),
@@ -190,13 +194,16 @@ return replies
       reply: flags,
     },
     `${NEXT_TOKEN}
-local n = ARGV[2] and #KEYS - 1 or #KEYS
+local value, token, validity = ARGV[1], ARGV[2], ARGV[3]
+local n = token and #KEYS - 1 or #KEYS
+local fence = KEYS[n + 1]
 local replies = {}
 for i = 1, n do
+  local key = KEYS[i]
   replies[i] = 0
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
-    if ARGV[2] then raise_fence(KEYS[n + 1], ARGV[2], ARGV[3]) end
-    replies[i] = redis.call('DEL', KEYS[i])
+  if redis.call('GET', key) == value then
+    if token then raise_fence(fence, token, validity) end
+    replies[i] = redis.call('DEL', key)
   end
 end
 return replies
@@ -229,14 +236,16 @@ return replies
       reply: flags,
     },
     `${NEXT_TOKEN}
-local n = tonumber(ARGV[2])
-local queue = KEYS[n + 1]
+local value, n = ARGV[1], tonumber(ARGV[2])
+local ticket_prefix, handoff_prefix = ARGV[3], ARGV[4]
+local min_ticket_ms, validity = tonumber(ARGV[5]), ARGV[6]
+local queue, fence = KEYS[n + 1], KEYS[n + 2]
 local replies = {}
-redis.call('ZREM', queue, ARGV[1])
-redis.call('DEL', ARGV[3] .. ARGV[1], ARGV[4] .. ARGV[1])
+redis.call('ZREM', queue, value)
+redis.call('DEL', ticket_prefix .. value, handoff_prefix .. value)
 local all = true
 for i = 1, n do
-  if redis.call('GET', KEYS[i]) ~= ARGV[1] then all = false end
+  if redis.call('GET', KEYS[i]) ~= value then all = false end
 end
 if all then
   local now = redis.call('TIME')
@@ -245,11 +254,11 @@ if all then
   for _ = 1, redis.call('ZCARD', queue) do
     local next = redis.call('ZRANGE', queue, 0, 0)[1]
     redis.call('ZREM', queue, next)
-    local deadline = tonumber(redis.call('GET', ARGV[3] .. next))
-    if deadline and deadline - ms >= tonumber(ARGV[5]) then
+    local deadline = tonumber(redis.call('GET', ticket_prefix .. next))
+    if deadline and deadline - ms >= min_ticket_ms then
       local ttl = deadline - ms
-      redis.call('DEL', ARGV[3] .. next)
-      redis.call('SET', ARGV[4] .. next, next_token(KEYS[n + 2], ARGV[6]), 'PX', ttl)
+      redis.call('DEL', ticket_prefix .. next)
+      redis.call('SET', handoff_prefix .. next, next_token(fence, validity), 'PX', ttl)
       for i = 1, n do
         redis.call('SET', KEYS[i], next, 'PX', ttl)
         replies[i] = 1
@@ -259,9 +268,10 @@ if all then
   end
 end
 for i = 1, n do
+  local key = KEYS[i]
   replies[i] = 0
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
-    replies[i] = redis.call('DEL', KEYS[i])
+  if redis.call('GET', key) == value then
+    replies[i] = redis.call('DEL', key)
   end
 end
 return replies
@@ -278,7 +288,8 @@ return replies
     'draw',
     { keys: { fence: 'one' }, args: { validityMs: 'one' }, reply: token },
     `${NEXT_TOKEN}
-return next_token(KEYS[1], ARGV[1])
+local fence, validity = KEYS[1], ARGV[1]
+return next_token(fence, validity)
 `,
   ),
 
@@ -287,7 +298,8 @@ return next_token(KEYS[1], ARGV[1])
     'raise',
     { keys: { fence: 'one' }, args: { token: 'one', validityMs: 'one' }, reply: () => undefined },
     `${NEXT_TOKEN}
-raise_fence(KEYS[1], ARGV[1], ARGV[2])
+local fence, token, validity = KEYS[1], ARGV[1], ARGV[2]
+raise_fence(fence, token, validity)
 return 1
 `,
   ),
