@@ -1,7 +1,8 @@
 import { handoffKey, ticketKey } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { within } from '../shared/timing.js';
-import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE, RELEASE, type Script } from './scripts.js';
+import { type Given, type Layout, runScript, type Script } from './lua.js';
+import { SCRIPTS } from './scripts.js';
 import {
   type ExpiryMode,
   expiryArgs,
@@ -76,51 +77,54 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
     force: boolean,
     queue?: Queue,
   ): Promise<Outcome<KeyState>[]> {
-    const [at, unit] = expiryArgs(this.#expiry, 'set');
-    const args = [
+    const [expiry, unit] = expiryArgs(this.#expiry, 'set');
+    const validityMs = String(this.#expiry.validityMs);
+    const args = {
       value,
-      at,
+      expiry,
       unit,
-      force ? '' : 'NX',
-      String(keys.length),
-      String(this.#majority),
-      String(this.#expiry.validityMs),
-    ];
+      condition: force ? '' : 'NX',
+      keyCount: String(keys.length),
+      majority: String(this.#majority),
+      validityMs,
+    };
     const fence = this.#fenceKey(keys);
-    const queued = queue ? [queue.queueKey, queue.ticketKey, queue.handoffKey] : [];
-    const replies = this.#apartIfNeeded(
-      () => this.#run(ACQUIRE, [...keys, fence, ...queued], args),
+    const queued = queue && {
+      queue: queue.queueKey,
+      ticket: queue.ticketKey,
+      handoff: queue.handoffKey,
+    };
+    const states = this.#apartIfNeeded(
+      () => this.#run(SCRIPTS.acquire, { keys, fence, ...queued }, args),
       // The key's script then its fence's, on one connection: they run in that order. A draw
       // that fails leaves the key's outcome unknown, as if it had.
       async () => {
         const [keyed, token] = await Promise.all([
-          this.#run(ACQUIRE, keys, args),
-          this.#run(DRAW, [fence], [String(this.#expiry.validityMs)]),
+          this.#run(SCRIPTS.acquire, { keys }, args),
+          this.#run(SCRIPTS.draw, { fence }, { validityMs }),
         ]);
-        return [...(keyed as unknown[]).slice(0, 2 * keys.length), token];
+        return keyed.map((state) => ({ ...state, token }));
       },
     );
-    return perKey(keys, replies, (replies, i) => {
-      const token = replies[2 * keys.length];
-      return {
-        value: (replies[2 * i] as string | null) ?? null,
-        pttlMs: Number(replies[2 * i + 1]),
-        token: typeof token === 'string' ? BigInt(token) : undefined,
-      };
-    });
+    return perKey(keys, states, (states, i) => states[i] as KeyState);
   }
 
   extend(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
-    const [at, command] = expiryArgs(this.#expiry, 'expire');
-    const [fenced, raise] = this.#withFence(keys, token);
-    const reply = this.#apartIfNeeded(
-      () => this.#run(EXTEND, fenced, [value, at, command, ...raise]),
+    const [expiry, command] = expiryArgs(this.#expiry, 'expire');
+    const raise = this.#raising(keys, token);
+    const flags = this.#apartIfNeeded(
+      () =>
+        this.#run(
+          SCRIPTS.extend,
+          { keys, ...raise?.keys },
+          { value, expiry, command, ...raise?.args },
+        ),
       () => {
-        this.#raise(keys, raise);
-        return this.#run(EXTEND, keys, [value, at, command]);
+        this.#raise(raise);
+        return this.#run(SCRIPTS.extend, { keys }, { value, expiry, command });
       },
     );
-    return perKey(keys, reply, (replies, i) => replies[i] === 1);
+    return perKey(keys, flags, (flags, i) => flags[i] === true);
   }
 
   check(keys: readonly string[], value: string): Promise<Outcome<KeyCheck>[]> {
@@ -141,15 +145,15 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
 
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     if (keys.length === 0) return Promise.resolve([]);
-    const [fenced, raise] = this.#withFence(keys, token);
-    const reply = this.#apartIfNeeded(
-      () => this.#run(DELETE, fenced, [value, ...raise]),
+    const raise = this.#raising(keys, token);
+    const flags = this.#apartIfNeeded(
+      () => this.#run(SCRIPTS.delete, { keys, ...raise?.keys }, { value, ...raise?.args }),
       () => {
-        this.#raise(keys, raise); // before the keys go: the next holder must draw more
-        return this.#run(DELETE, keys, [value]);
+        this.#raise(raise); // before the keys go: the next holder must draw more
+        return this.#run(SCRIPTS.delete, { keys }, { value });
       },
     );
-    return perKey(keys, reply, (replies, i) => replies[i] === 1);
+    return perKey(keys, flags, (flags, i) => flags[i] === true);
   }
 
   release(
@@ -159,25 +163,28 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
     token?: bigint,
   ): Promise<Outcome<boolean>[]> {
     if (queueKey === undefined) return this.delete(keys, value, token);
-    const args = [
-      value,
-      String(keys.length),
-      this.#ticketPrefix,
-      this.#handoffPrefix,
-      String(this.#minTicketMs),
-      String(this.#expiry.validityMs),
-    ];
-    const reply = this.#run(RELEASE, [...keys, queueKey, this.#fenceKey(keys)], args);
-    return perKey(keys, reply, (replies, i) => replies[i] === 1);
+    const flags = this.#run(
+      SCRIPTS.release,
+      { keys, queue: queueKey, fence: this.#fenceKey(keys) },
+      {
+        value,
+        keyCount: String(keys.length),
+        ticketPrefix: this.#ticketPrefix,
+        handoffPrefix: this.#handoffPrefix,
+        minTicketMs: String(this.#minTicketMs),
+        validityMs: String(this.#expiry.validityMs),
+      },
+    );
+    return perKey(keys, flags, (flags, i) => flags[i] === true);
   }
 
-  /** The keys, and the fence key and the arguments that raise it, when there is one to raise. */
-  #withFence(keys: readonly string[], token: bigint | undefined): [string[], string[]] {
-    if (!this.#raiseFence || token === undefined) return [[...keys], []];
-    return [
-      [...keys, this.#fenceKey(keys)],
-      [String(token), String(this.#expiry.validityMs)],
-    ];
+  /** The fence key and the arguments that raise it to `token`, when there is one to raise. */
+  #raising(keys: readonly string[], token: bigint | undefined): Raise | undefined {
+    if (!this.#raiseFence || token === undefined) return undefined;
+    return {
+      keys: { fence: this.#fenceKey(keys) },
+      args: { token: String(token), validityMs: String(this.#expiry.validityMs) },
+    };
   }
 
   /**
@@ -186,10 +193,7 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
    * one on a single key follows ASK. Apart, the two are not atomic: only then can a forced
    * takeover slip between a key's script and its fence's (see the README, Fencing tokens).
    */
-  #apartIfNeeded(
-    together: () => Promise<unknown>,
-    apart: () => Promise<unknown>,
-  ): Promise<unknown> {
+  #apartIfNeeded<T>(together: () => Promise<T>, apart: () => Promise<T>): Promise<T> {
     if (!this.#apartOnTryAgain) return together();
     return together().catch((error: unknown) => {
       if (error instanceof Error && error.message.startsWith('TRYAGAIN')) return apart();
@@ -197,22 +201,19 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
     });
   }
 
-  /** Raise the fence in a command of its own (with `raise`'s arguments), best effort. */
-  #raise(keys: readonly string[], raise: string[]): void {
-    if (raise.length === 0) return;
-    this.#run(RAISE, [this.#fenceKey(keys)], raise).catch(() => {});
+  /** Raise the fence in a command of its own (see `#raising`), best effort. */
+  #raise(raise: Raise | undefined): void {
+    if (raise === undefined) return;
+    this.#run(SCRIPTS.raise, raise.keys, raise.args).catch(() => {});
   }
 
-  /** EVALSHA, and EVAL when the server lost its script cache (restart, SCRIPT FLUSH). */
-  #run(script: Script, keys: readonly string[], args: string[]): Promise<unknown> {
-    const tail = [String(keys.length), ...keys, ...args];
-    const first = keys[0] as string;
-    return this.#bounded(
-      this.#send(['EVALSHA', script.sha, ...tail], first).catch((error: unknown) => {
-        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-        return this.#send(['EVAL', script.source, ...tail], first);
-      }),
-    );
+  /** One script call (see `runScript`), bounded by commandTimeoutMs. */
+  #run<K extends Layout, A extends Layout, R>(
+    script: Script<K, A, R>,
+    keys: Given<K>,
+    args: Given<A>,
+  ): Promise<R> {
+    return this.#bounded(runScript(this.#send, script, keys, args));
   }
 
   /**
@@ -227,14 +228,20 @@ export class LockCommands implements Omit<KeyStore, 'close'> {
   }
 }
 
+/** The fence key and the arguments that raise it to the holder's token. */
+interface Raise {
+  readonly keys: { readonly fence: string };
+  readonly args: { readonly token: string; readonly validityMs: string };
+}
+
 /** One reply for several keys, as one outcome per key. */
-async function perKey<T>(
+async function perKey<R, T>(
   keys: readonly string[],
-  reply: Promise<unknown>,
-  pick: (replies: unknown[], index: number) => T,
+  reply: Promise<R>,
+  pick: (reply: R, index: number) => T,
 ): Promise<Outcome<T>[]> {
   try {
-    const replies = (await reply) as unknown[];
+    const replies = await reply;
     return keys.map((_, i) => ({ status: 'fulfilled', value: pick(replies, i) }));
   } catch (reason) {
     return keys.map(() => ({ status: 'rejected', reason }));

@@ -9,7 +9,7 @@ import { fenceKey, parseKey } from '../shared/keys.js';
 import { describeAddress, type ResolvedOptions } from '../shared/options.js';
 import { settleWithin, within } from '../shared/timing.js';
 import { LockCommands } from './commands.js';
-import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE } from './scripts.js';
+import { loadScripts } from './scripts.js';
 import type { KeyStore } from './store.js';
 import { InvalidationRouter } from './tracking.js';
 
@@ -287,11 +287,9 @@ type SendTo = (args: string[]) => Promise<unknown>;
 
 /** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
 export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {
-  // All in one round trip: node-redis pipelines what is sent together. The scripts are loaded
-  // up front, so that the first EVALSHA of each does not bounce off NOSCRIPT.
-  const scripts = [ACQUIRE, EXTEND, DELETE, DRAW, RAISE];
+  // All in one round trip: node-redis pipelines what is sent together.
   const [, , reply] = await Promise.all([
-    Promise.all(scripts.map((s) => send(['SCRIPT', 'LOAD', s.source]))),
+    loadScripts(send),
     options.fallbackSetPx ? undefined : warnOfClockSkew(send, options.marginMs, address),
     send(['INFO', 'server']),
   ]);
