@@ -5,13 +5,8 @@ import { hashtag, slotFenceKey } from '../shared/keys.js';
 import { describeAddress, type ResolvedOptions } from '../shared/options.js';
 import { settleWithin } from '../shared/timing.js';
 import { LockCommands } from './commands.js';
-import {
-  cannotServe,
-  checkServer,
-  connectError,
-  type StoreEvents,
-  withinConnectTimeout,
-} from './server.js';
+import { cannotServe, checkServer, connectError, withinConnectTimeout } from './connect.js';
+import type { StoreEvents } from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
 import { InvalidationRouter } from './tracking.js';

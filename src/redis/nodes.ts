@@ -3,7 +3,8 @@ import { LockError } from '../shared/errors.js';
 import { lockKey, parseKey } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { settleWithin } from '../shared/timing.js';
-import { connectError, ServerStore, type StoreEvents, withinConnectTimeout } from './server.js';
+import { connectError, withinConnectTimeout } from './connect.js';
+import { ServerStore, type StoreEvents } from './server.js';
 import { SplitStore } from './split.js';
 import type { KeyStore } from './store.js';
 
