@@ -110,7 +110,6 @@ class RedisLocker implements Locker {
   async connect(): Promise<void> {
     this.#placement = await connectPlacement(this.#options, {
       invalidated: (key) => this.#invalidated(key),
-      error: () => {}, // node-redis reconnects by itself; our own timeouts bound every wait
       dropped: (store, served) => {
         for (const [name, state] of this.#names) {
           if (this.#storeFor(name) !== store) continue;

@@ -3,6 +3,29 @@ import { LockError } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { within } from '../shared/timing.js';
 import { ACQUIRE, DELETE, DRAW, EXTEND, RAISE } from './scripts.js';
+import type { KeyOps } from './store.js';
+
+/**
+ * One topology's connection (ServerConnection, NodesConnection, ClusterConnection): it owns
+ * its node-redis client(s), and the operations on the keys they reach: one server's
+ * `LockCommands`, or a `SplitStore` that spreads each lock's keys over several.
+ */
+export interface Connection {
+  readonly ops: KeyOps;
+  /** Close the client(s), waiting at most `timeoutMs` for pending replies. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * What a connection reports. It does not know the `KeyStore` built on it: topology.ts adds
+ * that when it passes `dropped` on to the lock logic (see StoreEvents).
+ */
+export interface ConnectionEvents {
+  /** A tracked key changed (or `null`: anything may have changed, e.g. after a reconnect). */
+  invalidated(key: string | null): void;
+  /** A connection dropped: the keys `served` accepts may be gone. */
+  dropped(served: (key: string) => boolean): void;
+}
 
 /**
  * `ready`, or a rejection with the connection's last error (or a timeout) after `ms`. Leaves

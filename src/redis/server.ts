@@ -4,8 +4,14 @@ import { fenceKey, parseKey } from '../shared/keys.js';
 import { describeAddress, type ResolvedOptions } from '../shared/options.js';
 import { settleWithin } from '../shared/timing.js';
 import { LockCommands } from './commands.js';
-import { cannotServe, checkServer, connectError, withinConnectTimeout } from './connect.js';
-import type { KeyStore } from './store.js';
+import {
+  type Connection,
+  type ConnectionEvents,
+  cannotServe,
+  checkServer,
+  connectError,
+  withinConnectTimeout,
+} from './connect.js';
 import { InvalidationRouter } from './tracking.js';
 
 /**
@@ -20,22 +26,10 @@ type Client = ReturnType<NonNullable<typeof newClient>>;
 
 type ReconnectStrategy = (retries: number, cause: Error) => false | Error | number;
 
-/** Events a store reports to the locker. */
-export interface StoreEvents {
-  /** A tracked key changed (or `null`: anything may have changed, e.g. after a reconnect). */
-  invalidated(key: string | null): void;
-  /** The client reported an error (it reconnects by itself). */
-  error(error: Error): void;
-  /**
-   * A connection of `store` dropped, so the keys it served (those `served` accepts) may be
-   * gone: a server that restarted without persistence lost them, and a waiter that
-   * reconnects first can take them.
-   */
-  dropped(store: KeyStore, served: (key: string) => boolean): void;
-}
-
-/** Every key on one Redis server, over one RESP3 connection that tracks what it reads. */
-export class ServerStore extends LockCommands implements KeyStore {
+/** One Redis server, over one RESP3 connection that tracks what it reads. */
+export class ServerConnection implements Connection {
+  /** The lock's commands on this server's keys. */
+  readonly ops: LockCommands;
   readonly #client: Client;
   #closed = false;
   /** The client options' reconnect strategy, as node-redis would apply it. */
@@ -59,11 +53,11 @@ export class ServerStore extends LockCommands implements KeyStore {
   private constructor(
     client: Client,
     options: ResolvedOptions,
-    events: StoreEvents,
+    events: ConnectionEvents,
     oneOfSeveral: boolean,
   ) {
     const prefix = options.keyPrefix;
-    super(
+    this.ops = new LockCommands(
       (args) => client.sendCommand(args),
       (keys) => fenceKey(prefix, parseKey(prefix, keys[0] as string)?.name ?? ''),
       oneOfSeveral ? 'raised' : 'in-script',
@@ -86,7 +80,7 @@ export class ServerStore extends LockCommands implements KeyStore {
         if (!this.#failed) this.lastError = error;
         if (up && !client.isReady) {
           up = false;
-          events.dropped(this, () => true);
+          events.dropped(() => true);
         }
         // node-redis retries a failed handshake for ever; a server that answered that it
         // cannot serve us will not change its mind. Let go of it now: no socket stays open.
@@ -94,7 +88,6 @@ export class ServerStore extends LockCommands implements KeyStore {
           fail(error);
           client.destroy();
         }
-        events.error(error);
       });
       client.on('ready', () => {
         up = true;
@@ -150,7 +143,11 @@ export class ServerStore extends LockCommands implements KeyStore {
    * of several, whose holders spread their fencing tokens to it); `ready` tells when it
    * can be used. Commands sent before then fail or wait, as the client options say.
    */
-  static start(options: ResolvedOptions, events: StoreEvents, oneOfSeveral: boolean): ServerStore {
+  static start(
+    options: ResolvedOptions,
+    events: ConnectionEvents,
+    oneOfSeveral: boolean,
+  ): ServerConnection {
     const router = new InvalidationRouter(options.noLoopTracking, events.invalidated);
     let reconnectIn: ReconnectStrategy = () => false;
     const clientOptions: RedisClientOptions = {
@@ -160,12 +157,12 @@ export class ServerStore extends LockCommands implements KeyStore {
       socket: { ...options.client.socket, reconnectStrategy: (...args) => reconnectIn(...args) },
     };
     newClient ??= clientFactory();
-    const store = new ServerStore(newClient(clientOptions), options, events, oneOfSeveral);
-    // Until the first 'ready', node-redis gives up after each failed attempt: the store times
-    // the next (see #connect).
+    const server = new ServerConnection(newClient(clientOptions), options, events, oneOfSeveral);
+    // Until the first 'ready', node-redis gives up after each failed attempt: the connection
+    // times the next (see #connect).
     reconnectIn = (retries, cause) =>
-      store.#wasReady ? store.#reconnectIn(retries, cause) : false;
-    return store;
+      server.#wasReady ? server.#reconnectIn(retries, cause) : false;
+    return server;
   }
 
   /** Connected, and through the handshake. */
@@ -174,15 +171,18 @@ export class ServerStore extends LockCommands implements KeyStore {
   }
 
   /** Connect to the one server within connectTimeoutMs, or close and reject. */
-  static async connect(options: ResolvedOptions, events: StoreEvents): Promise<ServerStore> {
-    const store = ServerStore.start(options, events, false);
+  static async connect(
+    options: ResolvedOptions,
+    events: ConnectionEvents,
+  ): Promise<ServerConnection> {
+    const server = ServerConnection.start(options, events, false);
     try {
-      await withinConnectTimeout(store.ready, options.connectTimeoutMs, () => store.lastError);
+      await withinConnectTimeout(server.ready, options.connectTimeoutMs, () => server.lastError);
     } catch (error) {
-      store.destroy();
-      throw connectError(error, options.connectTimeoutMs, store.address);
+      server.destroy();
+      throw connectError(error, options.connectTimeoutMs, server.address);
     }
-    return store;
+    return server;
   }
 
   async close(timeoutMs: number): Promise<void> {
