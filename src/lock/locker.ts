@@ -42,7 +42,6 @@ export class RedisLocker implements Locker {
   async connect(): Promise<void> {
     this.#placement = await connectPlacement(this.#options, {
       invalidated: (key) => this.#invalidated(key),
-      error: () => {}, // node-redis reconnects by itself; our own timeouts bound every wait
       dropped: (store, served) =>
         this.#names.dropped((name) => this.#storeFor(name) === store, served),
     });

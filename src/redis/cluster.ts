@@ -6,14 +6,14 @@ import { describeAddress, type ResolvedOptions } from '../shared/options.js';
 import { settleWithin } from '../shared/timing.js';
 import { LockCommands } from './commands.js';
 import {
+  type Connection,
+  type ConnectionEvents,
   cannotServe,
   checkServer,
   connectError,
-  type StoreEvents,
   withinConnectTimeout,
-} from './server.js';
+} from './connect.js';
 import { SplitStore } from './split.js';
-import type { KeyStore } from './store.js';
 import { InvalidationRouter } from './tracking.js';
 
 /**
@@ -22,7 +22,9 @@ import { InvalidationRouter } from './tracking.js';
  * failover), and the connection that served the key's read is the one that tracks it. One
  * router hears the invalidations of every node connection.
  */
-export class ClusterStore extends SplitStore implements KeyStore {
+export class ClusterConnection implements Connection {
+  /** Each lock's keys, one call per key, over commands that route each to its master. */
+  readonly ops: SplitStore;
   readonly #cluster: Cluster;
 
   private constructor(cluster: Cluster, options: ResolvedOptions) {
@@ -33,15 +35,15 @@ export class ClusterStore extends SplitStore implements KeyStore {
       'raised, apart on TRYAGAIN',
       options,
     );
-    super((key) => ({ ops: commands, group: key, key }), options.keyMajority);
+    this.ops = new SplitStore((key) => ({ ops: commands, group: key, key }), options.keyMajority);
     this.#cluster = cluster;
   }
 
   static async connect(
     options: ResolvedOptions,
     cluster: RedisClusterOptions,
-    events: StoreEvents,
-  ): Promise<ClusterStore> {
+    events: ConnectionEvents,
+  ): Promise<ClusterConnection> {
     const client = newCluster(
       cluster,
       new InvalidationRouter(options.noLoopTracking, events.invalidated),
@@ -50,19 +52,17 @@ export class ClusterStore extends SplitStore implements KeyStore {
     const onError = (error: Error) => {
       // Keep an error that says why over the hang-up that follows it.
       if (!lastError || !cannotServe(lastError)) lastError = error;
-      events.error(error);
     };
     client.on('error', onError);
-    let self: ClusterStore | undefined;
     // Node connections that are up, by address. An error alone does not say the connection
     // dropped (a failed PING does not): reconnecting does, or an error that leaves the node's
     // client not ready (its reconnect strategy gave up). A client that node-redis closes
     // itself (a master demoted by a failover) is no drop: its keys are on the new master.
     const up = new Set<string>();
     const down = (node: NodeAddress) => {
-      if (!up.delete(address(node)) || !self) return;
+      if (!up.delete(address(node))) return;
       // The keys whose master's connection is down now (the slot map is not yet refreshed).
-      events.dropped(self, (key) => !client.slots[slotOf(key)]?.master.client?.isReady);
+      events.dropped((key) => !client.slots[slotOf(key)]?.master.client?.isReady);
     };
     client.on('node-reconnecting', down).on('node-error', (error: Error, node: NodeAddress) => {
       onError(error);
@@ -99,23 +99,7 @@ export class ClusterStore extends SplitStore implements KeyStore {
       }
       throw connectError(error, options.connectTimeoutMs, roots);
     }
-    self = new ClusterStore(client, options);
-    return self;
-  }
-
-  /**
-   * A name with a `{hashtag}` would put every key of the lock in one slot, on one master: the
-   * keys would share that master's fate, and the majority would protect nothing. And a key's
-   * fence lives in the key's slot by taking the key as its hashtag, which braces would break.
-   * (keyPrefix has no `{`.)
-   */
-  checkName(name: string): void {
-    if (/[{}]/.test(name)) {
-      const tag = hashtag(name);
-      throw new TypeError(
-        `lock name "${name}" has braces${tag === undefined ? '' : `, and the hashtag {${tag}}`}: in a cluster a hashtag would put every key of the lock in one slot, on one master, and the key majority would protect nothing; leave braces out of names`,
-      );
-    }
+    return new ClusterConnection(client, options);
   }
 
   async close(timeoutMs: number): Promise<void> {
@@ -129,6 +113,21 @@ export class ClusterStore extends SplitStore implements KeyStore {
     if (this.#cluster.isOpen) this.#cluster.destroy();
     for (const client of clients) client?.destroy();
     this.#cluster.removeAllListeners();
+  }
+}
+
+/**
+ * A name with a `{hashtag}` would put every key of the lock in one slot, on one master: the
+ * keys would share that master's fate, and the majority would protect nothing. And a key's
+ * fence lives in the key's slot by taking the key as its hashtag, which braces would break.
+ * (keyPrefix has no `{`.)
+ */
+export function checkClusterName(name: string): void {
+  if (/[{}]/.test(name)) {
+    const tag = hashtag(name);
+    throw new TypeError(
+      `lock name "${name}" has braces${tag === undefined ? '' : `, and the hashtag {${tag}}`}: in a cluster a hashtag would put every key of the lock in one slot, on one master, and the key majority would protect nothing; leave braces out of names`,
+    );
   }
 }
 

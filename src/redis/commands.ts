@@ -7,8 +7,8 @@ import {
   type ExpiryMode,
   expiryArgs,
   type KeyCheck,
+  type KeyOps,
   type KeyState,
-  type KeyStore,
   type Outcome,
   type Queue,
 } from './store.js';
@@ -24,10 +24,10 @@ export type FenceKey = (keys: readonly string[]) => string;
 
 /**
  * The lock's commands on keys that live together on one server: each operation is one script
- * call (or one MGET) for all the keys it is given, bounded by `commandTimeoutMs`. Stores that
- * own a connection build on it; stores that spread keys over servers call one per group.
+ * call (or one MGET) for all the keys it is given, bounded by `commandTimeoutMs`. A server's
+ * connection owns one; a `SplitStore` spreads each lock's keys over several, one call per group.
  */
-export class LockCommands implements Omit<KeyStore, 'close'> {
+export class LockCommands implements KeyOps {
   readonly #send: Send;
   readonly #fenceKey: FenceKey;
   /**

@@ -3,9 +3,14 @@ import { LockError } from '../shared/errors.js';
 import { lockKey, parseKey } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { settleWithin } from '../shared/timing.js';
-import { connectError, ServerStore, type StoreEvents, withinConnectTimeout } from './server.js';
+import {
+  type Connection,
+  type ConnectionEvents,
+  connectError,
+  withinConnectTimeout,
+} from './connect.js';
+import { ServerConnection } from './server.js';
 import { SplitStore } from './split.js';
-import type { KeyStore } from './store.js';
 
 /**
  * Independent Redis servers, as in Redlock: each node holds `k = keyCount / n` of every lock's
@@ -18,16 +23,18 @@ import type { KeyStore } from './store.js';
  * calls it: two processes that reach a node through different addresses (an IP against a DNS
  * name, a proxy), or list the nodes in different orders, still contend for the same keys.
  */
-export class NodesStore extends SplitStore implements KeyStore {
-  readonly #nodes: readonly ServerStore[];
+export class NodesConnection implements Connection {
+  /** Each lock's keys spread over the nodes' commands. */
+  readonly ops: SplitStore;
+  readonly #nodes: readonly ServerConnection[];
 
-  private constructor(nodes: readonly ServerStore[], options: ResolvedOptions) {
+  private constructor(nodes: readonly ServerConnection[], options: ResolvedOptions) {
     const prefix = options.keyPrefix;
     const n = nodes.length;
-    super((key) => {
+    this.ops = new SplitStore((key) => {
       const { index, name } = parseKey(prefix, key) as { index: number; name: string };
-      const node = nodes[index % n] as ServerStore;
-      return { ops: node, group: node, key: lockKey(prefix, Math.floor(index / n), name) };
+      const node = nodes[index % n] as ServerConnection;
+      return { ops: node.ops, group: node, key: lockKey(prefix, Math.floor(index / n), name) };
     }, options.keyMajority);
     this.#nodes = nodes;
   }
@@ -41,18 +48,17 @@ export class NodesStore extends SplitStore implements KeyStore {
   static async connect(
     options: ResolvedOptions,
     clients: readonly RedisClientOptions[],
-    events: StoreEvents,
-  ): Promise<NodesStore> {
-    let self: NodesStore | undefined;
+    events: ConnectionEvents,
+  ): Promise<NodesConnection> {
     const nodes = clients.map((client, j) =>
-      ServerStore.start(
+      ServerConnection.start(
         { ...options, client: { disableOfflineQueue: true, ...client } },
-        nodeEvents(events, options.keyPrefix, j, clients.length, () => self),
+        nodeEvents(events, options.keyPrefix, j, clients.length),
         true,
       ),
     );
     const started = performance.now();
-    const joined = new Set<ServerStore>();
+    const joined = new Set<ServerConnection>();
     for (const node of nodes)
       node.ready.then(
         () => joined.add(node),
@@ -108,8 +114,7 @@ export class NodesStore extends SplitStore implements KeyStore {
         },
       );
     }
-    self = new NodesStore(nodes, options);
-    return self;
+    return new NodesConnection(nodes, options);
   }
 
   async close(timeoutMs: number): Promise<void> {
@@ -118,22 +123,17 @@ export class NodesStore extends SplitStore implements KeyStore {
 }
 
 /**
- * Node `j`'s events, its keys named as the lock logic counts them (see NodesStore), and its
- * dropped connection as the loss of the lock keys `i` on it (`i mod n = j`) in `store`.
+ * Node `j`'s events, its keys named as the lock logic counts them (see NodesConnection), and
+ * its dropped connection as the loss of the lock keys `i` on it (`i mod n = j`).
  */
 function nodeEvents(
-  events: StoreEvents,
+  events: ConnectionEvents,
   prefix: string,
   j: number,
   n: number,
-  store: () => NodesStore | undefined,
-): StoreEvents {
+): ConnectionEvents {
   return {
-    ...events,
-    dropped: () => {
-      const self = store();
-      if (self) events.dropped(self, (key) => (parseKey(prefix, key)?.index ?? -1) % n === j);
-    },
+    dropped: () => events.dropped((key) => (parseKey(prefix, key)?.index ?? -1) % n === j),
     invalidated: (key) => {
       const parsed = key === null ? undefined : parseKey(prefix, key);
       events.invalidated(parsed ? lockKey(prefix, parsed.index * n + j, parsed.name) : key);
@@ -142,7 +142,10 @@ function nodeEvents(
 }
 
 /** Resolves once the ready nodes hold `keyMajority` of the keys; rejects once they cannot. */
-function majorityReady(nodes: readonly ServerStore[], options: ResolvedOptions): Promise<void> {
+function majorityReady(
+  nodes: readonly ServerConnection[],
+  options: ResolvedOptions,
+): Promise<void> {
   const { keyCount, keyMajority } = options;
   const keysOn = (set: ReadonlySet<number>) =>
     Array.from({ length: keyCount }, (_, i) => i % nodes.length).filter((n) => set.has(n)).length;
@@ -178,7 +181,7 @@ class NodeRefusedError extends Error {
   }
 }
 
-function describeDown(nodes: readonly ServerStore[]): string {
+function describeDown(nodes: readonly ServerConnection[]): string {
   return nodes
     .filter((node) => !node.up)
     .map((node) => `${node.address} (${node.lastError?.message ?? 'no answer'})`)

@@ -1,16 +1,17 @@
-import {
-  ErrorReply,
-  RedisClient,
-  type RedisClientOptions,
-  SocketTimeoutError,
-} from '@redis/client';
+import { RedisClient, type RedisClientOptions, SocketTimeoutError } from '@redis/client';
 import { LockError } from '../shared/errors.js';
 import { fenceKey, parseKey } from '../shared/keys.js';
 import { describeAddress, type ResolvedOptions } from '../shared/options.js';
-import { settleWithin, within } from '../shared/timing.js';
+import { settleWithin } from '../shared/timing.js';
 import { LockCommands } from './commands.js';
-import { loadScripts } from './scripts.js';
-import type { KeyStore } from './store.js';
+import {
+  type Connection,
+  type ConnectionEvents,
+  cannotServe,
+  checkServer,
+  connectError,
+  withinConnectTimeout,
+} from './connect.js';
 import { InvalidationRouter } from './tracking.js';
 
 /**
@@ -25,22 +26,10 @@ type Client = ReturnType<NonNullable<typeof newClient>>;
 
 type ReconnectStrategy = (retries: number, cause: Error) => false | Error | number;
 
-/** Events a store reports to the locker. */
-export interface StoreEvents {
-  /** A tracked key changed (or `null`: anything may have changed, e.g. after a reconnect). */
-  invalidated(key: string | null): void;
-  /** The client reported an error (it reconnects by itself). */
-  error(error: Error): void;
-  /**
-   * A connection of `store` dropped, so the keys it served (those `served` accepts) may be
-   * gone: a server that restarted without persistence lost them, and a waiter that
-   * reconnects first can take them.
-   */
-  dropped(store: KeyStore, served: (key: string) => boolean): void;
-}
-
-/** Every key on one Redis server, over one RESP3 connection that tracks what it reads. */
-export class ServerStore extends LockCommands implements KeyStore {
+/** One Redis server, over one RESP3 connection that tracks what it reads. */
+export class ServerConnection implements Connection {
+  /** The lock's commands on this server's keys. */
+  readonly ops: LockCommands;
   readonly #client: Client;
   #closed = false;
   /** The client options' reconnect strategy, as node-redis would apply it. */
@@ -64,11 +53,11 @@ export class ServerStore extends LockCommands implements KeyStore {
   private constructor(
     client: Client,
     options: ResolvedOptions,
-    events: StoreEvents,
+    events: ConnectionEvents,
     oneOfSeveral: boolean,
   ) {
     const prefix = options.keyPrefix;
-    super(
+    this.ops = new LockCommands(
       (args) => client.sendCommand(args),
       (keys) => fenceKey(prefix, parseKey(prefix, keys[0] as string)?.name ?? ''),
       oneOfSeveral ? 'raised' : 'in-script',
@@ -91,7 +80,7 @@ export class ServerStore extends LockCommands implements KeyStore {
         if (!this.#failed) this.lastError = error;
         if (up && !client.isReady) {
           up = false;
-          events.dropped(this, () => true);
+          events.dropped(() => true);
         }
         // node-redis retries a failed handshake for ever; a server that answered that it
         // cannot serve us will not change its mind. Let go of it now: no socket stays open.
@@ -99,7 +88,6 @@ export class ServerStore extends LockCommands implements KeyStore {
           fail(error);
           client.destroy();
         }
-        events.error(error);
       });
       client.on('ready', () => {
         up = true;
@@ -155,7 +143,11 @@ export class ServerStore extends LockCommands implements KeyStore {
    * of several, whose holders spread their fencing tokens to it); `ready` tells when it
    * can be used. Commands sent before then fail or wait, as the client options say.
    */
-  static start(options: ResolvedOptions, events: StoreEvents, oneOfSeveral: boolean): ServerStore {
+  static start(
+    options: ResolvedOptions,
+    events: ConnectionEvents,
+    oneOfSeveral: boolean,
+  ): ServerConnection {
     const router = new InvalidationRouter(options.noLoopTracking, events.invalidated);
     let reconnectIn: ReconnectStrategy = () => false;
     const clientOptions: RedisClientOptions = {
@@ -165,12 +157,12 @@ export class ServerStore extends LockCommands implements KeyStore {
       socket: { ...options.client.socket, reconnectStrategy: (...args) => reconnectIn(...args) },
     };
     newClient ??= clientFactory();
-    const store = new ServerStore(newClient(clientOptions), options, events, oneOfSeveral);
-    // Until the first 'ready', node-redis gives up after each failed attempt: the store times
-    // the next (see #connect).
+    const server = new ServerConnection(newClient(clientOptions), options, events, oneOfSeveral);
+    // Until the first 'ready', node-redis gives up after each failed attempt: the connection
+    // times the next (see #connect).
     reconnectIn = (retries, cause) =>
-      store.#wasReady ? store.#reconnectIn(retries, cause) : false;
-    return store;
+      server.#wasReady ? server.#reconnectIn(retries, cause) : false;
+    return server;
   }
 
   /** Connected, and through the handshake. */
@@ -179,15 +171,18 @@ export class ServerStore extends LockCommands implements KeyStore {
   }
 
   /** Connect to the one server within connectTimeoutMs, or close and reject. */
-  static async connect(options: ResolvedOptions, events: StoreEvents): Promise<ServerStore> {
-    const store = ServerStore.start(options, events, false);
+  static async connect(
+    options: ResolvedOptions,
+    events: ConnectionEvents,
+  ): Promise<ServerConnection> {
+    const server = ServerConnection.start(options, events, false);
     try {
-      await withinConnectTimeout(store.ready, options.connectTimeoutMs, () => store.lastError);
+      await withinConnectTimeout(server.ready, options.connectTimeoutMs, () => server.lastError);
     } catch (error) {
-      store.destroy();
-      throw connectError(error, options.connectTimeoutMs, store.address);
+      server.destroy();
+      throw connectError(error, options.connectTimeoutMs, server.address);
     }
-    return store;
+    return server;
   }
 
   async close(timeoutMs: number): Promise<void> {
@@ -207,18 +202,6 @@ export class ServerStore extends LockCommands implements KeyStore {
 }
 
 /**
- * `ready`, or a rejection with the connection's last error (or a timeout) after `ms`. Leaves
- * no timer behind.
- */
-export async function withinConnectTimeout(
-  ready: Promise<unknown>,
-  ms: number,
-  lastError: () => Error | undefined,
-): Promise<void> {
-  await within(ready, ms, () => lastError() ?? new Error('no answer'));
-}
-
-/**
  * The client options' `socket.reconnectStrategy` as node-redis applies it: a number of ms, or
  * `false`, or a function; by default an exponential pause (50 ms doubling to 2 s, plus up to
  * 200 ms of jitter), and no reconnect after a socket timeout.
@@ -232,92 +215,4 @@ function reconnectStrategy(client: RedisClientOptions): ReconnectStrategy {
     cause instanceof SocketTimeoutError
       ? false
       : Math.min(2 ** retries * 50, 2000) + Math.floor(Math.random() * 200);
-}
-
-/**
- * Why a server that answered cannot serve locks, if its answer says so: it is older than 6.0
- * (it refuses HELLO 3), it refuses the credentials, or it does not speak RESP at all (node-redis
- * cannot parse what it sent: an HTTP server, a TLS port spoken to in plain text). Retrying
- * cannot help any of these.
- */
-export function cannotServe(error: unknown): 'credentials' | 'resp3' | 'protocol' | undefined {
-  if (!(error instanceof Error)) return undefined;
-  if (error instanceof ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) {
-    return 'credentials';
-  }
-  if (/HELLO|NOPROTO|unknown command/i.test(error.message)) return 'resp3';
-  if (/^Unknown RESP type/.test(error.message)) return 'protocol';
-  return undefined;
-}
-
-/** Say what a failed connect means for the user. */
-export function connectError(error: unknown, timeoutMs: number, address: string): unknown {
-  if (error instanceof LockError) return error;
-  const message = error instanceof Error ? error.message : String(error);
-  switch (cannotServe(error)) {
-    case 'resp3':
-      return new LockError(
-        'ERR_SERVER_VERSION',
-        `the Redis server at ${address} refused RESP3 (${message}): tracklock needs Redis 6.0 or later for invalidation pushes`,
-        { cause: error },
-      );
-    case 'credentials':
-      return new LockError(
-        'ERR_CONNECT',
-        `the Redis server at ${address} refused the credentials (${message}): check the username and password (in the URL or the client options) and the user's ACL`,
-        { cause: error },
-      );
-    case 'protocol':
-      return new LockError(
-        'ERR_CONNECT',
-        `the server at ${address} does not speak the Redis protocol (${message}): is it a Redis server, and does it want TLS (rediss://)?`,
-        { cause: error },
-      );
-    default:
-      return new LockError(
-        'ERR_CONNECT',
-        `could not connect to Redis at ${address} within connectTimeoutMs (${timeoutMs} ms): ${message}`,
-        { cause: error },
-      );
-  }
-}
-
-/** Commands to one server, for the checks at connect. */
-type SendTo = (args: string[]) => Promise<unknown>;
-
-/** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
-export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {
-  // All in one round trip: node-redis pipelines what is sent together.
-  const [, , reply] = await Promise.all([
-    loadScripts(send),
-    options.fallbackSetPx ? undefined : warnOfClockSkew(send, options.marginMs, address),
-    send(['INFO', 'server']),
-  ]);
-  const info = String(reply);
-  const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);
-  if (!version) return; // a Redis-compatible server that does not say; let commands speak
-  const [major, minor] = [Number(version[1]), Number(version[2])];
-  if (!options.fallbackSetPx && (major < 6 || (major === 6 && minor < 2))) {
-    throw new LockError(
-      'ERR_SERVER_VERSION',
-      `Redis ${version[0].slice('redis_version:'.length)} at ${address} has no SET … PXAT (added in 6.2): pass fallbackSetPx: true`,
-    );
-  }
-}
-
-/**
- * PXAT takes the client's wall clock to the server: warn when the two differ by more than the
- * lock's drift margin (measured with TIME, give or take half a round trip).
- */
-async function warnOfClockSkew(send: SendTo, marginMs: number, address: string): Promise<void> {
-  const before = Date.now();
-  const [seconds, micros] = (await send(['TIME'])) as [string, string];
-  const after = Date.now();
-  const skewMs = Number(seconds) * 1000 + Number(micros) / 1000 - (before + after) / 2;
-  if (Math.abs(skewMs) > marginMs + (after - before) / 2) {
-    process.emitWarning(
-      `this machine's clock is ${Math.round(Math.abs(skewMs))} ms ${skewMs > 0 ? 'behind' : 'ahead of'} the Redis server's at ${address}, more than the lock's drift margin (${marginMs} ms): absolute expiries (PXAT) will be off by as much; synchronise the clocks or pass fallbackSetPx: true`,
-      { code: 'TRACKLOCK_CLOCK_SKEW' },
-    );
-  }
 }

@@ -1,14 +1,11 @@
 import {
   type KeyCheck,
+  type KeyOps,
   type KeyState,
-  type KeyStore,
   type Outcome,
   type Settled,
   settled,
 } from './store.js';
-
-/** A store's operations, without the connection's life cycle. */
-export type KeyOps = Omit<KeyStore, 'close'>;
 
 /**
  * Where one key lives: the operations of the server that holds it, the group of keys that go

@@ -1,9 +1,12 @@
 /**
  * The seam between the lock logic and Redis. The lock speaks in keys and per-key outcomes;
- * a store decides which server each key lives on. One server today; independent nodes or a
- * cluster are other implementations of this interface.
+ * a store decides which server each key lives on: one server, independent nodes (Redlock),
+ * or a Redis Cluster, each a connection of its own (server.ts, nodes.ts, cluster.ts) built
+ * into the same `KeyStore` (topology.ts).
  */
-export interface KeyStore {
+
+/** The operations on a lock's keys, without the connection's life cycle. */
+export interface KeyOps {
   /**
    * Try to take every key (NX unless `force`) in one round trip; one outcome per key. With
    * `queue`, falling short of the majority also queues `value` as a ticket for direct handoff.
@@ -33,8 +36,24 @@ export interface KeyStore {
     queueKey?: string,
     token?: bigint,
   ): Promise<Outcome<boolean>[]>;
+}
+
+/** What the lock logic holds: the operations, and the close of the connections behind them. */
+export interface KeyStore extends KeyOps {
   /** Close the connections, waiting at most `timeoutMs` for pending replies. */
   close(timeoutMs: number): Promise<void>;
+}
+
+/** Events the stores report to the lock logic. */
+export interface StoreEvents {
+  /** A tracked key changed (or `null`: anything may have changed, e.g. after a reconnect). */
+  invalidated(key: string | null): void;
+  /**
+   * A connection of `store` (the very one its placement hands out) dropped, so the keys it
+   * served (those `served` accepts) may be gone: a server that restarted without persistence
+   * lost them, and a waiter that reconnects first can take them.
+   */
+  dropped(store: KeyStore, served: (key: string) => boolean): void;
 }
 
 /** Where a waiter queues for direct handoff. */

@@ -1,9 +1,10 @@
 import type { ResolvedGroup, ResolvedOptions } from '../shared/options.js';
-import { ClusterStore } from './cluster.js';
+import { ClusterConnection, checkClusterName } from './cluster.js';
+import type { Connection, ConnectionEvents } from './connect.js';
 import { Groups } from './groups.js';
-import { NodesStore } from './nodes.js';
-import { ServerStore, type StoreEvents } from './server.js';
-import type { KeyStore, Placement } from './store.js';
+import { NodesConnection } from './nodes.js';
+import { ServerConnection } from './server.js';
+import type { KeyStore, Placement, StoreEvents } from './store.js';
 
 /** Connect to wherever the options say the keys live. */
 export async function connectPlacement(
@@ -13,17 +14,23 @@ export async function connectPlacement(
   const { topology } = options;
   switch (topology.kind) {
     case 'server':
-      return everyName(await ServerStore.connect(options, events));
+      return everyName(await open(events, (on) => ServerConnection.connect(options, on)));
     case 'nodes':
-      return everyName(await NodesStore.connect(options, topology.nodes, events));
+      return everyName(
+        await open(events, (on) => NodesConnection.connect(options, topology.nodes, on)),
+      );
     case 'cluster': {
-      const store = await ClusterStore.connect(options, topology.cluster, events);
-      return { ...everyName(store), checkName: (name) => store.checkName(name) };
+      const store = await open(events, (on) =>
+        ClusterConnection.connect(options, topology.cluster, on),
+      );
+      return { ...everyName(store), checkName: checkClusterName };
     }
     case 'groups': {
       // Every set must be usable: each serves its share of the names.
       const stores = await Promise.allSettled(
-        topology.groups.map(({ nodes }) => NodesStore.connect(options, nodes, events)),
+        topology.groups.map(({ nodes }) =>
+          open(events, (on) => NodesConnection.connect(options, nodes, on)),
+        ),
       );
       const failed = stores.find((store) => store.status === 'rejected');
       if (failed) {
@@ -35,11 +42,40 @@ export async function connectPlacement(
       return new Groups(
         stores.map((store, g) => ({
           id: (topology.groups[g] as ResolvedGroup).id,
-          store: (store as PromiseFulfilledResult<NodesStore>).value,
+          store: (store as PromiseFulfilledResult<KeyStore>).value,
         })),
       );
     }
   }
+}
+
+/**
+ * The `KeyStore` the lock logic holds, built the same way on every topology's connection: its
+ * operations, and its close. A connection's dropped keys are reported with this very object,
+ * which the lock logic compares with what the placement hands out.
+ */
+async function open(
+  events: StoreEvents,
+  connect: (events: ConnectionEvents) => Promise<Connection>,
+): Promise<KeyStore> {
+  let store: KeyStore | undefined;
+  const connection = await connect({
+    invalidated: events.invalidated,
+    // Before the store exists, no lock holds its keys.
+    dropped: (served) => {
+      if (store) events.dropped(store, served);
+    },
+  });
+  const { ops } = connection;
+  store = {
+    acquire: (keys, value, force, queue) => ops.acquire(keys, value, force, queue),
+    extend: (keys, value, token) => ops.extend(keys, value, token),
+    check: (keys, value) => ops.check(keys, value),
+    delete: (keys, value, token) => ops.delete(keys, value, token),
+    release: (keys, value, queueKey, token) => ops.release(keys, value, queueKey, token),
+    close: (timeoutMs) => connection.close(timeoutMs),
+  };
+  return store;
 }
 
 /** The one store that holds every name's keys. */

@@ -1,0 +1,128 @@
+import { ErrorReply } from '@redis/client';
+import { LockError } from '../shared/errors.js';
+import type { ResolvedOptions } from '../shared/options.js';
+import { within } from '../shared/timing.js';
+import { loadScripts } from './scripts.js';
+import type { KeyOps } from './store.js';
+
+/**
+ * One topology's connection (ServerConnection, NodesConnection, ClusterConnection): it owns
+ * its node-redis client(s), and the operations on the keys they reach: one server's
+ * `LockCommands`, or a `SplitStore` that spreads each lock's keys over several.
+ */
+export interface Connection {
+  readonly ops: KeyOps;
+  /** Close the client(s), waiting at most `timeoutMs` for pending replies. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * What a connection reports. It does not know the `KeyStore` built on it: topology.ts adds
+ * that when it passes `dropped` on to the lock logic (see StoreEvents).
+ */
+export interface ConnectionEvents {
+  /** A tracked key changed (or `null`: anything may have changed, e.g. after a reconnect). */
+  invalidated(key: string | null): void;
+  /** A connection dropped: the keys `served` accepts may be gone. */
+  dropped(served: (key: string) => boolean): void;
+}
+
+/**
+ * `ready`, or a rejection with the connection's last error (or a timeout) after `ms`. Leaves
+ * no timer behind.
+ */
+export async function withinConnectTimeout(
+  ready: Promise<unknown>,
+  ms: number,
+  lastError: () => Error | undefined,
+): Promise<void> {
+  await within(ready, ms, () => lastError() ?? new Error('no answer'));
+}
+
+/**
+ * Why a server that answered cannot serve locks, if its answer says so: it is older than 6.0
+ * (it refuses HELLO 3), it refuses the credentials, or it does not speak RESP at all (node-redis
+ * cannot parse what it sent: an HTTP server, a TLS port spoken to in plain text). Retrying
+ * cannot help any of these.
+ */
+export function cannotServe(error: unknown): 'credentials' | 'resp3' | 'protocol' | undefined {
+  if (!(error instanceof Error)) return undefined;
+  if (error instanceof ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) {
+    return 'credentials';
+  }
+  if (/HELLO|NOPROTO|unknown command/i.test(error.message)) return 'resp3';
+  if (/^Unknown RESP type/.test(error.message)) return 'protocol';
+  return undefined;
+}
+
+/** Say what a failed connect means for the user. */
+export function connectError(error: unknown, timeoutMs: number, address: string): unknown {
+  if (error instanceof LockError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  switch (cannotServe(error)) {
+    case 'resp3':
+      return new LockError(
+        'ERR_SERVER_VERSION',
+        `the Redis server at ${address} refused RESP3 (${message}): tracklock needs Redis 6.0 or later for invalidation pushes`,
+        { cause: error },
+      );
+    case 'credentials':
+      return new LockError(
+        'ERR_CONNECT',
+        `the Redis server at ${address} refused the credentials (${message}): check the username and password (in the URL or the client options) and the user's ACL`,
+        { cause: error },
+      );
+    case 'protocol':
+      return new LockError(
+        'ERR_CONNECT',
+        `the server at ${address} does not speak the Redis protocol (${message}): is it a Redis server, and does it want TLS (rediss://)?`,
+        { cause: error },
+      );
+    default:
+      return new LockError(
+        'ERR_CONNECT',
+        `could not connect to Redis at ${address} within connectTimeoutMs (${timeoutMs} ms): ${message}`,
+        { cause: error },
+      );
+  }
+}
+
+/** Commands to one server, for the checks at connect. */
+type SendTo = (args: string[]) => Promise<unknown>;
+
+/** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
+export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {
+  // All in one round trip: node-redis pipelines what is sent together.
+  const [, , reply] = await Promise.all([
+    loadScripts(send),
+    options.fallbackSetPx ? undefined : warnOfClockSkew(send, options.marginMs, address),
+    send(['INFO', 'server']),
+  ]);
+  const info = String(reply);
+  const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);
+  if (!version) return; // a Redis-compatible server that does not say; let commands speak
+  const [major, minor] = [Number(version[1]), Number(version[2])];
+  if (!options.fallbackSetPx && (major < 6 || (major === 6 && minor < 2))) {
+    throw new LockError(
+      'ERR_SERVER_VERSION',
+      `Redis ${version[0].slice('redis_version:'.length)} at ${address} has no SET … PXAT (added in 6.2): pass fallbackSetPx: true`,
+    );
+  }
+}
+
+/**
+ * PXAT takes the client's wall clock to the server: warn when the two differ by more than the
+ * lock's drift margin (measured with TIME, give or take half a round trip).
+ */
+async function warnOfClockSkew(send: SendTo, marginMs: number, address: string): Promise<void> {
+  const before = Date.now();
+  const [seconds, micros] = (await send(['TIME'])) as [string, string];
+  const after = Date.now();
+  const skewMs = Number(seconds) * 1000 + Number(micros) / 1000 - (before + after) / 2;
+  if (Math.abs(skewMs) > marginMs + (after - before) / 2) {
+    process.emitWarning(
+      `this machine's clock is ${Math.round(Math.abs(skewMs))} ms ${skewMs > 0 ? 'behind' : 'ahead of'} the Redis server's at ${address}, more than the lock's drift margin (${marginMs} ms): absolute expiries (PXAT) will be off by as much; synchronise the clocks or pass fallbackSetPx: true`,
+      { code: 'TRACKLOCK_CLOCK_SKEW' },
+    );
+  }
+}
