@@ -9,10 +9,17 @@ import {
   LockReleasedError,
   NotLockedError,
 } from '../src/index.js';
-import { type Client, connect, provideRedis, type TestRedis } from './helpers/redis.js';
+import {
+  type Client,
+  calls,
+  connect,
+  keysOf,
+  provideRedis,
+  type TestRedis,
+} from './helpers/redis.js';
+import { bound, sleep, until } from './helpers/wait.js';
 
 const test = suite<{ redis: TestRedis; client: Client; a: Locker; b: Locker }>('api');
-const bound = () => ({ signal: AbortSignal.timeout(5000) });
 let n = 0;
 const fresh = () => `api-${process.pid}-${++n}`;
 
@@ -51,14 +58,14 @@ test('the keys follow rueidislock: rueidislock:i:name for i < 2M-1, one value on
 }) => {
   const name = fresh();
   const lock = await a.withContext(name, bound());
-  const values = await Promise.all([0, 1, 2].map((i) => client.get(`rueidislock:${i}:${name}`)));
+  const values = await client.mGet(keysOf(name));
   assert.ok(values[0]);
   assert.equal(values, [values[0], values[0], values[0]]);
   assert.is(await client.get(`rueidislock:3:${name}`), null);
   const pttl = await client.pTTL(`rueidislock:0:${name}`);
   assert.ok(pttl > 0 && pttl <= 5000, `PTTL ${pttl}`);
   await lock.release();
-  assert.is(await client.exists([0, 1, 2].map((i) => `rueidislock:${i}:${name}`)), 0);
+  assert.is(await client.exists(keysOf(name)), 0);
 });
 
 test('release aborts the signal with LockReleasedError, deletes the keys, and is idempotent', async ({
@@ -93,9 +100,9 @@ test('tryWithContext rejects NotLockedError while another locker holds the lock'
 test('tryWithContext leaves nothing in Redis when it fails', async ({ a, b, client }) => {
   const name = fresh();
   const held = await a.withContext(name, bound());
-  const before = await Promise.all([0, 1, 2].map((i) => client.get(`rueidislock:${i}:${name}`)));
+  const before = await client.mGet(keysOf(name));
   await b.tryWithContext(name).catch(() => {});
-  const after = await Promise.all([0, 1, 2].map((i) => client.get(`rueidislock:${i}:${name}`)));
+  const after = await client.mGet(keysOf(name));
   assert.equal(after, before);
   await held.release();
 });
@@ -151,16 +158,18 @@ test('a parent signal aborted while waiting rejects with its reason and leaves n
   const holderValue = await client.get(`rueidislock:0:${name}`);
   const parent = new AbortController();
   const reason = new Error('gave up');
+  const before = await calls(client, 'evalsha');
   const waiting = b.withContext(name, { signal: parent.signal });
-  setTimeout(() => parent.abort(reason), 30);
+  // Aborted while waiting: after its first attempt found the lock taken.
+  await until(async () => (await calls(client, 'evalsha')) > before);
+  parent.abort(reason);
   assert.is(await waiting.catch((e: unknown) => e), reason);
   await held.release();
   // Every key is either gone or still the holder's: the waiter wrote nothing that stayed.
-  for (const i of [0, 1, 2]) {
-    const value = await client.get(`rueidislock:${i}:${name}`);
+  for (const [i, value] of (await client.mGet(keysOf(name))).entries()) {
     assert.ok(value === null || value === holderValue, `key ${i} = ${value}`);
   }
-  assert.is(await client.exists([0, 1, 2].map((i) => `rueidislock:${i}:${name}`)), 0);
+  assert.is(await client.exists(keysOf(name)), 0);
 });
 
 test('an already aborted parent signal rejects at once with its reason', async ({ a }) => {
@@ -183,7 +192,7 @@ test('a parent signal aborted while held aborts the lock with its reason and del
   assert.ok(lock.signal.aborted);
   assert.is(lock.signal.reason, reason);
   assert.is(await lock.release(), false);
-  assert.is(await client.exists([0, 1, 2].map((i) => `rueidislock:${i}:${name}`)), 0);
+  assert.is(await client.exists(keysOf(name)), 0);
 });
 
 test('waiters in one locker get the lock in arrival order', async ({ a, b }) => {
@@ -290,7 +299,7 @@ test('waitTimeoutMs 0 tries once: a free lock is always taken', async ({ a }) =>
 
 test('waitTimeoutMs does not limit how long the lock is held', async ({ a }) => {
   const lock = await a.withContext(fresh(), { waitTimeoutMs: 20 });
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await sleep(100); // a window, not a wait: the lock must outlive waitTimeoutMs
   assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
   assert.is(await lock.release(), true);
 });

@@ -2,12 +2,12 @@ import { createClient } from '@redis/client';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type LockerOptions, LockLostError } from '../src/index.js';
-import { abortedWithin, sleep, stillHeldAgainst } from './helpers/redis.js';
+import { keysOf, scriptCounter, stillHeldAgainst } from './helpers/redis.js';
 import { type RedisCluster, startRedisCluster } from './helpers/redis-cluster.js';
+import { abortedWithin, bound, sleep, until } from './helpers/wait.js';
 
 // A 3-master cluster with one replica each, so that a master can fail over.
 const test = suite<{ cluster: RedisCluster }>('cluster');
-const bound = (ms = 10_000) => ({ signal: AbortSignal.timeout(ms) });
 
 test.before(async (ctx) => {
   ctx.cluster = await startRedisCluster({ masters: 3, replicasPerMaster: 1 });
@@ -41,6 +41,17 @@ async function valueOn(url: string, key: string): Promise<string | null> {
   return (await on(url, ['GET', key])) as string | null;
 }
 
+/**
+ * Every key of lock `name` is set on the master of its slot: keys whose master answered after
+ * the majority was decided join the lock a little later.
+ */
+async function everyKeyOnItsMaster(cluster: RedisCluster, name: string): Promise<boolean> {
+  for (const key of keysOf(name)) {
+    if ((await valueOn((await cluster.masterFor(key)).url, key)) === null) return false;
+  }
+  return true;
+}
+
 test('a name with braces is rejected: a {hashtag} would put every key in one slot', async ({
   cluster,
 }) => {
@@ -65,10 +76,9 @@ test('a name with braces is rejected: a {hashtag} would put every key in one slo
 test('each key is set on the master of its slot', async ({ cluster }) => {
   const locker = await createLocker(clusterOptions(cluster));
   try {
-    const lock = await locker.withContext('slots', bound());
-    await sleep(50); // keys whose master answered after the majority was decided
-    for (let i = 0; i < 3; i++) {
-      const key = `rueidislock:${i}:slots`;
+    const lock = await locker.withContext('slots', bound(10_000));
+    await until(() => everyKeyOnItsMaster(cluster, 'slots'));
+    for (const key of keysOf('slots')) {
       const master = await cluster.masterFor(key);
       assert.ok((await valueOn(master.url, key)) !== null, `${key} not on its master`);
     }
@@ -84,8 +94,9 @@ test('a failover of a key\u2019s master: the lock stays held, extensions follow 
   const options = clusterOptions(cluster, { keyValidityMs: 800, commandTimeoutMs: 500 });
   const [holder, other] = await Promise.all([createLocker(options), createLocker(options)]);
   try {
-    const lock = await holder.withContext('failover', bound());
-    await sleep(50);
+    const lock = await holder.withContext('failover', bound(10_000));
+    await until(() => everyKeyOnItsMaster(cluster, 'failover'));
+    await sleep(50); // and the locker has read its reply, which nothing outside shows
     const master = await cluster.masterFor('rueidislock:0:failover');
     const replica = await cluster.replicaOf(master);
     assert.ok(replica, 'no replica');
@@ -119,14 +130,14 @@ test('dropped connections to the masters of a majority of the keys abort the loc
     cluster: { rootNodes: cluster.rootNodes, defaults: { name: 'holder' } },
   });
   try {
-    const lock = await locker.withContext('dropped', bound());
+    const lock = await locker.withContext('dropped', bound(10_000));
     // Every master's connections drop: those masters may have restarted without the keys.
     await killNamed(cluster, 'holder');
     const reason = await abortedWithin(lock.signal, 5000);
     assert.instance(reason, LockLostError);
     assert.is((reason as LockLostError).loss, 'disconnected');
     // Once the connections are back (and the keys are deleted or expired), it can be taken.
-    const next = await locker.withContext('dropped', bound());
+    const next = await locker.withContext('dropped', bound(10_000));
     assert.is(await next.release(), true);
   } finally {
     await locker.close();
@@ -144,7 +155,7 @@ test('connections that drop for good (no reconnect strategy) abort the lock too'
     },
   });
   try {
-    const lock = await locker.withContext('given-up', bound());
+    const lock = await locker.withContext('given-up', bound(10_000));
     await killNamed(cluster, 'given-up');
     const reason = await abortedWithin(lock.signal, 5000);
     assert.is((reason as LockLostError).loss, 'disconnected');
@@ -158,15 +169,21 @@ test('a waiter from before a failover still wakes by push after it', async ({ cl
   const options = clusterOptions(cluster, { keyValidityMs: 60_000 });
   const [holder, waiter] = await Promise.all([createLocker(options), createLocker(options)]);
   try {
-    const lock = await holder.withContext('failover-push', bound());
+    const scripts = await scriptCounter(cluster.servers.map((server) => server.url));
+    const lock = await holder.withContext('failover-push', bound(10_000));
+    await until(() => everyKeyOnItsMaster(cluster, 'failover-push'));
+    const holders = await scripts();
     const waiting = waiter.withContext('failover-push', bound(20_000));
     waiting.catch(() => {}); // awaited below; a failure before that must not crash the run
-    await sleep(50);
+    // The waiter tried once (as many scripts as the holder's acquisition) and sleeps.
+    await until(async () => (await scripts()) >= 2 * holders);
     const master = await cluster.masterFor('rueidislock:1:failover-push');
     const replica = await cluster.replicaOf(master);
     assert.ok(replica, 'no replica');
     await cluster.failover(replica);
-    await sleep(200); // the new master's connection is up and tracks again
+    // The new master's connection is up and tracks again: nothing outside tells when a
+    // locker's connection to it is, so a moment for it (the test passes either way).
+    await sleep(200);
     await lock.release();
     const next = await waiting;
     assert.is(next.signal.aborted, false);
@@ -197,9 +214,10 @@ test('a slot being migrated: the acquisition follows ASK, the extensions MOVED o
   const [holder, other] = await Promise.all([createLocker(options), createLocker(options)]);
   try {
     // The key is absent on the source, so the source answers ASK: it is set on the target.
-    const lock = await holder.withContext('migrating', bound());
-    await sleep(50);
-    assert.ok((await on(target.url, ['ASKING'], ['GET', key])) !== null, 'key 0 not on the target');
+    const lock = await holder.withContext('migrating', bound(10_000));
+    const onTarget = async () => (await on(target.url, ['ASKING'], ['GET', key])) !== null;
+    await until(onTarget); // if it answered after the majority was decided
+    assert.ok(await onTarget(), 'key 0 not on the target');
     // The migration ends: the slot is the target's, and the source answers MOVED.
     for (const master of masters) {
       await on(master.url, ['CLUSTER', 'SETSLOT', slot, 'NODE', targetId]);

@@ -6,6 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, LockError, type LockerOptions } from '../src/index.js';
 import { freePort, type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { sleep } from './helpers/wait.js';
 
 // What createLocker does when a server answers but cannot serve locks (not Redis, refused
 // credentials), when nothing listens, and what it leaves behind when it gives up.
@@ -97,8 +98,9 @@ test('a refused connection is retried until connectTimeoutMs: a server that star
   const port = await freePort();
   const connecting = createLocker({ url: `redis://127.0.0.1:${port}`, connectTimeoutMs: LONG_MS });
   connecting.catch(() => {}); // awaited below
-  // Refused at first: let a few attempts fail before the server is there.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // Refused at first: let a few attempts fail before the server is there (a time that is part
+  // of the test: nothing listens, so nothing shows the attempts).
+  await sleep(300);
   const late = await startRedisServer({ port });
   try {
     const locker = await connecting;

@@ -1,12 +1,12 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker } from '../src/index.js';
-import { calls, connect, sleep } from './helpers/redis.js';
+import { calls, connect } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { bound, sleep } from './helpers/wait.js';
 
 // Each test counts commands, so each gets a server of its own.
 const test = suite<{ server: RedisServer }>('extend');
-const bound = () => ({ signal: AbortSignal.timeout(5000) });
 
 test.before.each(async (ctx) => {
   ctx.server = await startRedisServer();
@@ -28,7 +28,7 @@ async function holdAndCount(url: string, ms: number, noLoopTracking: boolean) {
   try {
     const lock = await locker.withContext('held', bound());
     const before = await Promise.all(['evalsha', 'get', 'mget'].map((c) => calls(client, c)));
-    await sleep(ms);
+    await sleep(ms); // a window: what runs in it is counted
     const after = await Promise.all(['evalsha', 'get', 'mget'].map((c) => calls(client, c)));
     const counts = {
       evalsha: (after[0] as number) - (before[0] as number),
@@ -96,7 +96,7 @@ test('a key that keeps reading short (clock far behind, no NOLOOP) cannot start 
     const lock = await locker.withContext('skewed', bound());
     await admin.sendCommand(['PEXPIRE', 'rueidislock:0:skewed', '300']);
     const before = await calls(admin, 'evalsha');
-    await sleep(2000);
+    await sleep(2000); // a window: what runs in it is counted
     const extensions = (await calls(admin, 'evalsha')) - before;
     // Planned: 2000 / 450, about 5. Early ones at most one per quarter interval: about 18 more.
     // A loop would be hundreds.

@@ -1,18 +1,21 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type Lock, type Locker } from '../src/index.js';
-import { connect, sleep } from './helpers/redis.js';
+import { connect, queued } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { bound, sleep, until } from './helpers/wait.js';
 
 // Fencing tokens: every acquisition's token is greater than every earlier holder's.
 const test = suite('fencing');
-const bound = () => ({ signal: AbortSignal.timeout(10_000) });
 
 /** Hold and release `name` `rounds` times, alternating lockers; the tokens in order. */
 async function tokens(lockers: Locker[], name: string, rounds: number): Promise<bigint[]> {
   const seen: bigint[] = [];
   for (let i = 0; i < rounds; i++) {
-    const lock: Lock = await (lockers[i % lockers.length] as Locker).withContext(name, bound());
+    const lock: Lock = await (lockers[i % lockers.length] as Locker).withContext(
+      name,
+      bound(10_000),
+    );
     assert.is(typeof lock.token, 'bigint');
     seen.push(lock.token as bigint);
     await lock.release();
@@ -59,14 +62,17 @@ test('with nodes, a holder leaves its token on every node, so the next one draws
     assertIncreasing(await tokens([a, b], 'spread', 10));
     // Each node drew its own token (the holder's is the largest of those the majority was
     // decided on); the release raised every node's fence to at least the holder's.
-    const lock = await a.withContext('spread', bound());
-    await sleep(50);
+    const lock = await a.withContext('spread', bound(10_000));
+    // Every node's key joined (it may answer after the majority was decided).
+    const everyKey = () => Promise.all(admins.map((admin) => admin.exists('rueidislock:0:spread')));
+    await until(async () => (await everyKey()).every((found) => found === 1));
+    await sleep(50); // and the locker has read its reply, which nothing outside shows
     await lock.release();
     for (const admin of admins) {
       const fence = BigInt((await admin.get('rueidislock:f:spread')) ?? 0);
       assert.ok(fence >= (lock.token as bigint), `a fence at ${fence} < ${lock.token}`);
     }
-    const next = await b.withContext('spread', bound());
+    const next = await b.withContext('spread', bound(10_000));
     assert.ok((next.token as bigint) > (lock.token as bigint));
     await next.release();
     await Promise.all([a.close(), b.close()]);
@@ -84,11 +90,11 @@ test('with nodes, a holder keeps its token on every node for as long as it holds
     keyValidityMs: 500,
   });
   try {
-    const lock = await locker.withContext('long', bound());
+    const lock = await locker.withContext('long', bound(10_000));
     // Four validities: each extension must keep every fence alive and at the holder's token,
     // so that a holder that crashes now is followed by a larger token whatever the clocks.
     for (let i = 0; i < 8; i++) {
-      await sleep(250);
+      await sleep(250); // checked all along the hold: the time is the point
       for (const admin of admins) {
         const fence = BigInt((await admin.get('rueidislock:f:long')) ?? 0);
         assert.ok(fence >= (lock.token as bigint), `a fence at ${fence} < ${lock.token}`);
@@ -108,14 +114,16 @@ test('with direct handoff a handed lock has no token, and the next holder draws 
   try {
     const options = { url: server.url, directHandoff: true };
     const [a, b] = await Promise.all([createLocker(options), createLocker(options)]);
-    const first = await a.withContext('handed', bound());
-    const waiting = b.withContext('handed', bound());
-    await sleep(50);
+    const client = await connect(server.url);
+    const first = await a.withContext('handed', bound(10_000));
+    const waiting = b.withContext('handed', bound(10_000));
+    await until(async () => (await queued(client, 'handed')) === 1);
+    client.destroy();
     await first.release();
     const handed = await waiting;
     assert.is(handed.token, undefined);
     await handed.release();
-    const later = await a.withContext('handed', bound());
+    const later = await a.withContext('handed', bound(10_000));
     assert.ok((later.token as bigint) > (first.token as bigint));
     await later.release();
     await Promise.all([a.close(), b.close()]);

@@ -5,6 +5,7 @@ import { groupOf } from '../src/redis/groups.js';
 import { startProxy } from './checker/proxy.js';
 import { connect } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { until } from './helpers/wait.js';
 
 const test = suite('groups');
 
@@ -55,15 +56,20 @@ test('live: each lock lives wholly on one group of nodes, and excludes across lo
       const error = await b.tryWithContext(`name-${i}`).catch((e: LockError) => e);
       assert.is((error as LockError).code, 'ERR_NOT_LOCKED');
     }
-    await new Promise((resolve) => setTimeout(resolve, 50)); // late keys joined
-    const keys = await Promise.all(
-      servers.map(async (server) => {
-        const client = await connect(server.url);
-        const found = await client.keys('rueidislock:*');
-        client.destroy();
-        return found;
-      }),
-    );
+    const keysOn = () =>
+      Promise.all(
+        servers.map(async (server) => {
+          const client = await connect(server.url);
+          const found = await client.keys('rueidislock:*');
+          client.destroy();
+          return found;
+        }),
+      );
+    // Late keys joined: 3 lock keys a name (its fence keys aside).
+    const lockKeys = async () =>
+      (await keysOn()).flat().filter((key) => /^rueidislock:[0-9]+:/.test(key)).length;
+    await until(async () => (await lockKeys()) === 3 * 20);
+    const keys = await keysOn();
     const used = [0, 1].filter((g) => keys.slice(3 * g, 3 * g + 3).some((k) => k.length > 0));
     assert.equal(used, [0, 1], 'both groups hold locks');
     for (let i = 0; i < 20; i++) {

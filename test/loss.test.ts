@@ -2,17 +2,16 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type Locker, LockLostError } from '../src/index.js';
 import {
-  abortedWithin,
   type Client,
+  calls,
   connect,
+  keysOf,
   provideRedis,
-  sleep,
   type TestRedis,
-  until,
 } from './helpers/redis.js';
+import { abortedWithin, bound, sleep, until } from './helpers/wait.js';
 
 const test = suite<{ redis: TestRedis; client: Client; a: Locker; b: Locker }>('loss');
-const bound = () => ({ signal: AbortSignal.timeout(5000) });
 let n = 0;
 const fresh = () => `loss-${process.pid}-${++n}`;
 const key = (i: number, name: string) => `rueidislock:${i}:${name}`;
@@ -88,7 +87,9 @@ test('deleting one of three keys does not abort the lock', async ({ client }) =>
     const name = fresh();
     const lock = await locker.withContext(name, bound());
     await client.del(key(0, name));
-    await sleep(1500); // more than two validities: several extensions ran on the two keys left
+    // A window, not a wait: more than two validities, in which several extensions ran on the
+    // two keys left and the lock must not be lost.
+    await sleep(1500);
     assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
     assert.is(await lock.release(), true);
   } finally {
@@ -104,9 +105,10 @@ test('a deletion is still seen after many extensions (our own writes do not untr
   try {
     const name = fresh();
     const lock = await locker.withContext(name, bound());
-    await sleep(300); // about fifteen extensions
+    const before = await calls(client, 'evalsha');
+    await until(async () => (await calls(client, 'evalsha')) >= before + 15); // fifteen extensions
     assert.not.ok(lock.signal.aborted);
-    await client.del([key(0, name), key(1, name), key(2, name)]);
+    await client.del(keysOf(name));
     // Validity is 30 s: only an invalidation can abort it within the bound.
     assert.instance(await abortedWithin(lock.signal, 5000), LockLostError);
   } finally {
@@ -125,7 +127,7 @@ test('keys whose expiry another client shortened are extended again, and the loc
   await client.sendCommand(['PEXPIRE', key(1, name), '100']);
   const extended = async (i: number) => (await client.pTTL(key(i, name))) > 1000;
   await until(async () => (await extended(0)) && (await extended(1)), AbortSignal.timeout(5000));
-  await sleep(300); // well past the shortened expiry
+  await sleep(300); // a window: well past the shortened expiry, and the lock must hold
   assert.is(await client.get(key(0, name)), await client.get(key(2, name)));
   assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
   assert.is(await lock.release(), true);
@@ -143,11 +145,11 @@ test('keys shortened again and again are each time extended before they expire',
   for (let round = 0; round < 9; round++) {
     await client.sendCommand(['PEXPIRE', key(1, name), '1000']);
     await client.sendCommand(['PEXPIRE', key(2, name), '1000']);
-    await sleep(400);
+    await sleep(400); // the pace of the shortenings: part of what is tested
   }
   const extended = async (i: number) => (await client.pTTL(key(i, name))) > 5000;
   await until(async () => (await extended(1)) && (await extended(2)), AbortSignal.timeout(5000));
-  await sleep(1200); // past the last shortened expiry
+  await sleep(1200); // a window: past the last shortened expiry, and the lock must hold
   assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
   assert.is(await lock.release(), true);
 });
@@ -155,9 +157,10 @@ test('keys shortened again and again are each time extended before they expire',
 test('a lost lock lets a waiter in another locker take it', async ({ a, b, client }) => {
   const name = fresh();
   const lock = await a.withContext(name, bound());
+  const before = await calls(client, 'evalsha');
   const waiting = b.withContext(name, bound());
-  await sleep(20);
-  await client.del([key(0, name), key(1, name), key(2, name)]);
+  await until(async () => (await calls(client, 'evalsha')) > before); // b found it taken
+  await client.del(keysOf(name));
   const next = await waiting;
   // An outside DEL frees the keys for both at once: the old holder hears of it in about one
   // round trip, which may be after the waiter got in (this is a fault, not a handoff).

@@ -8,8 +8,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type Lock, type LockError, type Locker } from '../src/index.js';
 import { fenceKey, keyNames, MAX_NAME_BYTES, parseKey, queueKey } from '../src/shared/keys.js';
-import { type Client, calls, connect, sleep, until } from './helpers/redis.js';
+import { type Client, calls, connect } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { until } from './helpers/wait.js';
 
 const test = suite<{ server: RedisServer; client: Client }>('names');
 
@@ -461,10 +462,7 @@ test('10,000 distinct names held at once by one locker, excluding another, relea
     assert.equal(new Set(codes), new Set(['ERR_NOT_LOCKED']));
     // Held on through an extension of every lock: as many extensions as locks have run since.
     const extensions = await calls(client, 'evalsha');
-    while ((await calls(client, 'evalsha')) < extensions + count) {
-      deadline.throwIfAborted();
-      await sleep(100);
-    }
+    await until(async () => (await calls(client, 'evalsha')) >= extensions + count, deadline);
     assert.ok(
       locks.every((lock) => !lock.signal.aborted),
       'every lock still held',

@@ -8,20 +8,12 @@ import {
   LockLostError,
 } from '../src/index.js';
 import { type FaultyProxy, startProxy } from './checker/proxy.js';
-import {
-  abortedWithin,
-  type Client,
-  calls,
-  connect,
-  sleep,
-  stillHeldAgainst,
-  until,
-} from './helpers/redis.js';
+import { type Client, calls, connect, stillHeldAgainst } from './helpers/redis.js';
 import { freePort, type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { abortedWithin, bound, sleep, until } from './helpers/wait.js';
 
 // Independent servers (Redlock). Each test stops or freezes some, so each gets its own.
 const test = suite<{ servers: RedisServer[] }>('nodes');
-const bound = (ms = 10_000) => ({ signal: AbortSignal.timeout(ms) });
 
 test.before.each(async (ctx) => {
   // Listed in this order, server j is the locker's node j: it holds the lock keys i = j mod 3.
@@ -34,6 +26,17 @@ test.after.each(async (ctx) => {
 });
 
 const urls = (servers: readonly RedisServer[]) => servers.map((server) => server.url);
+
+/**
+ * Every server holds its key of the lock: keys whose server answered after the majority was
+ * decided join the lock a little later.
+ */
+async function everyKeyJoined(servers: readonly RedisServer[]): Promise<void> {
+  await until(async () => (await keysOn(servers)).every((keys) => keys.length === 1));
+  // A key set on its server joins the lock once the locker has read the reply, which nothing
+  // outside shows: without this moment, a fault right after could find it not yet counted.
+  await sleep(50);
+}
 
 /** The lock keys each server holds, in server order. */
 async function keysOn(servers: readonly RedisServer[]): Promise<string[][]> {
@@ -55,12 +58,8 @@ test('every node holds the same keys of a lock, and release deletes every one', 
 }) => {
   const locker = await createLocker({ nodes: urls(servers) });
   try {
-    const lock = await locker.withContext('spread', bound());
-    // Keys whose server answered after the majority was decided join the lock a little later.
-    await until(
-      async () => (await keysOn(servers)).every((keys) => keys.length === 1),
-      AbortSignal.timeout(5000),
-    );
+    const lock = await locker.withContext('spread', bound(10_000));
+    await everyKeyJoined(servers);
     // As in Redlock, a key's name does not depend on which node it is on: so it cannot depend
     // on the address a client uses to reach that node.
     assert.equal(await keysOn(servers), [
@@ -105,14 +104,14 @@ for (const fault of ['frozen (SIGSTOP)', 'killed'] as const) {
     const holder = await createLocker(options);
     const other = await createLocker(options);
     try {
-      const lock = await holder.withContext('minority', bound());
-      await sleep(50); // every key joined
+      const lock = await holder.withContext('minority', bound(10_000));
+      await everyKeyJoined(servers);
       if (fault === 'killed') await servers[1]?.stop();
       else servers[1]?.pause();
       // Four validities: the lock lives only if extensions keep reaching the other two nodes.
       await stillHeldAgainst(lock, other, 8);
       assert.is(await lock.release(), true);
-      const next = await other.tryWithContext('minority', bound());
+      const next = await other.tryWithContext('minority', bound(10_000));
       assert.is(await next.release(), true);
     } finally {
       await Promise.all([holder.close(), other.close()]);
@@ -133,7 +132,7 @@ test('the signal aborts, before the keys can expire, when a majority of nodes go
   });
   try {
     const sentNoEarlierThan = Date.now();
-    const lock = await locker.withContext('majority', bound());
+    const lock = await locker.withContext('majority', bound(10_000));
     servers[0]?.pause();
     servers[2]?.pause();
     const reason = await abortedWithin(lock.signal, 5000);
@@ -170,7 +169,7 @@ async function excludeEachOther(a: Locker, b: Locker, name: string): Promise<voi
     [a, b],
     [b, a],
   ] as const) {
-    const lock = await first.tryWithContext(name, bound());
+    const lock = await first.tryWithContext(name, bound(10_000));
     const error = await second.tryWithContext(name).catch((e: LockError) => e);
     assert.is((error as LockError).code, 'ERR_NOT_LOCKED');
     await lock.release();
@@ -212,10 +211,10 @@ test('a frozen node does not hold up the other nodes’ extensions', async ({ se
   // the live nodes would be counted as extended too late, and the lock lost at 2 s.
   const locker = await createLocker({ nodes: urls(servers), keyValidityMs: 2000 });
   try {
-    const lock = await locker.withContext('slow-extend', bound());
-    await sleep(50);
+    const lock = await locker.withContext('slow-extend', bound(10_000));
+    await everyKeyJoined(servers);
     servers[1]?.pause();
-    await sleep(5000);
+    await sleep(5000); // a window: the lock must hold all through it
     assert.is(lock.signal.aborted, false, String(lock.signal.reason));
     assert.is(await lock.release(), true);
   } finally {
@@ -231,12 +230,13 @@ test('a node that stays down does not make the lock extend more often', async ({
   });
   const admin = await connect(servers[0]?.url as string);
   try {
-    const lock = await locker.withContext('down-extend', bound());
-    await sleep(50);
+    const lock = await locker.withContext('down-extend', bound(10_000));
+    await everyKeyJoined(servers);
     await servers[2]?.stop();
-    await sleep(1000); // its key's local deadline has passed
+    // Its key's local deadline has passed (a time inside the lock, which nothing shows).
+    await sleep(1000);
     const before = await calls(admin, 'evalsha');
-    await sleep(3000);
+    await sleep(3000); // a window: the extensions in it are counted
     const extensions = (await calls(admin, 'evalsha')) - before;
     // One every 500 ms: 6. Retrying the dead node's key as a failed extension, every 125 ms: 24.
     assert.ok(extensions <= 8, `${extensions} extensions in 3 s`);
@@ -261,20 +261,20 @@ test('with 5 nodes keyMajority defaults to 3, and the lock outlives 2 dead nodes
   const holder = await createLocker(options);
   const other = await createLocker(options);
   try {
-    const lock = await holder.withContext('five', bound());
-    await sleep(50);
+    const lock = await holder.withContext('five', bound(10_000));
+    await everyKeyJoined(servers);
     assert.equal(
       (await keysOn(servers)).map((keys) => keys.length),
       [1, 1, 1, 1, 1],
     );
     await servers[0]?.stop();
     await servers[3]?.stop();
-    await sleep(1500);
+    await sleep(1500); // a window: the lock must hold all through it
     assert.is(lock.signal.aborted, false);
     const attempt = await other.tryWithContext('five').catch((error: LockError) => error);
     assert.is((attempt as LockError).code, 'ERR_NOT_LOCKED');
     await lock.release();
-    const next = await other.tryWithContext('five', bound());
+    const next = await other.tryWithContext('five', bound(10_000));
     await next.release();
   } finally {
     await Promise.all([holder.close(), other.close()]);
@@ -315,7 +315,7 @@ test('a dropped connection to one node costs only its keys, which the lock takes
   });
   const admins = await Promise.all(servers.map((server) => connect(server.url)));
   try {
-    const lock = await locker.withContext('dropped', bound());
+    const lock = await locker.withContext('dropped', bound(10_000));
     const value = await admins[0]?.get('rueidislock:0:dropped');
     await until(
       async () => (await admins[2]?.get('rueidislock:0:dropped')) === value,
@@ -332,7 +332,9 @@ test('a dropped connection to one node costs only its keys, which the lock takes
     );
     // Then node 1's connection drops too: nodes 0 and 2 must still count.
     await killClients(admins[1] as Client);
-    await sleep(1500); // more than a validity: keys 0 and 2 were extended meanwhile
+    // A window, not a wait: more than a validity, in which keys 0 and 2 were extended and the
+    // lock must hold.
+    await sleep(1500);
     assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
     assert.is(await lock.release(), true);
   } finally {
@@ -348,11 +350,8 @@ test('a lock lost to dropped connections is deleted once they are back, not left
   const locker = await createLocker(options);
   const admins = await Promise.all(servers.map((server) => connect(server.url)));
   try {
-    const lock = await locker.withContext('orphaned', bound());
-    await until(
-      async () => (await keysOn(servers)).every((keys) => keys.length === 1),
-      AbortSignal.timeout(5000),
-    );
+    const lock = await locker.withContext('orphaned', bound(10_000));
+    await everyKeyJoined(servers);
     for (const admin of admins) await killClients(admin);
     const reason = await abortedWithin(lock.signal, 5000);
     assert.is((reason as LockLostError).loss, 'disconnected');
@@ -382,7 +381,7 @@ test('createLocker resolves with a majority of nodes up; a node that comes up la
   const locker = await createLocker({ nodes, keyValidityMs: 600, connectTimeoutMs: 2000 });
   let late: RedisServer | undefined;
   try {
-    const lock = await locker.withContext('late', bound());
+    const lock = await locker.withContext('late', bound(10_000));
     late = await startRedisServer({ port });
     // The holder takes the free key on the new node at one of its next extensions.
     await until(
@@ -417,11 +416,12 @@ test('nodes killed and restarted empty, each after keyValidityMs, never let a se
     );
   };
   try {
-    const lock = await holder.withContext('restarts', bound());
+    const lock = await holder.withContext('restarts', bound(10_000));
     // Every node in turn: its keys are lost, and it stays down for longer than a validity
     // (the restart delay Redlock asks for when a server keeps nothing on disk).
     for (const server of servers) {
       await server.stop();
+      // A window: longer than a validity, and nobody else may get the lock in it.
       for (let t = 0; t < 8; t++) {
         await sleep(100);
         await notTaken();

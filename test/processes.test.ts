@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { createLocker, type Locker } from '../src/index.js';
 import { exited, forkHelper, message } from './helpers/child.js';
 import { provideRedis, type TestRedis } from './helpers/redis.js';
+import { bound, sleep, watched } from './helpers/wait.js';
 
 const test = suite<{ redis: TestRedis; locker: Locker }>('processes');
 
@@ -23,19 +24,13 @@ test('a lock released in another process is handed over by invalidation, not by 
   const holder = forkHelper('./holder.ts', [redis.url, 'handover', '30000']);
   try {
     await message(holder, 'held');
-    let got = false;
     // Validity is 30 s and nobody polls: within 5 s only the invalidation push can wake us.
-    const waiting = locker
-      .withContext('handover', { signal: AbortSignal.timeout(5000) })
-      .then((lock) => {
-        got = true;
-        return lock;
-      });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.not.ok(got, 'the waiter got a lock that another process holds');
+    const waiting = watched(locker.withContext('handover', bound()));
+    await sleep(50); // a window: the waiter must not get the held lock in it
+    assert.not.ok(waiting.resolved(), 'the waiter got a lock that another process holds');
     holder.send('release');
     assert.is(await message(holder, 'released'), 'released:true');
-    const lock = await waiting;
+    const lock = await waiting.promise;
     assert.not.ok(lock.signal.aborted);
     await lock.release();
   } finally {

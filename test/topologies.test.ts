@@ -6,13 +6,13 @@ import {
   type LockerOptions,
   LockLostError,
 } from '../src/index.js';
-import { abortedWithin, sleep, stillHeldAgainst } from './helpers/redis.js';
+import { scriptCounter, stillHeldAgainst } from './helpers/redis.js';
 import { TOPOLOGIES, type Topology } from './helpers/topologies.js';
+import { abortedWithin, bound, sleep, until } from './helpers/wait.js';
 
 // What the single-server issue promised, in every topology: extension, wake-up by push, loss
 // detection, the local expiry timer, close. One set of servers per topology; the test that
 // freezes them all comes last.
-const bound = (ms = 10_000) => ({ signal: AbortSignal.timeout(ms) });
 
 for (const kind of TOPOLOGIES) {
   const test = suite<{ topology: Topology }>(`topology: ${kind.label}`);
@@ -37,10 +37,10 @@ for (const kind of TOPOLOGIES) {
       createLocker(options(topology, { keyValidityMs: 600 })),
     ]);
     try {
-      const lock = await holder.withContext('extended', bound());
+      const lock = await holder.withContext('extended', bound(10_000));
       await stillHeldAgainst(lock, other, 5);
       assert.is(await lock.release(), true);
-      const next = await other.tryWithContext('extended', bound());
+      const next = await other.tryWithContext('extended', bound(10_000));
       assert.is(await next.release(), true);
     } finally {
       await Promise.all([holder.close(), other.close()]);
@@ -56,10 +56,15 @@ for (const kind of TOPOLOGIES) {
       createLocker(options(topology, { keyValidityMs: 60_000 })),
     ]);
     try {
+      const urls = topology.servers.map((server) => server.url);
       for (const name of ['push-a', 'push-b', 'push-c']) {
-        const lock = await holder.withContext(name, bound());
-        const waiting = waiter.withContext(name, bound());
-        await sleep(50); // the waiter tried once and sleeps
+        const scripts = await scriptCounter(urls);
+        const lock = await holder.withContext(name, bound(10_000));
+        await until(async () => (await topology.keysSet(name)) === 3);
+        const holders = await scripts();
+        const waiting = waiter.withContext(name, bound(10_000));
+        // The waiter tried once (as many scripts as the holder's acquisition) and sleeps.
+        await until(async () => (await scripts()) >= 2 * holders);
         await lock.release();
         const next = await waiting;
         assert.is(next.signal.aborted, false);
@@ -76,7 +81,7 @@ for (const kind of TOPOLOGIES) {
   }) => {
     const locker = await createLocker(options(topology, { keyValidityMs: 60_000 }));
     try {
-      const lock = await locker.withContext('deleted', bound());
+      const lock = await locker.withContext('deleted', bound(10_000));
       await topology.deleteKeys(['rueidislock:0:deleted', 'rueidislock:2:deleted']);
       const reason = await abortedWithin(lock.signal, 5000);
       assert.instance(reason, LockLostError);
@@ -90,8 +95,10 @@ for (const kind of TOPOLOGIES) {
     topology,
   }) => {
     const locker = await createLocker(options(topology));
-    const lock = await locker.withContext('closing', bound());
-    const waiting = locker.withContext('closing', bound()).catch((error: unknown) => error);
+    const lock = await locker.withContext('closing', bound(10_000));
+    const waiting = locker.withContext('closing', bound(10_000)).catch((error: unknown) => error);
+    // Nothing outside shows the waiter queued behind the holder in this locker: a moment for
+    // it to get there (close must reject it wherever it is).
     await sleep(20);
     await locker.close();
     assert.instance(lock.signal.reason, LockerClosedError);
@@ -113,7 +120,7 @@ for (const kind of TOPOLOGIES) {
     );
     try {
       const sentNoEarlierThan = Date.now();
-      const lock = await locker.withContext('frozen', bound());
+      const lock = await locker.withContext('frozen', bound(10_000));
       for (const server of topology.servers) server.pause();
       const reason = await abortedWithin(lock.signal, 5000);
       assert.ok(Date.now() < sentNoEarlierThan + 1000, 'aborted after the keys could expire');

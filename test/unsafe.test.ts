@@ -1,13 +1,13 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker } from '../src/index.js';
-import { connect, sleep } from './helpers/redis.js';
+import { connect } from './helpers/redis.js';
 import { startRedisServer } from './helpers/redis-server.js';
+import { bound, sleep } from './helpers/wait.js';
 
 // Where the README says tracklock is NOT safe, shown: two holders at once. The fencing token
 // is what still tells them apart.
 const test = suite('unsafe, as documented');
-const bound = () => ({ signal: AbortSignal.timeout(10_000) });
 
 test('a client clock behind the server by less than the validity lets a second holder in early', async () => {
   // Keys expire only when touched (no active expiry cycle): the second holder's own attempt
@@ -22,10 +22,12 @@ test('a client clock behind the server by less than the validity lets a second h
     // PXAT from a clock 600 ms behind: the server expires the keys 400 ms after the set, while
     // the holder counts on 1000 ms less its 12 ms margin.
     Date.now = () => realNow() - 600;
-    const held = await first.withContext('skewed', bound());
+    const held = await first.withContext('skewed', bound(10_000));
     Date.now = realNow;
+    // Past the keys' expiry on the server's clock. Not polled: a read would expire them, and
+    // tell the first holder, before the second holder's attempt does.
     await sleep(450);
-    const taken = await second.tryWithContext('skewed', bound());
+    const taken = await second.tryWithContext('skewed', bound(10_000));
     assert.is(held.signal.aborted, false, 'the first holder already knew');
     await taken.release();
   } finally {

@@ -16,6 +16,8 @@ const locker = await createLocker(options);
 const held = await locker.withContext('close-held');
 await other.withContext('close-busy');
 const waiting = locker.withContext('close-busy').catch((error: unknown) => error);
+// A moment for the waiter to get under way; close must reject it wherever it is, and the
+// options may name any topology, so no one server shows its attempt.
 await new Promise((resolve) => setTimeout(resolve, 30));
 await Promise.all([locker.close(), locker.close()]);
 const later = await locker.tryWithContext('close-later').catch((error: unknown) => error);

@@ -1,5 +1,6 @@
 import { createClient } from '@redis/client';
 import { startRedisServer } from './redis-server.js';
+import { sleep } from './wait.js';
 
 export type Client = Awaited<ReturnType<typeof connect>>;
 
@@ -58,34 +59,41 @@ export async function calls(client: Client, command: string): Promise<number> {
   return match ? Number(match[1]) : 0;
 }
 
-/** Resolve when `predicate` holds, polling every 5 ms; reject when `signal` aborts. */
-export async function until(
-  predicate: () => boolean | Promise<boolean>,
-  signal: AbortSignal,
-): Promise<void> {
-  while (!(await predicate())) {
-    signal.throwIfAborted();
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+/**
+ * The keys of lock `name` under the default prefix, `rueidislock:i:name` for i < `count`:
+ * spelled out here rather than taken from src/, so that the tests check the layout.
+ */
+export const keysOf = (name: string, count = 3) =>
+  Array.from({ length: count }, (_, i) => `rueidislock:${i}:${name}`);
+
+/** With direct handoff, how many waiters are queued for `name` (default prefix). */
+export async function queued(client: Client, name: string): Promise<number> {
+  return client.zCard(`rueidislock:q:${name}`);
 }
 
-/** Resolve with the signal's abort reason; reject if it has not aborted within `ms`. */
-export function abortedWithin(signal: AbortSignal, ms: number): Promise<unknown> {
-  if (signal.aborted) return Promise.resolve(signal.reason);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`signal did not abort within ${ms} ms`)), ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        resolve(signal.reason);
-      },
-      { once: true },
-    );
-  });
+/** Scripts (EVALSHA) run so far, summed over the servers at `urls`. */
+export async function scriptsOn(urls: readonly string[]): Promise<number> {
+  const counts = await Promise.all(
+    urls.map(async (url) => {
+      const client = await connect(url);
+      try {
+        return await calls(client, 'evalsha');
+      } finally {
+        client.destroy();
+      }
+    }),
+  );
+  return counts.reduce((sum, count) => sum + count, 0);
 }
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * Counts the scripts run on `urls` from now on: a waiter's first attempt runs as many as the
+ * holder's acquisition did, once that has settled.
+ */
+export async function scriptCounter(urls: readonly string[]): Promise<() => Promise<number>> {
+  const start = await scriptsOn(urls);
+  return async () => (await scriptsOn(urls)) - start;
+}
 
 /** What the tests need of a lock and a locker (the library's own types, kept loose here). */
 interface Held {
@@ -102,7 +110,7 @@ interface Contender {
  */
 export async function stillHeldAgainst(lock: Held, other: Contender, rounds: number) {
   for (let i = 0; i < rounds; i++) {
-    await sleep(300);
+    await sleep(300); // a window, not a wait: the lock must stay held all through it
     if (lock.signal.aborted) throw new Error(`lock aborted: ${String(lock.signal.reason)}`);
     const attempt = await other.tryWithContext(lock.name).then(
       () => 'taken',

@@ -1,6 +1,6 @@
 import { createCluster } from '@redis/client';
 import type { LockerOptions } from '../../src/index.js';
-import { connect } from './redis.js';
+import { connect, keysOf } from './redis.js';
 import { startRedisCluster } from './redis-cluster.js';
 import { type RedisServer, startRedisServer } from './redis-server.js';
 
@@ -10,6 +10,8 @@ export interface Topology {
   readonly options: LockerOptions;
   /** Every server that may hold keys. */
   readonly servers: readonly RedisServer[];
+  /** How many keys of lock `name` are set where they live (3 once a lock has settled). */
+  keysSet(name: string): Promise<number>;
   /** Delete these keys wherever they live, as another client would. */
   deleteKeys(keys: readonly string[]): Promise<void>;
   stop(): Promise<void>;
@@ -24,6 +26,16 @@ async function plainServers(count: number) {
   const servers = await Promise.all(Array.from({ length: count }, () => startRedisServer()));
   return {
     servers,
+    keysSet: async (name: string) => {
+      let count = 0;
+      for (const server of servers) {
+        const client = await connect(server.url);
+        // Nodes name their key of a lock alike (`rueidislock:0:name` on each of 3 nodes).
+        count += (await client.keys(`rueidislock:[0-9]*:${name}`)).length;
+        client.destroy();
+      }
+      return count;
+    },
     deleteKeys: async (keys: readonly string[]) => {
       for (const server of servers) {
         const client = await connect(server.url);
@@ -68,6 +80,15 @@ export const TOPOLOGIES: readonly TopologyKind[] = [
       return {
         options: { cluster: { rootNodes: cluster.rootNodes } },
         servers: cluster.servers,
+        keysSet: async (name: string) => {
+          const client = createCluster({ rootNodes: cluster.rootNodes });
+          client.on('error', () => {});
+          await client.connect();
+          let count = 0;
+          for (const key of keysOf(name)) count += await client.exists(key);
+          client.destroy();
+          return count;
+        },
         deleteKeys: async (keys: readonly string[]) => {
           const client = createCluster({ rootNodes: cluster.rootNodes });
           client.on('error', () => {});
