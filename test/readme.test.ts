@@ -103,4 +103,20 @@ test('every source and test path the README and docs/ name exists', () => {
   }
 });
 
+test('the map of src/ in docs/how-it-works.md names every source file, under its folder', () => {
+  const map = readFileSync(join(root, 'docs/how-it-works.md'), 'utf8').split(
+    '## Where things are',
+  )[1];
+  assert.ok(map, 'docs/how-it-works.md has a "Where things are" section');
+  const folders = map.split(/^\*\*`src\/(\w+)\/`/m);
+  for (const folder of ['lock', 'redis', 'shared']) {
+    const at = folders.indexOf(folder);
+    assert.ok(at > 0, `the map has a paragraph for src/${folder}/`);
+    const listed = folders[at + 1] ?? '';
+    for (const file of readdirSync(join(root, 'src', folder))) {
+      assert.ok(listed.includes(`\`${file}\``), `the map does not list src/${folder}/${file}`);
+    }
+  }
+});
+
 test.run();

@@ -5,7 +5,7 @@ import { connect } from './helpers/redis.js';
 import { startRedisServer } from './helpers/redis-server.js';
 import { bound, sleep } from './helpers/wait.js';
 
-// Where the README says tracklock is NOT safe, shown: two holders at once. The fencing token
+// Where docs/guarantees.md says tracklock is NOT safe, shown: two holders at once. The fencing token
 // is what still tells them apart.
 const test = suite('unsafe, as documented');
 

@@ -10,8 +10,8 @@ export type Lock = readonly [signal: AbortSignal, release: () => Promise<boolean
   /** The lock's name. */
   readonly name: string;
   /**
-   * The fencing token: greater than every earlier holder's token for this name (see the
-   * README's "Fencing tokens" for the conditions). Pass it with each write to a resource that
+   * The fencing token: greater than every earlier holder's token for this name (see
+   * docs/fencing.md for the conditions). Pass it with each write to a resource that
    * keeps the highest token it has seen and refuses smaller ones: a holder that was paused
    * past its lock is then refused. `undefined` only for a lock handed over by `directHandoff`.
    */

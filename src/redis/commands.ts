@@ -191,7 +191,7 @@ export class LockCommands implements KeyOps {
    * `together` (the keys and their fence in one script); in a cluster, on TRYAGAIN, `apart`:
    * while a slot migrates, a script on two keys the importing master lacks is refused, but
    * one on a single key follows ASK. Apart, the two are not atomic: only then can a forced
-   * takeover slip between a key's script and its fence's (see the README, Fencing tokens).
+   * takeover slip between a key's script and its fence's (see docs/fencing.md).
    */
   #apartIfNeeded<T>(together: () => Promise<T>, apart: () => Promise<T>): Promise<T> {
     if (!this.#apartOnTryAgain) return together();

@@ -1,6 +1,6 @@
 /**
  * `npm run faults [-- --seed N] [--only text]`: the whole fault matrix, one row per scenario.
- * Exits non-zero when a scenario the README calls safe shows a violation or a lost update, or
+ * Exits non-zero when a scenario docs/guarantees.md calls safe shows a violation or a lost update, or
  * a negative control shows none.
  */
 import { parseArgs } from 'node:util';

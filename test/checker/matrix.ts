@@ -1,6 +1,6 @@
 /**
  * The fault matrix: each scenario a few seconds, its fault's timing drawn from the seed. `safe`
- * says what the README promises: there, no violation and no lost update may show. The two
+ * says what docs/guarantees.md promises: there, no violation and no lost update may show. The two
  * negative controls are broken locks that must show violations, so that the checker is seen
  * to catch them.
  */

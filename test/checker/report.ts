@@ -2,7 +2,7 @@ import type { Row } from './scenario.js';
 
 /**
  * A safe scenario must show no violation and no lost update; a negative control must show
- * some; the others (where the README says tracklock alone is not safe) are reported only.
+ * some; the others (where docs/guarantees.md says tracklock alone is not safe) are reported only.
  */
 export function verdict(row: Row): 'ok' | 'FAIL' | 'seen' {
   const harm = row.violations > 0 || row.lostUpdates !== 0;

@@ -20,7 +20,7 @@ export interface Scenario {
   readonly name: string;
   readonly mode: Mode;
   readonly topology: 'server' | 'nodes3';
-  /** README: tracklock is safe here, so no violation and no lost update may show. */
+  /** docs/guarantees.md: tracklock is safe here, so no violation and no lost update may show. */
   readonly safe: boolean;
   /** Worker 0 reaches server 0 through a proxy the fault can degrade. */
   readonly proxy?: boolean;

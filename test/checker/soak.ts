@@ -1,7 +1,7 @@
 /**
  * `npm run soak [-- --minutes N]` (default 2; not in CI): random fault scenarios with random
  * seeds until the time is up, then many names churned by two lockers while connections are
- * killed. Reports acquisitions, violations and lost updates where the README says safe,
+ * killed. Reports acquisitions, violations and lost updates where docs/guarantees.md says safe,
  * leaked handles and heap growth. Exits non-zero on a violation where safe, or a leak.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
