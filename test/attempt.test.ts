@@ -62,10 +62,13 @@ test('a key with no answer yet fails the attempt as pending', () => {
   assert.match(String(failureError({ cause: 'pending' })), /no reply yet/);
 });
 
-test("a server's error is the cause rather than another key's missing answer", () => {
+test('the first key without a reply, in key order, gives the cause: an error, or no answer yet', () => {
   const error = new Error('timeout');
-  const verdict = verdictOf([pending(), failed(error), theirs()]);
-  assert.equal(verdict.kind === 'failed' && verdict.failure, { cause: 'error', error });
+  const first = verdictOf([theirs(), failed(error), pending()]);
+  assert.equal(first.kind === 'failed' && first.failure, { cause: 'error', error });
+  const second = verdictOf([pending(), failed(error), theirs()]);
+  assert.equal(second.kind === 'failed' && second.failure, { cause: 'pending' });
+  assert.match(String(failureError({ cause: 'pending' })), /no reply yet/);
 });
 
 test('a majority taken too late fails the attempt: the keys may already have expired', () => {

@@ -77,11 +77,8 @@ test('each key is set on the master of its slot', async ({ cluster }) => {
   const locker = await createLocker(clusterOptions(cluster));
   try {
     const lock = await locker.withContext('slots', bound(10_000));
+    // Keys whose master answered after the majority was decided are set a little later.
     await until(() => everyKeyOnItsMaster(cluster, 'slots'));
-    for (const key of keysOf('slots')) {
-      const master = await cluster.masterFor(key);
-      assert.ok((await valueOn(master.url, key)) !== null, `${key} not on its master`);
-    }
     assert.is(await lock.release(), true);
   } finally {
     await locker.close();
@@ -216,8 +213,7 @@ test('a slot being migrated: the acquisition follows ASK, the extensions MOVED o
     // The key is absent on the source, so the source answers ASK: it is set on the target.
     const lock = await holder.withContext('migrating', bound(10_000));
     const onTarget = async () => (await on(target.url, ['ASKING'], ['GET', key])) !== null;
-    await until(onTarget); // if it answered after the majority was decided
-    assert.ok(await onTarget(), 'key 0 not on the target');
+    await until(onTarget); // key 0 on the target, if it answered after the majority was decided
     // The migration ends: the slot is the target's, and the source answers MOVED.
     for (const master of masters) {
       await on(master.url, ['CLUSTER', 'SETSLOT', slot, 'NODE', targetId]);

@@ -6,11 +6,11 @@ import { SCRIPTS } from '../src/redis/scripts.js';
 import { type Client, connect } from './helpers/redis.js';
 import { startRedisCluster } from './helpers/redis-cluster.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { bound } from './helpers/wait.js';
 
 // The Lua scripts are loaded when a locker connects, so that no first call of one bounces off
 // NOSCRIPT (an extra round trip, and the whole script sent, at the worst time: a release).
 const test = suite('scripts');
-const bound = () => ({ signal: AbortSignal.timeout(10_000) });
 const shas = Object.values(SCRIPTS).map((script) => script.sha);
 
 const noscripts = async (client: Client) => {
@@ -42,7 +42,7 @@ test('a direct-handoff release on a fresh server finds its script loaded', async
   const admin = await connect(server.url);
   const locker = await createLocker({ url: server.url, directHandoff: true });
   try {
-    const lock = await locker.withContext('fresh', bound());
+    const lock = await locker.withContext('fresh', bound(10_000));
     assert.is(await lock.release(), true);
     assert.is(await noscripts(admin), 0);
     const stats = String(await admin.sendCommand(['INFO', 'commandstats']));
@@ -87,7 +87,7 @@ test('a server that lost its scripts gets each one again by EVAL, once', async (
   try {
     await admin.sendCommand(['SCRIPT', 'FLUSH']);
     for (let i = 0; i < 2; i++) {
-      const lock = await locker.withContext('flushed', bound());
+      const lock = await locker.withContext('flushed', bound(10_000));
       assert.is(await lock.release(), true);
     }
     // The acquire's and the delete's first EVALSHA each, then EVAL cached them again.

@@ -92,7 +92,7 @@ export function failureError(failure: Failure): unknown {
     case 'error':
       return failure.error;
     case 'pending':
-      return new Error('no reply yet from a server when the majority was decided');
+      return new Error('no reply yet from this key\u2019s server when the majority was decided');
     case 'late':
       return new Error('the replies came after the keys could have expired');
     case 'clock':
@@ -130,12 +130,12 @@ function retryInMs(
   return Math.min(validity, free + 1);
 }
 
-/** Why an attempt with keys of unknown outcome failed: a server's error, or no answer yet. */
+/** Why an attempt with keys of unknown outcome failed: the first such key's, in key order. */
 function failureOf(outcomes: readonly Outcome<unknown>[]): Failure {
-  for (const outcome of outcomes) {
-    if (outcome.status === 'rejected') return { cause: 'error', error: outcome.reason };
-  }
-  return { cause: 'pending' };
+  const first = outcomes.find((outcome) => outcome.status !== 'fulfilled');
+  return first?.status === 'rejected'
+    ? { cause: 'error', error: first.reason }
+    : { cause: 'pending' };
 }
 
 function indices<T>(items: readonly T[], keep: (item: T, index: number) => boolean): number[] {

@@ -3,7 +3,7 @@ import { LockError } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { within } from '../shared/timing.js';
 import { loadScripts } from './scripts.js';
-import type { KeyOps } from './store.js';
+import type { KeyOps, StoreEvents } from './store.js';
 
 /**
  * One topology's connection (ServerConnection, NodesConnection, ClusterConnection): it owns
@@ -20,9 +20,7 @@ export interface Connection {
  * What a connection reports. It does not know the `KeyStore` built on it: topology.ts adds
  * that when it passes `dropped` on to the lock logic (see StoreEvents).
  */
-export interface ConnectionEvents {
-  /** A tracked key changed (or `null`: anything may have changed, e.g. after a reconnect). */
-  invalidated(key: string | null): void;
+export interface ConnectionEvents extends Pick<StoreEvents, 'invalidated'> {
   /** A connection dropped: the keys `served` accepts may be gone. */
   dropped(served: (key: string) => boolean): void;
 }

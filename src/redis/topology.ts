@@ -67,6 +67,8 @@ async function open(
     },
   });
   const { ops } = connection;
+  // One object per connection (its identity is what `dropped` names), forwarding to the
+  // operations: a class instance, whose methods a spread would not copy.
   store = {
     acquire: (keys, value, force, queue) => ops.acquire(keys, value, force, queue),
     extend: (keys, value, token) => ops.extend(keys, value, token),
