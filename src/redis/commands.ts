@@ -1,7 +1,7 @@
 import { handoffKey, ticketKey } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { within } from '../shared/timing.js';
-import { type Given, type Layout, runScript, type Script } from './lua.js';
+import { type Given, type Layout, runScript, type Script, type Send } from './lua.js';
 import { SCRIPTS } from './scripts.js';
 import {
   type ExpiryMode,
@@ -12,12 +12,6 @@ import {
   type Outcome,
   type Queue,
 } from './store.js';
-
-/**
- * Sends one command to the server that holds `firstKey` (every key of a call lives on one
- * server, in one cluster slot) and resolves with its reply.
- */
-export type Send = (args: string[], firstKey: string) => Promise<unknown>;
 
 /** Where the fencing token of a call's keys is kept: a key in their slot, on their server. */
 export type FenceKey = (keys: readonly string[]) => string;

@@ -2,6 +2,7 @@ import { ErrorReply } from '@redis/client';
 import { LockError } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { within } from '../shared/timing.js';
+import type { SendTo } from './lua.js';
 import { loadScripts } from './scripts.js';
 import type { KeyOps, StoreEvents } from './store.js';
 
@@ -84,9 +85,6 @@ export function connectError(error: unknown, timeoutMs: number, address: string)
       );
   }
 }
-
-/** Commands to one server, for the checks at connect. */
-type SendTo = (args: string[]) => Promise<unknown>;
 
 /** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
 export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {

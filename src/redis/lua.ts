@@ -62,8 +62,14 @@ function flatten(script: string, layout: Layout, given: Readonly<Record<string, 
   return flat;
 }
 
-/** Sends one command to the server that holds `firstKey`. */
-type Send = (args: string[], firstKey: string) => Promise<unknown>;
+/**
+ * Sends one command to the server that holds `firstKey` (every key of a call lives on one
+ * server, in one cluster slot) and resolves with its reply.
+ */
+export type Send = (args: string[], firstKey: string) => Promise<unknown>;
+
+/** Sends one command to the one server a connection check is about. */
+export type SendTo = (args: string[]) => Promise<unknown>;
 
 /** EVALSHA, and EVAL when the server lost its script cache (restart, SCRIPT FLUSH). */
 export async function runScript<K extends Layout, A extends Layout, R>(

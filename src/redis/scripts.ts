@@ -1,4 +1,4 @@
-import { defineScript } from './lua.js';
+import { defineScript, type SendTo } from './lua.js';
 import type { KeyState } from './store.js';
 
 /** Per key, whether the script did it (1) or not (0). */
@@ -309,6 +309,6 @@ return 1
  * Load every script of the registry on one server, so that the first EVALSHA of each does not
  * bounce off NOSCRIPT.
  */
-export function loadScripts(send: (args: string[]) => Promise<unknown>): Promise<unknown> {
+export function loadScripts(send: SendTo): Promise<unknown> {
   return Promise.all(Object.values(SCRIPTS).map((s) => send(['SCRIPT', 'LOAD', s.source])));
 }
