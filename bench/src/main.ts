@@ -39,6 +39,16 @@ const WAITER_COUNTS = [10, 100] as const;
 const PROCESSES = 4;
 const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
 
+const USAGE = `npm run bench -- [options]   (bench/README.md says what each phase measures)
+
+  (no mode)       every phase, enough samples to compare    about 2 minutes
+  --smoke         every phase, few samples (CI)             about 1 minute
+  --full          the published figures                     about 9 minutes
+  --name NAME     write bench/results/NAME.* instead of latest.*
+  --only A,B      only these libraries (ids as in the tables)
+  --rounds N      the two-process handoff rounds
+  -h, --help      this text`;
+
 interface Args {
   readonly mode: Mode;
   readonly name: string;
@@ -58,9 +68,14 @@ function parse(): Args {
       name: { type: 'string', default: 'latest' },
       rounds: { type: 'string' },
       only: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
   });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   if (values.smoke && values.full) throw new RangeError('--smoke and --full: choose one');
   let mode = MODES[values.smoke ? 'smoke' : values.full ? 'full' : 'default'];
   if (values.rounds !== undefined) {
