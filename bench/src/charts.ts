@@ -83,9 +83,55 @@ export function throughputSpec(results: Results): TopLevelSpec {
   };
 }
 
+/** What W waiters cost, log-log: calls while they wait, calls and time per handoff. */
+export function scaleSpec(results: Results): TopLevelSpec {
+  const rows = results.scale ?? [];
+  const metrics = ['server calls/s while W wait', 'server calls per handoff', 'handoff p50 (ms)'];
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: 'Cost of W waiters on one name',
+      subtitle: `each waiter its own connection, four processes; ${results.machine.cpus}, Redis ${results.machine.redis}`,
+    },
+    background: 'white',
+    data: {
+      values: rows.flatMap((r) =>
+        r.runs
+          .filter((run) => !run.skipped)
+          .flatMap((run) =>
+            [run.callsPerSecond, run.callsPerHandoff, run.handoff?.p50 ?? null].flatMap(
+              (value, i) =>
+                value === null || value <= 0
+                  ? []
+                  : [{ library: label(r.id), waiters: run.waiters, metric: metrics[i], value }],
+            ),
+          ),
+      ),
+    },
+    facet: { column: { field: 'metric', type: 'nominal', title: null, sort: metrics } },
+    spec: {
+      width: 200,
+      height: 220,
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: {
+          field: 'waiters',
+          type: 'quantitative',
+          scale: { type: 'log' },
+          title: 'waiters W (log scale)',
+        },
+        y: { field: 'value', type: 'quantitative', scale: { type: 'log' }, title: null },
+        color: { field: 'library', type: 'nominal', sort: rows.map((r) => label(r.id)) },
+      },
+    },
+    resolve: { scale: { y: 'independent' } },
+  };
+}
+
 export async function renderCharts(results: Results): Promise<Record<string, string>> {
   return {
     'handoff-cdf.svg': await toSvg(handoffCdfSpec(results)),
     'throughput.svg': await toSvg(throughputSpec(results)),
+    ...(results.scale?.length ? { 'scale.svg': await toSvg(scaleSpec(results)) } : {}),
   };
 }

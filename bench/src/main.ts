@@ -12,7 +12,7 @@ import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { TOPOLOGY_VARIANTS, VARIANTS } from './adapters/index.js';
+import { SCALE_VARIANTS, TOPOLOGY_VARIANTS, VARIANTS } from './adapters/index.js';
 import { closeIoredis, connectIoredis } from './adapters/ioredis.js';
 import type { Variant } from './adapters/types.js';
 import { renderCharts } from './charts.js';
@@ -25,13 +25,14 @@ import { measureLoss } from './phases/loss.js';
 import { MANY_SERVERS_STEPS, measureManyServers } from './phases/many-servers.js';
 import { measureMemory } from './phases/memory.js';
 import { measurePing } from './phases/ping.js';
+import { measureScale, scaleSteps } from './phases/scale.js';
 import { measureThroughput, WORKER_COUNTS } from './phases/throughput.js';
 import { measureUncontended } from './phases/uncontended.js';
 import { startWorkers } from './pool.js';
 import { progressBar } from './progress.js';
 import { redact, serverVersion, startRedisServer } from './redis.js';
 import { renderReport } from './report.js';
-import type { Results, TopologyResult, VariantResult } from './results.js';
+import type { Results, ScaleVariantResult, TopologyResult, VariantResult } from './results.js';
 import { cdfPoints } from './stats.js';
 import { computeTargets } from './targets.js';
 
@@ -55,6 +56,8 @@ interface Args {
   readonly variants: readonly Variant[];
   /** The "many servers" rows: each needs servers of its own (`topology`). */
   readonly topologyVariants: readonly Variant[];
+  /** The "scale" rows: W waiters on one name, on a server of their own. */
+  readonly scaleVariants: readonly Variant[];
   readonly command: string;
 }
 
@@ -87,7 +90,9 @@ function parse(): Args {
   }
   if (!/^[\w.-]+$/.test(values.name)) throw new RangeError('--name: letters, digits, . _ - only');
   const only = values.only?.split(',');
-  const known = [...VARIANTS, ...TOPOLOGY_VARIANTS].map((v) => v.id);
+  const known = [
+    ...new Set([...VARIANTS, ...TOPOLOGY_VARIANTS, ...SCALE_VARIANTS].map((v) => v.id)),
+  ];
   const unknown = only?.filter((id) => !known.includes(id));
   if (unknown?.length) {
     throw new RangeError(`--only: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
@@ -100,19 +105,21 @@ function parse(): Args {
     name: values.name,
     variants: pick(VARIANTS),
     topologyVariants: pick(TOPOLOGY_VARIANTS),
+    scaleVariants: pick(SCALE_VARIANTS),
     command,
   };
 }
 
 /** Steps the progress bar counts: one per variant per measurement. */
 function plannedSteps(args: Args): number {
-  const { variants, topologyVariants } = args;
+  const { variants, topologyVariants, scaleVariants } = args;
   const perVariant = 1 + WAITER_COUNTS.length + WORKER_COUNTS.length + 1 + 1 + 1;
   return (
     1 +
     variants.length * perVariant +
     variants.filter((v) => v.signalsLoss).length +
-    topologyVariants.length * MANY_SERVERS_STEPS
+    topologyVariants.length * MANY_SERVERS_STEPS +
+    scaleSteps(args, scaleVariants)
   );
 }
 
@@ -181,6 +188,8 @@ async function run(
         progress.step(`loss ${v.id}`);
       }
       lap('loss');
+      const scale = await measureScale(ctx, args.scaleVariants);
+      lap('scale');
       // Last, and side by side: both run on servers of their own, and count, not time.
       const [cost, memory] = await Promise.all([
         measureCost(ctx, args.variants),
@@ -215,6 +224,15 @@ async function run(
           throughput: r.throughput,
         }),
       );
+      const scaleRows = scale.map(
+        (r): ScaleVariantResult => ({
+          id: r.variant.id,
+          library: r.variant.library,
+          version: machine.versions[r.variant.library] ?? '?',
+          settings: r.variant.settings,
+          runs: r.runs,
+        }),
+      );
       const base = {
         command: args.command,
         mode: args.mode.name,
@@ -226,6 +244,7 @@ async function run(
         ping,
         variants,
         topologies,
+        scale: scaleRows,
       };
       return { ...base, targets: computeTargets(base) };
     } finally {

@@ -20,6 +20,11 @@ export interface Mode {
   /** How long the waiters wait before the heap is read: all have made their first attempt. */
   readonly memorySettleMs: number;
   readonly lossRounds: number;
+  /** Scale: waiter counts; extension periods in the counting window; handoff rounds and their cap. */
+  readonly scaleWaiters: readonly number[];
+  readonly scalePeriods: number;
+  readonly scaleRounds: number;
+  readonly scaleMaxMs: number;
 }
 
 export const MODES: Record<ModeName, Mode> = {
@@ -37,6 +42,10 @@ export const MODES: Record<ModeName, Mode> = {
     memoryCount: 1000,
     memorySettleMs: 300,
     lossRounds: 5,
+    scaleWaiters: [1, 10],
+    scalePeriods: 2,
+    scaleRounds: 8,
+    scaleMaxMs: 1000,
   },
   default: {
     name: 'default',
@@ -52,6 +61,10 @@ export const MODES: Record<ModeName, Mode> = {
     memoryCount: 10_000,
     memorySettleMs: 500,
     lossRounds: 30,
+    scaleWaiters: [1, 10, 100],
+    scalePeriods: 4,
+    scaleRounds: 30,
+    scaleMaxMs: 2500,
   },
   full: {
     name: 'full',
@@ -67,6 +80,10 @@ export const MODES: Record<ModeName, Mode> = {
     memoryCount: 10_000,
     memorySettleMs: 1000,
     lossRounds: 200,
+    scaleWaiters: [1, 10, 100, 1000],
+    scalePeriods: 8,
+    scaleRounds: 200,
+    scaleMaxMs: 15_000,
   },
 };
 

@@ -50,6 +50,31 @@ export type Request =
   /** Hold `name`; answers when the library's loss signal aborts. */
   | { op: 'watchLoss'; handle: string; name: string }
   /**
+   * The scale phase's crowd: `count` clients of `variant`, each its own connection, numbered
+   * from `first`, kept under `handle`.
+   */
+  | {
+      op: 'crowdOpen';
+      handle: string;
+      variant: string;
+      target: string;
+      namespace: string;
+      first: number;
+      count: number;
+    }
+  /** Client `index` of the crowd takes `name` with the blocking acquire and keeps it. */
+  | { op: 'crowdHold'; handle: string; name: string; index: number }
+  /** Every client of the crowd neither holding nor waiting starts the blocking acquire. */
+  | { op: 'crowdWait'; handle: string; name: string }
+  /** The crowd's next acquisition (at once if one is unreported); null once it closes. */
+  | { op: 'crowdNext'; handle: string }
+  | { op: 'crowdRelease'; handle: string; index: number }
+  /**
+   * Stop waiting (abort, or for a library without abort, release each acquisition at once),
+   * release what is held, wait for the waiters to end, close every client.
+   */
+  | { op: 'crowdClose'; handle: string; drainMs: number }
+  /**
    * Client heap per held lock and per waiter: hold `count` locks, then `count` waiters on
    * one name held by a second client. Run in a process of its own, which exits after it
    * (waiters of some libraries cannot be stopped).
@@ -100,6 +125,18 @@ export interface Replies {
   releaseMany: null;
   watchLoss: { at: number; reason: string };
   memory: MemoryResult;
+  crowdOpen: null;
+  crowdHold: { at: number };
+  crowdWait: { started: number };
+  crowdNext: CrowdAcquired | null;
+  crowdRelease: { at: number };
+  crowdClose: { stuck: number };
+}
+
+/** One acquisition by a client of a crowd. */
+export interface CrowdAcquired {
+  readonly index: number;
+  readonly at: number;
 }
 
 export type Envelope = { id: number } & Request;

@@ -2,7 +2,7 @@
  * The tables, as Markdown: printed at the end of a run, written beside the JSON, and pasted
  * into bench/README.md from a published run.
  */
-import type { Results, TopologyResult, VariantResult } from './results.js';
+import type { Results, ScaleVariantResult, TopologyResult, VariantResult } from './results.js';
 import type { Summary } from './stats.js';
 
 const ms = (n: number | undefined) =>
@@ -49,6 +49,47 @@ function manyServers(topologies: readonly TopologyResult[] | undefined): string[
         r.throughput.map((t) => String(t.lostUpdates)).join(' / '),
         String(r.throughput.at(-1)?.callsPerAcquisition ?? '–'),
       ]),
+    ),
+  ];
+}
+
+/** The "scale" table, or nothing for a run without it. */
+function scaleTable(scale: readonly ScaleVariantResult[] | undefined): string[] {
+  if (!scale?.length) return [];
+  const n = (value: number | null) => (value === null ? '–' : int(value));
+  return [
+    '',
+    "**Scale**: W waiters, each its own connection, over four processes, on one name held by a fifth, on a server of the phase's own; server calls (scripts' inner calls included) while W wait, and per handoff (release → a waiter has it, the one that let go queues again); wake-ups: acquire scripts run per extension.",
+    '',
+    table(
+      [
+        'library',
+        'settings',
+        'W',
+        'calls/s while W wait',
+        'per extension',
+        'wake-ups per extension',
+        'calls per handoff',
+        'handoff p50 / p99',
+        'Redis CPU per handoff',
+      ],
+      scale.flatMap((r) =>
+        r.runs.map((run) => [
+          `${r.library} ${r.version}`,
+          r.settings,
+          int(run.waiters),
+          ...(run.skipped
+            ? [`skipped: ${run.skipped}`, '', '', '', '', '']
+            : [
+                int(run.callsPerSecond),
+                n(run.callsPerExtension),
+                run.wakeUpsPerExtension === null ? '–' : String(run.wakeUpsPerExtension),
+                n(run.callsPerHandoff),
+                p50p99(run.handoff),
+                run.cpuMsPerHandoff === null ? '–' : `${ms(run.cpuMsPerHandoff)} ms`,
+              ]),
+        ]),
+      ),
     ),
   ];
 }
@@ -118,6 +159,7 @@ export function renderReport(results: Results): string {
       ]),
     ),
     ...manyServers(results.topologies),
+    ...scaleTable(results.scale),
     '',
     "**Cost**: requests a client sends (a script counts once) and, in brackets, all calls the server runs, scripts' inner calls included; client heap per held lock and per waiter.",
     '',

@@ -3,6 +3,7 @@ import type { Machine } from './machine.js';
 import type { ModeName } from './modes.js';
 import type { CostResult } from './phases/cost.js';
 import type { PingResult } from './phases/ping.js';
+import type { ScaleRun } from './phases/scale.js';
 import type { ThroughputResult } from './phases/throughput.js';
 import type { UncontendedResult } from './phases/uncontended.js';
 import type { MemoryResult } from './protocol.js';
@@ -43,6 +44,15 @@ export interface TopologyResult {
   readonly throughput: ThroughputResult[];
 }
 
+/** A row group of the "scale" table: one library at W = 1, 10, 100 (, 1,000) waiters. */
+export interface ScaleVariantResult {
+  readonly id: string;
+  readonly library: string;
+  readonly version: string;
+  readonly settings: string;
+  readonly runs: ScaleRun[];
+}
+
 export interface Target {
   readonly target: string;
   readonly value: number;
@@ -63,5 +73,7 @@ export interface Results {
   readonly variants: VariantResult[];
   /** Absent from runs made before the "many servers" phase; empty when --only left it out. */
   readonly topologies?: TopologyResult[];
+  /** Absent from runs made before the "scale" phase; empty when --only left it out. */
+  readonly scale?: ScaleVariantResult[];
   readonly targets: Target[];
 }

@@ -9,6 +9,7 @@ import { closeIoredis, connectIoredis } from './adapters/ioredis.js';
 import type { Held, LockClient } from './adapters/types.js';
 import {
   type ContendResult,
+  type CrowdAcquired,
   type Envelope,
   type HandoffEvent,
   type MemoryResult,
@@ -28,6 +29,25 @@ const clients = new Map<string, LockClient>();
 const held = new Map<string, Held>();
 const pending = new Map<string, Promise<Held>>();
 const many = new Map<string, Held[]>();
+const crowds = new Map<string, Crowd>();
+
+/** The scale phase's clients in this process: who holds, who waits, what was not reported. */
+interface Crowd {
+  readonly clients: Map<number, LockClient>;
+  readonly held: Map<number, Held>;
+  readonly waiting: Set<number>;
+  readonly acquired: CrowdAcquired[];
+  /** The pending crowdNext, answered by the next acquisition. */
+  next: ((acquired: CrowdAcquired | null) => void) | undefined;
+  readonly stop: AbortController;
+  closing: boolean;
+}
+
+function crowd(handle: string): Crowd {
+  const found = crowds.get(handle);
+  if (!found) throw new Error(`no crowd '${handle}' in worker ${process.pid}`);
+  return found;
+}
 
 function client(handle: string): LockClient {
   const found = clients.get(handle);
@@ -35,7 +55,7 @@ function client(handle: string): LockClient {
   return found;
 }
 
-function take<T>(map: Map<string, T>, key: string, what: string): T {
+function take<K, T>(map: Map<K, T>, key: K, what: string): T {
   const value = map.get(key);
   if (value === undefined) throw new Error(`worker ${process.pid}: no ${what} for ${key}`);
   map.delete(key);
@@ -117,6 +137,59 @@ async function handle(request: Request): Promise<unknown> {
     }
     case 'memory':
       return memory(request);
+    case 'crowdOpen': {
+      const variant = variantById(request.variant);
+      const c: Crowd = crowds.get(request.handle) ?? {
+        clients: new Map(),
+        held: new Map(),
+        waiting: new Set(),
+        acquired: [],
+        next: undefined,
+        stop: new AbortController(),
+        closing: false,
+      };
+      crowds.set(request.handle, c);
+      for (let i = 0; i < request.count; i += BATCH) {
+        const indices = Array.from(
+          { length: Math.min(BATCH, request.count - i) },
+          (_, j) => request.first + i + j,
+        );
+        await Promise.all(
+          indices.map(async (index) => {
+            c.clients.set(index, await variant.create(request.target, request.namespace));
+          }),
+        );
+      }
+      return null;
+    }
+    case 'crowdHold': {
+      const c = crowd(request.handle);
+      const lock = await (c.clients.get(request.index) as LockClient).acquire(request.name);
+      const at = now();
+      c.held.set(request.index, lock);
+      return { at };
+    }
+    case 'crowdWait':
+      return crowdWait(crowd(request.handle), request.name);
+    case 'crowdNext': {
+      const c = crowd(request.handle);
+      if (c.closing) return null;
+      const first = c.acquired.shift();
+      if (first) return first;
+      if (c.next) throw new Error(`worker ${process.pid}: crowdNext already pending`);
+      return new Promise<CrowdAcquired | null>((resolve) => {
+        c.next = resolve;
+      });
+    }
+    case 'crowdRelease': {
+      const c = crowd(request.handle);
+      const lock = take(c.held, request.index, 'held crowd lock');
+      const at = now();
+      await lock.release();
+      return { at };
+    }
+    case 'crowdClose':
+      return crowdClose(request.handle, request.drainMs);
   }
 }
 
@@ -201,6 +274,53 @@ async function cycles(
   return { samples };
 }
 
+function crowdWait(c: Crowd, name: string): { started: number } {
+  let started = 0;
+  for (const [index, lockClient] of c.clients) {
+    if (c.held.has(index) || c.waiting.has(index) || c.closing) continue;
+    c.waiting.add(index);
+    started++;
+    lockClient.acquire(name, c.stop.signal).then(
+      (lock) => {
+        const at = now();
+        c.waiting.delete(index);
+        if (c.closing) {
+          // Draining: a library that cannot abort its waiters lets them through one by one.
+          lock.release().catch(() => {});
+          return;
+        }
+        c.held.set(index, lock);
+        const acquired = { index, at };
+        const next = c.next;
+        c.next = undefined;
+        if (next) next(acquired);
+        else c.acquired.push(acquired);
+      },
+      () => c.waiting.delete(index),
+    );
+  }
+  return { started };
+}
+
+async function crowdClose(handle: string, drainMs: number): Promise<{ stuck: number }> {
+  const c = crowds.get(handle);
+  if (!c) return { stuck: 0 };
+  c.closing = true;
+  c.next?.(null);
+  c.next = undefined;
+  c.stop.abort(new Error('crowd closed'));
+  await Promise.all([...c.held.values()].map((lock) => lock.release().catch(() => {})));
+  c.held.clear();
+  const deadline = now() + drainMs;
+  while (c.waiting.size > 0 && now() < deadline) await sleep(10);
+  const stuck = c.waiting.size;
+  await Promise.all(
+    [...c.clients.values()].map((lockClient) => lockClient.close().catch(() => {})),
+  );
+  crowds.delete(handle);
+  return { stuck };
+}
+
 /** Hold with the library's keep-alive where it has one, else with its plain acquire. */
 function keep(c: LockClient, name: string): Promise<Held> {
   return c.hold ? c.hold(name) : c.acquire(name);
@@ -262,9 +382,11 @@ process.on('message', (envelope: Envelope) => {
 // and polling waiters would otherwise keep this process alive for ever.
 process.on('disconnect', () => {
   setTimeout(() => process.exit(0), ORPHAN_EXIT_MS).unref();
-  Promise.all([...clients.values()].map((c) => c.close().catch(() => {}))).finally(() =>
-    process.exit(0),
-  );
+  const everyClient = [
+    ...clients.values(),
+    ...[...crowds.values()].flatMap((c) => [...c.clients.values()]),
+  ];
+  Promise.all(everyClient.map((c) => c.close().catch(() => {}))).finally(() => process.exit(0));
 });
 
 reply({ id: 0, ok: true, value: 'ready' });

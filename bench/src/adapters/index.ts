@@ -12,6 +12,7 @@ import {
   tracklockM2,
   tracklockM2Direct,
   tracklockNodes3,
+  tracklockScale,
 } from './tracklock.js';
 import type { Variant } from './types.js';
 
@@ -34,8 +35,15 @@ export const TOPOLOGY_VARIANTS: readonly Variant[] = [
   redlockFastNodes3,
 ];
 
+/**
+ * The scale table: tracklock at issue 13's settings, and the pollers whose waiting the table
+ * compares with it (10 ms, a rate users pick for latency; redlock's 200 ms default would take
+ * a fifth of a second per handoff round).
+ */
+export const SCALE_VARIANTS: readonly Variant[] = [tracklockScale, semaphoreDefault, redlockFast];
+
 export function variantById(id: string): Variant {
-  const variant = [...VARIANTS, ...TOPOLOGY_VARIANTS].find((v) => v.id === id);
+  const variant = [...VARIANTS, ...TOPOLOGY_VARIANTS, ...SCALE_VARIANTS].find((v) => v.id === id);
   if (!variant) throw new Error(`unknown variant '${id}'`);
   return variant;
 }

@@ -10,17 +10,19 @@ interface Setting {
   readonly keyMajority?: number;
   readonly directHandoff?: boolean;
   readonly topology?: Topology;
+  readonly keyValidityMs?: number;
+  readonly extendIntervalMs?: number;
 }
 
 function variant(setting: Setting): Variant {
-  const { keyMajority, directHandoff = false, topology } = setting;
+  const { keyMajority, directHandoff = false, topology, keyValidityMs, extendIntervalMs } = setting;
   // With 3 nodes the default is a majority of them, 2; a cluster keeps the plain default, 2.
   const keys = 2 * (keyMajority ?? DEFAULTS.keyMajority) - 1;
   return {
     id: setting.id,
     library: 'tracklock',
     settings: setting.settings,
-    keepAlive: { intervalMs: DEFAULTS.extendIntervalMs, keys },
+    keepAlive: { intervalMs: extendIntervalMs ?? DEFAULTS.extendIntervalMs, keys },
     signalsLoss: true,
     isTracklock: true,
     ...(topology ? { topology } : {}),
@@ -30,6 +32,8 @@ function variant(setting: Setting): Variant {
         keyPrefix: namespace,
         ...(keyMajority === undefined ? {} : { keyMajority }),
         ...(directHandoff ? { directHandoff } : {}),
+        ...(keyValidityMs === undefined ? {} : { keyValidityMs }),
+        ...(extendIntervalMs === undefined ? {} : { extendIntervalMs }),
       });
       const acquire = async (name: string, signal?: AbortSignal): Promise<Held> => {
         const lock = await locker.withContext(name, signal ? { signal } : {});
@@ -83,6 +87,17 @@ export const tracklockCluster3 = variant({
   id: 'tracklock-cluster3',
   settings: 'cluster (3 root nodes); keyMajority 2, other options default',
   topology: 'cluster3',
+});
+
+/**
+ * The scale table (issue 13's measurements): short keys, so a window of a few seconds holds
+ * many extensions, each of which invalidates the keys every waiter tracks.
+ */
+export const tracklockScale = variant({
+  id: 'tracklock-scale',
+  settings: 'keyValidityMs 1000, extendIntervalMs 250; keyMajority 2 and other options default',
+  keyValidityMs: 1000,
+  extendIntervalMs: 250,
 });
 
 /** tracklock's key layout (docs/how-it-works.md): what the loss phase deletes. */
