@@ -20,6 +20,7 @@ import type { Context } from './context.js';
 import { describeMachine } from './machine.js';
 import { MODES, type Mode } from './modes.js';
 import { measureCost } from './phases/cost.js';
+import { FAIRNESS_SHAPES, measureFairness } from './phases/fairness.js';
 import { chainHandoff, pairHandoff } from './phases/handoff.js';
 import { measureLoss } from './phases/loss.js';
 import { MANY_SERVERS_STEPS, measureManyServers } from './phases/many-servers.js';
@@ -111,9 +112,15 @@ function plannedSteps(args: Args): number {
   return (
     1 +
     variants.length * perVariant +
+    fairnessVariants(args).length * FAIRNESS_SHAPES.length +
     variants.filter((v) => v.signalsLoss).length +
     topologyVariants.length * MANY_SERVERS_STEPS
   );
+}
+
+/** The mode's fairness variants that this run includes, in the order of the tables. */
+function fairnessVariants(args: Args): readonly Variant[] {
+  return args.variants.filter((v) => args.mode.fairnessVariants.includes(v.id));
 }
 
 async function run(
@@ -173,6 +180,8 @@ async function run(
         Object.assign(partial.get(v.id) ?? {}, { throughput, uncontended });
       }
       lap('throughput and uncontended');
+      const fairness = await measureFairness(ctx, fairnessVariants(args));
+      lap('fairness');
       const manyServers = await measureManyServers(ctx, args.topologyVariants);
       lap('many servers');
       const loss = new Map<string, VariantResult['lossDetection']>();
@@ -190,6 +199,7 @@ async function run(
       const machine = describeMachine(redis);
       const variants = args.variants.map((v): VariantResult => {
         const p = partial.get(v.id) as VariantResult;
+        const fair = fairness.get(v.id);
         return {
           id: v.id,
           library: v.library,
@@ -201,6 +211,7 @@ async function run(
           cost: cost.get(v.id) as VariantResult['cost'],
           memory: memory.get(v.id) as VariantResult['memory'],
           lossDetection: loss.get(v.id) ?? null,
+          ...(fair ? { fairness: fair } : {}),
           handoffCdf: p.handoffCdf,
         };
       });

@@ -20,7 +20,19 @@ export interface Mode {
   /** How long the waiters wait before the heap is read: all have made their first attempt. */
   readonly memorySettleMs: number;
   readonly lossRounds: number;
+  /** Fairness: time per variant and shape (4 processes × 4 loops, 8 × 1), and which variants. */
+  readonly fairnessMs: number;
+  readonly fairnessVariants: readonly string[];
 }
+
+/** tracklock's defaults and direct handoff against the pollers at their default and fastest. */
+const FAIRNESS_VARIANTS = [
+  'tracklock-m2',
+  'tracklock-m2-direct',
+  'redlock-fast',
+  'redis-semaphore',
+  'redis-semaphore-1ms',
+];
 
 export const MODES: Record<ModeName, Mode> = {
   smoke: {
@@ -37,6 +49,8 @@ export const MODES: Record<ModeName, Mode> = {
     memoryCount: 1000,
     memorySettleMs: 300,
     lossRounds: 5,
+    fairnessMs: 1000,
+    fairnessVariants: ['tracklock-m2', 'redis-semaphore'],
   },
   default: {
     name: 'default',
@@ -52,6 +66,8 @@ export const MODES: Record<ModeName, Mode> = {
     memoryCount: 10_000,
     memorySettleMs: 500,
     lossRounds: 30,
+    fairnessMs: 2000,
+    fairnessVariants: FAIRNESS_VARIANTS,
   },
   full: {
     name: 'full',
@@ -67,6 +83,8 @@ export const MODES: Record<ModeName, Mode> = {
     memoryCount: 10_000,
     memorySettleMs: 1000,
     lossRounds: 200,
+    fairnessMs: 5000,
+    fairnessVariants: FAIRNESS_VARIANTS,
   },
 };
 
