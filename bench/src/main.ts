@@ -44,7 +44,7 @@ const USAGE = `npm run bench -- [options]   (bench/README.md says what each phas
 
   (no mode)       every phase, enough samples to compare    about 2 minutes
   --smoke         every phase, few samples (CI)             about 1 minute
-  --full          the published figures                     about 9 minutes
+  --full          the published figures                     about 10 minutes
   --name NAME     write bench/results/NAME.* instead of latest.*
   --only A,B      only these libraries (ids as in the tables)
   --rounds N      the two-process handoff rounds
