@@ -20,6 +20,7 @@ import type { Context } from './context.js';
 import { describeMachine } from './machine.js';
 import { MODES, type Mode } from './modes.js';
 import { measureCost } from './phases/cost.js';
+import { FAIRNESS_SHAPES, measureFairness } from './phases/fairness.js';
 import { chainHandoff, pairHandoff } from './phases/handoff.js';
 import { measureLoss } from './phases/loss.js';
 import { MANY_SERVERS_STEPS, measureManyServers } from './phases/many-servers.js';
@@ -44,7 +45,7 @@ const USAGE = `npm run bench -- [options]   (bench/README.md says what each phas
 
   (no mode)       every phase, enough samples to compare    about 2 minutes
   --smoke         every phase, few samples (CI)             about 1 minute
-  --full          the published figures                     about 9 minutes
+  --full          the published figures                     about 10 minutes
   --name NAME     write bench/results/NAME.* instead of latest.*
   --only A,B      only these libraries (ids as in the tables)
   --rounds N      the two-process handoff rounds
@@ -117,10 +118,16 @@ function plannedSteps(args: Args): number {
   return (
     1 +
     variants.length * perVariant +
+    fairnessVariants(args).length * FAIRNESS_SHAPES.length +
     variants.filter((v) => v.signalsLoss).length +
     topologyVariants.length * MANY_SERVERS_STEPS +
     scaleSteps(args, scaleVariants)
   );
+}
+
+/** The mode's fairness variants that this run includes, in the order of the tables. */
+function fairnessVariants(args: Args): readonly Variant[] {
+  return args.variants.filter((v) => args.mode.fairnessVariants.includes(v.id));
 }
 
 async function run(
@@ -180,6 +187,8 @@ async function run(
         Object.assign(partial.get(v.id) ?? {}, { throughput, uncontended });
       }
       lap('throughput and uncontended');
+      const fairness = await measureFairness(ctx, fairnessVariants(args));
+      lap('fairness');
       const manyServers = await measureManyServers(ctx, args.topologyVariants);
       lap('many servers');
       const loss = new Map<string, VariantResult['lossDetection']>();
@@ -199,6 +208,7 @@ async function run(
       const machine = describeMachine(redis);
       const variants = args.variants.map((v): VariantResult => {
         const p = partial.get(v.id) as VariantResult;
+        const fair = fairness.get(v.id);
         return {
           id: v.id,
           library: v.library,
@@ -210,6 +220,7 @@ async function run(
           cost: cost.get(v.id) as VariantResult['cost'],
           memory: memory.get(v.id) as VariantResult['memory'],
           lossDetection: loss.get(v.id) ?? null,
+          ...(fair ? { fairness: fair } : {}),
           handoffCdf: p.handoffCdf,
         };
       });

@@ -25,7 +25,19 @@ export interface Mode {
   readonly scalePeriods: number;
   readonly scaleRounds: number;
   readonly scaleMaxMs: number;
+  /** Fairness: time per variant and shape (4 processes × 4 loops, 8 × 1), and which variants. */
+  readonly fairnessMs: number;
+  readonly fairnessVariants: readonly string[];
 }
+
+/** tracklock's defaults and direct handoff against the pollers at their default and fastest. */
+const FAIRNESS_VARIANTS = [
+  'tracklock-m2',
+  'tracklock-m2-direct',
+  'redlock-fast',
+  'redis-semaphore',
+  'redis-semaphore-1ms',
+];
 
 export const MODES: Record<ModeName, Mode> = {
   smoke: {
@@ -46,6 +58,8 @@ export const MODES: Record<ModeName, Mode> = {
     scalePeriods: 2,
     scaleRounds: 8,
     scaleMaxMs: 1000,
+    fairnessMs: 1000,
+    fairnessVariants: ['tracklock-m2', 'redis-semaphore'],
   },
   default: {
     name: 'default',
@@ -65,6 +79,8 @@ export const MODES: Record<ModeName, Mode> = {
     scalePeriods: 4,
     scaleRounds: 30,
     scaleMaxMs: 2500,
+    fairnessMs: 2000,
+    fairnessVariants: FAIRNESS_VARIANTS,
   },
   full: {
     name: 'full',
@@ -84,6 +100,8 @@ export const MODES: Record<ModeName, Mode> = {
     scalePeriods: 8,
     scaleRounds: 200,
     scaleMaxMs: 15_000,
+    fairnessMs: 5000,
+    fairnessVariants: FAIRNESS_VARIANTS,
   },
 };
 

@@ -32,7 +32,10 @@ export type Request =
       counterUrl: string;
       counterKey: string;
     }
-  /** `workers` loops of acquire → GET/SET counter → release on one name, until `until`. */
+  /**
+   * `workers` loops of acquire → GET/SET counter → release on one name, until `until`; every
+   * acquisition's wait and hold come back, for the fairness phase.
+   */
   | {
       op: 'contend';
       handle: string;
@@ -102,6 +105,10 @@ export interface ContendResult {
   readonly acquisitions: number;
   /** Counter increments done, including those of acquisitions that resolved after `until`. */
   readonly increments: number;
+  /** Each acquisition's wait in ms, from the acquire call to its resolving (after `until` too). */
+  readonly waits: number[];
+  /** Each acquisition's hold in ms, from resolving to the release call: the GET and the SET. */
+  readonly holds: number[];
 }
 
 export interface MemoryResult {

@@ -53,6 +53,37 @@ function manyServers(topologies: readonly TopologyResult[] | undefined): string[
   ];
 }
 
+/** The fairness table, or nothing for a run without it (smoke leaves most variants out). */
+function fairness(variants: readonly VariantResult[]): string[] {
+  const rows = variants.flatMap((v) => (v.fairness ?? []).map((f) => ({ v, f })));
+  if (rows.length === 0) return [];
+  return [
+    '',
+    `**Fairness**: the contention loop on one name for ${rows[0]?.f.durationMs} ms per row; each acquisition's wait from the acquire call to its resolving (those resolving after the end included), and how many acquisitions each process got.`,
+    '',
+    table(
+      [
+        'library',
+        'processes × loops',
+        'acq/s',
+        'per process, least / most (ratio)',
+        'wait p50 / p99 / worst',
+        'hold p50',
+        'lost updates',
+      ],
+      rows.map(({ v, f }) => [
+        name(v),
+        `${f.processes} × ${f.loopsPerProcess}`,
+        int(f.acquisitionsPerSecond),
+        `${int(Math.min(...f.perProcess))} / ${int(Math.max(...f.perProcess))} (${f.leastToMost.toFixed(2)})`,
+        f.wait ? `${ms(f.wait.p50)} / ${ms(f.wait.p99)} / ${ms(f.wait.max)}` : '–',
+        ms(f.hold?.p50),
+        String(f.lostUpdates),
+      ]),
+    ),
+  ];
+}
+
 /** The "scale" table, or nothing for a run without it. */
 function scaleTable(scale: readonly ScaleVariantResult[] | undefined): string[] {
   if (!scale?.length) return [];
@@ -158,6 +189,7 @@ export function renderReport(results: Results): string {
         int(v.uncontended.cyclesPerSecond),
       ]),
     ),
+    ...fairness(results.variants),
     ...manyServers(results.topologies),
     ...scaleTable(results.scale),
     '',

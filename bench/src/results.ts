@@ -2,6 +2,7 @@
 import type { Machine } from './machine.js';
 import type { ModeName } from './modes.js';
 import type { CostResult } from './phases/cost.js';
+import type { FairnessResult } from './phases/fairness.js';
 import type { PingResult } from './phases/ping.js';
 import type { ScaleRun } from './phases/scale.js';
 import type { ThroughputResult } from './phases/throughput.js';
@@ -26,6 +27,11 @@ export interface VariantResult {
   readonly memory: MemoryResult;
   /** null: the library has no signal for a lost lock. */
   readonly lossDetection: Summary | null;
+  /**
+   * 4 processes × 4 loops and 8 × 1; absent for a variant the mode leaves out of that phase,
+   * and from runs made before it.
+   */
+  readonly fairness?: FairnessResult[];
   /** The pair handoff's empirical CDF, for the chart. */
   readonly handoffCdf: { ms: number; p: number }[];
 }

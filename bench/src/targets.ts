@@ -12,6 +12,10 @@ export function computeTargets(results: Omit<Results, 'targets'>): Target[] {
     if (value === undefined || limit === undefined) return;
     targets.push({ target, value, limit: Math.round(limit * 1000) / 1000, met: value <= limit });
   };
+  /** The few targets met from below. */
+  const atLeast = (target: string, value: number, limit: number) => {
+    targets.push({ target, value, limit, met: value >= limit });
+  };
   const byId = new Map(results.variants.map((v) => [v.id, v]));
   const pingP50 = results.ping.ping?.p50;
   for (const tracklock of results.variants.filter((v) => v.library === 'tracklock')) {
@@ -36,10 +40,33 @@ export function computeTargets(results: Omit<Results, 'targets'>): Target[] {
         bound,
       );
     }
+    for (const fair of tracklock.fairness ?? []) {
+      const shape = `fairness ${fair.processes} processes × ${fair.loopsPerProcess}`;
+      atLeast(
+        `${tracklock.id} ${shape}: least-served process / most-served ≥ ½`,
+        fair.leastToMost,
+        0.5,
+      );
+      add(`${tracklock.id} ${shape}: worst wait ≤ 1 s (ms)`, fair.wait?.max, 1000);
+      if (fair.processes === 8 && fair.loopsPerProcess === 1) {
+        // A fair queue of 8: the others' holds ahead of a waiter, and the handoff to it.
+        const hold = fair.hold?.p50;
+        const handoff = tracklock.handoff.pair?.p50;
+        add(
+          `${tracklock.id} ${shape}: wait p99 ≤ 8 × hold p50 + handoff p50 (ms)`,
+          fair.wait?.p99,
+          hold !== undefined && handoff !== undefined ? 8 * hold + handoff : undefined,
+        );
+      }
+    }
   }
   for (const variant of results.variants) {
     for (const run of variant.throughput) {
       add(`${variant.id} lost updates, ${run.workers} workers = 0`, run.lostUpdates, 0);
+    }
+    for (const fair of variant.fairness ?? []) {
+      const shape = `${fair.processes} processes × ${fair.loopsPerProcess}`;
+      add(`${variant.id} lost updates, fairness ${shape} = 0`, fair.lostUpdates, 0);
     }
   }
   return targets;

@@ -240,13 +240,20 @@ async function contend(
   const counter = await connectIoredis(request.counterUrl);
   let acquisitions = 0;
   let increments = 0;
+  const waits: number[] = [];
+  const holds: number[] = [];
   const loop = async () => {
     while (now() < request.until) {
+      const calledAt = now();
       const lock = await c.acquire(request.name);
-      if (now() < request.until) acquisitions++;
+      const acquiredAt = now();
+      if (acquiredAt < request.until) acquisitions++;
+      // Kept also when it resolved after `until`: a loop starved all run long waits that long.
+      waits.push(acquiredAt - calledAt);
       const value = Number((await counter.get(request.counterKey)) ?? 0);
       await counter.set(request.counterKey, String(value + 1));
       increments++;
+      holds.push(now() - acquiredAt);
       await lock.release();
     }
   };
@@ -255,7 +262,7 @@ async function contend(
   } finally {
     await closeIoredis(counter);
   }
-  return { acquisitions, increments };
+  return { acquisitions, increments, waits, holds };
 }
 
 async function cycles(
