@@ -15,11 +15,15 @@ function versionOf(packageJson: URL): string {
   return (JSON.parse(readFileSync(packageJson, 'utf8')) as { version: string }).version;
 }
 
-/** The installed version of each library measured, and of ioredis which the peers use. */
+/** The installed version of each library measured, of ioredis which the peers use, and of node-redis. */
 export function libraryVersions(): Record<string, string> {
   const modules = new URL('../node_modules/', import.meta.url);
   const versions: Record<string, string> = {
     tracklock: versionOf(new URL('../../package.json', import.meta.url)),
+    // tracklock's own client, which the bare push lock on node-redis uses too.
+    '@redis/client': versionOf(
+      new URL('../../node_modules/@redis/client/package.json', import.meta.url),
+    ),
   };
   for (const name of ['redlock', '@sesamecare-oss/redlock', 'redis-semaphore', 'ioredis']) {
     versions[name] = versionOf(new URL(`${name}/package.json`, modules));

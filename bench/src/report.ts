@@ -15,6 +15,7 @@ function table(header: string[], rows: string[][]): string {
 }
 
 function name(v: VariantResult): string {
+  if (v.id.startsWith('bare-')) return `bare push lock, ${v.library} ${v.version}`;
   return `${v.library} ${v.version}${v.id.endsWith('fast') || v.id.endsWith('1ms') ? ' (fast)' : ''}${v.id.startsWith('tracklock') ? ` M=${/-m(\d+)/.exec(v.id)?.[1]}${v.id.endsWith('direct') ? ' direct' : ''}` : ''}`;
 }
 
@@ -125,6 +126,25 @@ function scaleTable(scale: readonly ScaleVariantResult[] | undefined): string[] 
   ];
 }
 
+/**
+ * How far each tracklock row is from the bare push lock on node-redis, its own idea on its own
+ * client with nothing else (bare-push-lock.ts), or nothing when the run left either out.
+ */
+function floor(variants: readonly VariantResult[]): string[] {
+  const bare = variants.find((v) => v.id === 'bare-node-redis')?.handoff.pair;
+  const tracklock = variants.filter((v) => v.library === 'tracklock' && v.handoff.pair);
+  if (!bare || tracklock.length === 0) return [];
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  const rows = tracklock.map((v) => {
+    const s = v.handoff.pair as Summary;
+    return `${name(v)} ${ratio(s.p50, bare.p50)} / ${ratio(s.p99, bare.p99)}`;
+  });
+  return [
+    '',
+    `Against the floor, the bare push lock on node-redis (p50 ${ms(bare.p50)}, p99 ${ms(bare.p99)}), handoff p50 / p99: ${rows.join('; ')}.`,
+  ];
+}
+
 function p50p99(s: Summary | null | undefined): string {
   return s ? `${ms(s.p50)} / ${ms(s.p99)}` : '–';
 }
@@ -168,6 +188,7 @@ export function renderReport(results: Results): string {
         ];
       }),
     ),
+    ...floor(results.variants),
     '',
     '**Contention** (acquire → GET/SET a counter → release, one name) and **uncontended** acquire + release on fresh names.',
     '',

@@ -1,8 +1,11 @@
 /**
  * Every library variant, in the order of the tables: the main tables on one server, and the
- * "many servers" table, kept apart so its rows never change the main ones.
+ * "many servers" table, kept apart so its rows never change the main ones. The bare push locks
+ * stand right after tracklock: the floor its own idea reaches on a plain client.
  */
 
+import { bareIoredis } from './bare-ioredis.js';
+import { bareNodeRedis } from './bare-node-redis.js';
 import { semaphoreDefault, semaphoreFast } from './redis-semaphore.js';
 import { redlockDefault, redlockFast, redlockFastNodes3, redlockNodes3 } from './redlock.js';
 import { sesameRedlock } from './sesame-redlock.js';
@@ -20,6 +23,8 @@ export const VARIANTS: readonly Variant[] = [
   tracklockM1,
   tracklockM2,
   tracklockM2Direct,
+  bareNodeRedis,
+  bareIoredis,
   redlockDefault,
   redlockFast,
   sesameRedlock,

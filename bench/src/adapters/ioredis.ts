@@ -1,10 +1,21 @@
 /** The ioredis connection every peer is given, made the way the peers' READMEs make it. */
 import { Redis } from 'ioredis';
 
-/** Connect and wait until ready; rejects (and disconnects) after `timeoutMs`. */
-export async function connectIoredis(url: string, timeoutMs = 5000): Promise<Redis> {
+/**
+ * Connect and wait until ready; rejects (and disconnects) after `timeoutMs`. Absent `protocol`,
+ * ioredis' default (RESP3 in 6.x).
+ */
+export async function connectIoredis(
+  url: string,
+  timeoutMs = 5000,
+  protocol?: 2 | 3,
+): Promise<Redis> {
   // lazyConnect so a failure to connect is a rejection here, not a retry loop for ever.
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const client = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    ...(protocol === undefined ? {} : { protocol }),
+  });
   client.on('error', () => {}); // a failure shows up as a rejected command or the timeout
   let timer: NodeJS.Timeout | undefined;
   try {
