@@ -206,14 +206,18 @@ async function run(
       ]);
       lap('cost and memory');
       const machine = describeMachine(redis);
+      /** Which library, at which version and settings, a row of results is. */
+      const identity = (v: Variant) => ({
+        id: v.id,
+        library: v.library,
+        version: machine.versions[v.library] ?? '?',
+        settings: v.settings,
+      });
       const variants = args.variants.map((v): VariantResult => {
         const p = partial.get(v.id) as VariantResult;
         const fair = fairness.get(v.id);
         return {
-          id: v.id,
-          library: v.library,
-          version: machine.versions[v.library] ?? '?',
-          settings: v.settings,
+          ...identity(v),
           handoff: p.handoff,
           throughput: p.throughput,
           uncontended: p.uncontended,
@@ -226,23 +230,14 @@ async function run(
       });
       const topologies = manyServers.map(
         (r): TopologyResult => ({
-          id: r.variant.id,
-          library: r.variant.library,
-          version: machine.versions[r.variant.library] ?? '?',
-          settings: r.variant.settings,
+          ...identity(r.variant),
           servers: r.servers,
           handoff: { pair: r.pair },
           throughput: r.throughput,
         }),
       );
       const scaleRows = scale.map(
-        (r): ScaleVariantResult => ({
-          id: r.variant.id,
-          library: r.variant.library,
-          version: machine.versions[r.variant.library] ?? '?',
-          settings: r.variant.settings,
-          runs: r.runs,
-        }),
+        (r): ScaleVariantResult => ({ ...identity(r.variant), runs: r.runs }),
       );
       const base = {
         command: args.command,
