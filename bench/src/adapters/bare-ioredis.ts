@@ -11,8 +11,7 @@ import {
   BARE_VALIDITY_MS,
   type BareCommands,
   BarePushLock,
-  RELEASE_SCRIPT,
-  RELEASE_SHA,
+  releaseWith,
 } from './bare-push-lock.js';
 import { closeIoredis, connectIoredis } from './ioredis.js';
 import type { LockClient, Variant } from './types.js';
@@ -64,14 +63,8 @@ export const bareIoredis: Variant = {
         });
         return { acquired: set !== null, pttlMs: Number(pttl) };
       },
-      async release(key, token) {
-        try {
-          await client.evalsha(RELEASE_SHA, 1, key, token);
-        } catch (error) {
-          if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-          await client.eval(RELEASE_SCRIPT, 1, key, token);
-        }
-      },
+      release: (key, token) =>
+        releaseWith(([command, ...args]) => client.call(command as string, ...args), key, token),
       close,
     };
     lock.use(commands);

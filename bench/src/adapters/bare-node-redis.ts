@@ -9,8 +9,7 @@ import {
   BARE_VALIDITY_MS,
   type BareCommands,
   BarePushLock,
-  RELEASE_SCRIPT,
-  RELEASE_SHA,
+  releaseWith,
 } from './bare-push-lock.js';
 import type { LockClient, Variant } from './types.js';
 
@@ -45,14 +44,7 @@ export const bareNodeRedis: Variant = {
           .exec();
         return { acquired: set !== null, pttlMs: Number(pttl) };
       },
-      async release(key, token) {
-        try {
-          await client.sendCommand(['EVALSHA', RELEASE_SHA, '1', key, token]);
-        } catch (error) {
-          if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-          await client.sendCommand(['EVAL', RELEASE_SCRIPT, '1', key, token]);
-        }
-      },
+      release: (key, token) => releaseWith((args) => client.sendCommand(args), key, token),
       async close() {
         await Promise.race([
           client.close().catch(() => {}),

@@ -19,12 +19,26 @@ import type { Held, LockClient } from './types.js';
 export const BARE_VALIDITY_MS = 5000;
 
 /** The release's compare-and-delete: a holder whose key expired and was taken deletes nothing. */
-export const RELEASE_SCRIPT = `local token = ARGV[1]
+const RELEASE_SCRIPT = `local token = ARGV[1]
 if redis.call('GET', KEYS[1]) == token then
   return redis.call('DEL', KEYS[1])
 end
 return 0`;
-export const RELEASE_SHA = createHash('sha1').update(RELEASE_SCRIPT).digest('hex');
+const RELEASE_SHA = createHash('sha1').update(RELEASE_SCRIPT).digest('hex');
+
+/** The release on any client that sends a raw command: by SHA, by body if the server lost it. */
+export async function releaseWith(
+  send: (args: string[]) => Promise<unknown>,
+  key: string,
+  token: string,
+): Promise<void> {
+  try {
+    await send(['EVALSHA', RELEASE_SHA, '1', key, token]);
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    await send(['EVAL', RELEASE_SCRIPT, '1', key, token]);
+  }
+}
 
 /** One attempt's outcome: whether the SET took the key, and the key's PTTL after it. */
 export interface Attempt {
