@@ -20,7 +20,10 @@ const pending = (): Outcome<KeyState> => ({ status: 'pending', later: new Promis
 
 /** Judge `outcomes` as replies that came 5 ms after the send, unless told otherwise. */
 function verdictOf(outcomes: Outcome<KeyState>[], more: Partial<Replies> = {}): Verdict {
-  return judge({ outcomes, value, sentAt: 100, now: 105, queued: false, ...more }, rules);
+  return judge(
+    { outcomes, value, sentAt: 100, now: 105, queued: false, inLine: false, ...more },
+    rules,
+  );
 }
 
 test('a majority of keys taken in time holds the lock, with the keys it took', () => {

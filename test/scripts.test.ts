@@ -105,12 +105,13 @@ test('a call that names a later key but leaves out an earlier optional one is re
     sent.push(args);
     return [];
   };
-  const keys = { keys: ['k'], queue: 'q', ticket: 't', handoff: 'h' };
+  const keys = { keys: ['k'], queue: 'q', roles: 'r' };
   const args = {
     value: 'v',
     expiry: '1',
     unit: 'PX',
     condition: 'NX',
+    from: '',
     keyCount: '1',
     majority: '1',
     validityMs: '1',
@@ -127,16 +128,16 @@ test('a call that names a later key but leaves out an earlier optional one is re
     [
       'EVALSHA',
       SCRIPTS.acquire.sha,
-      '5',
+      '4',
       'k',
       'f',
       'q',
-      't',
-      'h',
+      'r',
       'v',
       '1',
       'PX',
       'NX',
+      '',
       '1',
       '1',
       '1',

@@ -16,8 +16,10 @@ export interface Replies {
   /** `performance.now()` when the attempt was sent, and when its replies were in. */
   readonly sentAt: number;
   readonly now: number;
-  /** Sent with a ticket (direct handoff): the script gave back itself what it took. */
+  /** Sent with a ticket (the queue): the script gave back itself what it took. */
   readonly queued: boolean;
+  /** Behind the queue's head: the script did not touch the keys, the lock is someone's turn. */
+  readonly inLine: boolean;
 }
 
 /** The options that decide a verdict. */
@@ -55,7 +57,7 @@ export type Verdict =
 
 /** Judge an acquire attempt's replies: ours, held by others, or failed; and what to give back. */
 export function judge(replies: Replies, rules: Rules): Verdict {
-  const { outcomes, value, sentAt, now, queued } = replies;
+  const { outcomes, value, sentAt, now, queued, inLine } = replies;
   const owned = outcomes.map((o) => o.status === 'fulfilled' && o.value.value === value);
   const count = owned.filter(Boolean).length;
   // Replies that come back after the keys may have expired are worth nothing.
@@ -78,6 +80,9 @@ export function judge(replies: Replies, rules: Rules): Verdict {
   const taken = outcomes.filter(
     (o) => o.status === 'fulfilled' && o.value.value !== null && o.value.value !== value,
   );
+  if (inLine && !unanswered) {
+    return { kind: 'busy', retryInMs: rules.keyValidityMs, giveBack };
+  }
   if (taken.length >= rules.keyMajority) {
     return { kind: 'busy', retryInMs: retryInMs(outcomes, owned, rules), giveBack };
   }

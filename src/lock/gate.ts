@@ -1,14 +1,20 @@
 import { execute } from 'abort-controller-x';
 
+/** A waiter queued at the gate: what a lock passed to it is made for, and its turn. */
+interface Turn<T> {
+  readonly parent: AbortSignal | undefined;
+  readonly resolve: (gift: T | undefined) => void;
+}
+
 /**
  * The waiters of one lock name in this process. Only one of them (the active one) talks to
  * Redis at a time; it keeps the gate while it holds the lock, and hands it to the next waiter
- * in arrival order when it is done. So one invalidation wakes one local waiter, not a herd,
- * and a lock passes between local waiters without waiting for Redis to say anything.
+ * in arrival order when it is done, with the lock itself when it could pass it on. So one
+ * invalidation wakes one local waiter, not a herd.
  */
-export class Gate {
+export class Gate<T> {
   #active = false;
-  readonly #queue = new Set<() => void>();
+  readonly #queue = new Set<Turn<T>>();
   /** Counts wake-ups, so a waiter can tell whether one came while its attempt was in flight. */
   #epoch = 0;
   readonly #sleepers = new Set<() => void>();
@@ -22,17 +28,28 @@ export class Gate {
     return !this.#active && this.#queue.size === 0;
   }
 
-  /** Resolves when the caller becomes the active waiter; rejects with the signal's reason. */
-  enter(signal: AbortSignal): Promise<void> {
+  /** Waiters queued behind the active one. */
+  get waiting(): boolean {
+    return this.#queue.size > 0;
+  }
+
+  /**
+   * Resolves when the caller becomes the active waiter, with the lock when one was passed to
+   * it (see `pass`); rejects with the signal's reason. `parent` is what a passed lock listens to.
+   */
+  enter(signal: AbortSignal, parent?: AbortSignal): Promise<T | undefined> {
     if (!this.#active) {
       signal.throwIfAborted();
       this.#active = true;
-      return Promise.resolve();
+      return Promise.resolve(undefined);
     }
     return execute(signal, (resolve) => {
-      const turn = () => {
-        this.#queue.delete(turn);
-        resolve();
+      const turn: Turn<T> = {
+        parent,
+        resolve: (gift) => {
+          this.#queue.delete(turn);
+          resolve(gift);
+        },
       };
       this.#queue.add(turn);
       return () => {
@@ -45,7 +62,22 @@ export class Gate {
   leave(): void {
     const next = this.#queue.values().next();
     if (next.done) this.#active = false;
-    else next.value();
+    else next.value.resolve(undefined);
+  }
+
+  /**
+   * Pass the turn to the next waiter with a lock made for it by `make` (from its `parent`);
+   * `undefined` when nobody waits any more (the gate is then left).
+   */
+  pass(make: (parent: AbortSignal | undefined) => T): T | undefined {
+    const next = this.#queue.values().next();
+    if (next.done) {
+      this.#active = false;
+      return undefined;
+    }
+    const gift = make(next.value.parent);
+    next.value.resolve(gift);
+    return gift;
   }
 
   /** A key of this name changed: the active waiter should try again now. */

@@ -199,7 +199,7 @@ export class KeepAlive {
     const outcomes = await this.#store.acquire(
       missing.map((i) => keys[i] as string),
       value,
-      false,
+      'free',
     );
     outcomes.forEach((outcome, n) => {
       const i = missing[n] as number;

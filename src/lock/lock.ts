@@ -1,4 +1,4 @@
-import type { KeyState, KeyStore, Outcome, Settled } from '../redis/store.js';
+import type { KeyState, KeyStore, Outcome, QueueKeys, Settled } from '../redis/store.js';
 import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { onAbort } from '../shared/signals.js';
@@ -16,8 +16,8 @@ export interface HeldLockInit {
   readonly sentAt: number;
   /** `performance.now()` when the replies were judged in time: the first evaluation uses it. */
   readonly now: number;
-  /** With direct handoff: the name's queue, so that releasing hands the keys on. */
-  readonly queueKey: string | undefined;
+  /** The name's queue, when waiters queue: releasing hands the keys on to its head. */
+  readonly queue: QueueKeys | undefined;
   /** The fencing token the acquisition drew (none for a lock handed over). */
   readonly token: bigint | undefined;
   /** The caller's signal: aborting it ends the lock. */
@@ -26,6 +26,11 @@ export interface HeldLockInit {
   readonly onEnd: (lock: HeldLock) => void;
   /** Called with each deletion of the lock's keys as it is sent (see Leftovers). */
   readonly onDeleting: (deletion: Deletion, sent: Promise<readonly Outcome<boolean>[]>) => void;
+  /**
+   * Let go of the keys when the lock ends for `reason`: per key, deleted or handed on. The
+   * locker may pass them to a waiter of its own instead; by default, the store's release.
+   */
+  readonly letGo?: (reason: unknown) => Promise<Outcome<boolean>[]> | undefined;
 }
 
 /**
@@ -40,7 +45,8 @@ export class HeldLock {
   readonly token: bigint | undefined;
   readonly #keys: readonly string[];
   readonly #value: string;
-  readonly #queueKey: string | undefined;
+  readonly #queue: QueueKeys | undefined;
+  readonly #letGo: HeldLockInit['letGo'];
   readonly #owned: boolean[];
   /** Per key, `performance.now()` after which Redis may already have let it expire. */
   readonly #validUntil: number[];
@@ -67,7 +73,8 @@ export class HeldLock {
     this.token = init.token;
     this.#keys = init.keys;
     this.#value = init.value;
-    this.#queueKey = init.queueKey;
+    this.#queue = init.queue;
+    this.#letGo = init.letGo;
     this.#owned = [...init.owned];
     this.#store = store;
     this.#options = options;
@@ -284,7 +291,9 @@ export class HeldLock {
     this.#controller.abort(reason);
     // Every key, by value: those we believe ours, and those whose outcome we never learnt (a
     // handoff needs them all to be ours anyway).
-    this.#cleanup = this.#store.release(this.#keys, this.#value, this.#queueKey, this.token);
+    this.#cleanup =
+      this.#letGo?.(reason) ??
+      this.#store.release(this.#keys, this.#value, this.#queue, this.token);
     this.#deleting(this.#keys, this.#cleanup);
     this.#onEnd(this);
   }

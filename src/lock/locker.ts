@@ -1,9 +1,30 @@
 import { randomUUID } from 'node:crypto';
 import { abortable } from 'abort-controller-x';
-import type { KeyState, KeyStore, Outcome, Placement } from '../redis/store.js';
+import type {
+  KeyState,
+  KeyStore,
+  Outcome,
+  Placement,
+  QueueKeys,
+  QueueState,
+} from '../redis/store.js';
 import { connectPlacement } from '../redis/topology.js';
-import { LockerClosedError, NotLockedError, UnavailableError } from '../shared/errors.js';
-import { checkName, handoffKey, keyNames, parseKey, queueKey, ticketKey } from '../shared/keys.js';
+import {
+  LockerClosedError,
+  LockReleasedError,
+  NotLockedError,
+  UnavailableError,
+} from '../shared/errors.js';
+import {
+  checkName,
+  handoffKey,
+  keyNames,
+  parseKey,
+  queueKey,
+  rolesKey,
+  ticketKey,
+  wakeKey,
+} from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { settleWithin } from '../shared/timing.js';
 import { listen } from './acquisition.js';
@@ -19,7 +40,7 @@ import { withLock } from './with-lock.js';
 /** What one acquire attempt came to. */
 type Attempt =
   | { readonly lock: HeldLock }
-  | { readonly busy: true; readonly retryInMs: number }
+  | { readonly busy: true; readonly retryInMs: number; readonly place?: QueueState | undefined }
   | { readonly error: unknown; readonly renewed?: Ticket };
 
 export class RedisLocker implements Locker {
@@ -28,7 +49,7 @@ export class RedisLocker implements Locker {
   readonly #names = new Names();
   /** Deletions (of ended locks, of attempts) a dropped connection failed: sent again on reconnect. */
   readonly #leftovers: Leftovers;
-  /** The queued waiters of this locker, for direct handoff. */
+  /** The queued waiters of this locker. */
   readonly #tickets = new Tickets();
   /** Aborts (with LockerClosedError) when close() starts: every waiter listens to it. */
   readonly #closing = new AbortController();
@@ -140,11 +161,15 @@ export class RedisLocker implements Locker {
     parent: AbortSignal | undefined,
     waitTimeoutMs: number | undefined,
   ) {
-    await state.gate.enter(waiting);
+    // A lock passed on by a local holder comes with the turn.
+    const passed = await state.gate.enter(waiting, parent);
+    if (passed) return passed;
+    state.passes = 0;
     /** Why the last attempt failed, when Redis failed it or did not answer. */
     let failure: { cause: unknown } | undefined;
-    const queue = queueKey(this.#options.keyPrefix, name);
-    let ticket = this.#options.directHandoff ? this.#tickets.issue(name, queue, parent) : undefined;
+    let ticket = this.#options.queue
+      ? this.#tickets.issue(name, this.#queueOf(name), parent)
+      : undefined;
     let held: HeldLock | undefined;
     try {
       for (let failures = 0; ; ) {
@@ -161,7 +186,7 @@ export class RedisLocker implements Locker {
         waiting.throwIfAborted();
         if ('busy' in attempt) {
           failures = 0;
-          await state.gate.sleep(epoch, attempt.retryInMs, waiting);
+          await state.gate.sleep(epoch, this.#listen(state, ticket, attempt), waiting);
         } else {
           failures++;
           const backoff = this.#options.tryNextAfterMs * 2 ** Math.min(failures - 1, 20);
@@ -185,8 +210,35 @@ export class RedisLocker implements Locker {
       }
       throw error;
     } finally {
+      state.listening = true;
       if (ticket) this.#retireTicket(ticket, held);
     }
+  }
+
+  /**
+   * What the active waiter listens to until its next attempt, by its place in the queue, and
+   * for how long at most: the head (or, without a queue, every waiter) listens to the keys
+   * until they would expire; the deputy to the head's ticket, until it would expire; the
+   * others only to their wake key, for `backstopMs`.
+   */
+  #listen(
+    state: NameState,
+    ticket: Ticket | undefined,
+    busy: { readonly retryInMs: number; readonly place?: QueueState | undefined },
+  ): number {
+    const { place } = busy;
+    state.listening = place === undefined || place.role === 'head';
+    if (ticket) this.#tickets.watch(ticket, place?.watching);
+    if (ticket && place?.watching) {
+      // Redis pushes only what was read outside a script, or declared in one: read it here.
+      const store = this.#storeFor(ticket.name);
+      store.watch(ticketKey(this.#options.keyPrefix, place.watching)).catch(() => {});
+    }
+    if (state.listening) return busy.retryInMs;
+    const { backstopMs, tryNextAfterMs } = this.#options;
+    if (place?.role !== 'deputy') return backstopMs;
+    // A head's ticket already gone: look again soon (its expiry may not have been pushed yet).
+    return Math.min(backstopMs, Math.max(place.watchMs, 0) + tryNextAfterMs);
   }
 
   /** The wait is over: unless it got the lock, leave the queue (passing on a late handoff). */
@@ -194,7 +246,7 @@ export class RedisLocker implements Locker {
     this.#tickets.retire(ticket);
     if (held || ticket.handed) return;
     const keys = keyNames(this.#options.keyPrefix, ticket.name, this.#options.keyCount);
-    this.#giveBack(this.#storeFor(ticket.name), keys, ticket.value, ticket.queueKey);
+    this.#giveBack(this.#storeFor(ticket.name), keys, ticket.value, ticket.queue);
   }
 
   /**
@@ -227,7 +279,6 @@ export class RedisLocker implements Locker {
         sentAt: ticket.registeredAt,
         now,
         parent: ticket.parent,
-        queueKey: ticket.queueKey,
         token: undefined,
       },
       'wait',
@@ -258,37 +309,37 @@ export class RedisLocker implements Locker {
     const keys = keyNames(options.keyPrefix, name, options.keyCount);
     const value = ticket?.value ?? randomUUID(); // 122 random bits, from an entropy cache
     const sentAt = performance.now();
-    const queue = ticket && {
-      queueKey: ticket.queueKey,
-      ticketKey: ticketKey(options.keyPrefix, value),
-      handoffKey: handoffKey(options.keyPrefix, value),
-    };
-    if (ticket) ticket.registeredAt ??= sentAt;
     // store.acquire settles every key, so only the signal can make this reject.
-    const sent = store.acquire(keys, value, mode === 'force', queue);
+    const sent = store.acquire(keys, value, mode === 'force' ? 'force' : 'free', ticket?.queue);
     const outcomes = await abortable(signal, sent).catch(() => undefined);
     if (outcomes === undefined || signal.aborted) {
       // The caller gets its rejection now; the deletion goes out behind the attempt on the
       // same connection (so it runs after it), and settles on its own.
-      this.#giveBack(store, keys, value, ticket?.queueKey);
+      this.#giveBack(store, keys, value, ticket?.queue);
       throw signal.reason;
     }
     if (ticket?.handed) return { lock: ticket.handed };
-    // Every key answered: the server ran the script, and this registration is in place.
-    if (ticket && outcomes.every((o) => o.status === 'fulfilled')) ticket.registeredAt = sentAt;
+    const place = placeIn(outcomes);
+    // The server renewed the ticket's deadline after this send time: a handoff is safe until
+    // this send time plus a validity.
+    if (ticket && place?.renewed) ticket.registeredAt = sentAt;
     const now = performance.now();
-    const verdict = judge({ outcomes, value, sentAt, now, queued: ticket !== undefined }, options);
+    const inLine = place !== undefined && place.role !== 'head';
+    const verdict = judge(
+      { outcomes, value, sentAt, now, queued: ticket !== undefined, inLine },
+      options,
+    );
     if (verdict.kind === 'held') {
-      const taken = { name, keys, value, sentAt, now, parent, queueKey: ticket?.queueKey };
+      const taken = { name, keys, value, sentAt, now, parent, queue: ticket?.queue };
       const lock = this.#hold({ ...taken, owned: verdict.owned, token: verdict.token }, mode);
       this.#adoptLate(lock, outcomes, sentAt);
       return { lock };
     }
     const { giveBack } = verdict;
     const back = giveBack.keys.map((i) => keys[i] as string);
-    const leave = giveBack.leaveQueue ? ticket?.queueKey : undefined;
+    const leave = giveBack.leaveQueue ? ticket?.queue : undefined;
     if (back.length > 0) this.#giveBack(store, back, value, leave);
-    if (verdict.kind === 'busy') return { busy: true, retryInMs: verdict.retryInMs };
+    if (verdict.kind === 'busy') return { busy: true, retryInMs: verdict.retryInMs, place };
     const error = failureError(verdict.failure);
     // A handoff to the old value may be undone by the give-back: go on under a new one.
     if (ticket && giveBack.leaveQueue) return { renewed: this.#tickets.renew(ticket), error };
@@ -310,25 +361,95 @@ export class RedisLocker implements Locker {
    * Start holding a lock whose keys `owned` are ours since `sentAt`; one taken by waiting
    * (`mode` 'wait') keeps its name's gate until it ends.
    */
-  #hold(init: Omit<HeldLockInit, 'onEnd' | 'onDeleting'>, mode: Mode): HeldLock {
+  #hold(
+    init: Omit<HeldLockInit, 'onEnd' | 'onDeleting' | 'letGo' | 'queue'>,
+    mode: Mode,
+  ): HeldLock {
     const { name } = init;
     const state = this.#names.state(name);
+    const gated = mode === 'wait';
+    const queue = this.#options.queue ? this.#queueOf(name) : undefined;
     const lock = new HeldLock(this.#storeFor(name), this.#options, {
       ...init,
-      onEnd: (ended) => this.#names.ended(name, state, ended, mode === 'wait'),
+      queue,
+      onEnd: (ended) => this.#names.ended(name, state, ended, gated),
       onDeleting: (deletion, sent) =>
         void this.#leftovers.track(this.#storeFor(name), deletion, sent),
+      letGo: (reason) => {
+        const { localHandoffs } = this.#options;
+        const pass =
+          gated &&
+          reason instanceof LockReleasedError &&
+          state.passes < localHandoffs &&
+          state.gate.waiting;
+        if (!pass) return undefined;
+        state.passing = true;
+        return this.#pass(state, { name, keys: init.keys, value: init.value, token: init.token });
+      },
     });
     state.locks.add(lock);
     return lock;
   }
 
   /**
-   * Delete by value what an attempt or a wait may have taken (leaving the queue, with
-   * `queueKey`), and again after a reconnect if a dropped connection failed it.
+   * Pass a released lock to the next waiter of this locker: one script moves the keys that are
+   * still ours to a new value with a fresh expiry and draws a new token, and nobody else is
+   * woken. Resolves with the old holder's outcome per key (handed on or not). If the keys did
+   * not pass (lost meanwhile, Redis failing), both values are let go and the next waiter tries
+   * as usual; if nobody waits any more, the new value is let go.
    */
-  #giveBack(store: KeyStore, keys: readonly string[], value: string, queueKey?: string): void {
-    const sent = queueKey ? store.release(keys, value, queueKey) : store.delete(keys, value);
+  async #pass(
+    state: NameState,
+    from: { name: string; keys: readonly string[]; value: string; token: bigint | undefined },
+  ): Promise<Outcome<boolean>[]> {
+    const { name, keys } = from;
+    const store = this.#storeFor(name);
+    const queue = this.#options.queue ? this.#queueOf(name) : undefined;
+    const value = randomUUID();
+    const sentAt = performance.now();
+    const outcomes = await store.acquire(keys, value, { from: from.value });
+    const now = performance.now();
+    state.passing = false;
+    const verdict = judge(
+      { outcomes, value, sentAt, now, queued: false, inLine: false },
+      this.#options,
+    );
+    if (verdict.kind === 'held') {
+      const { owned, token } = verdict;
+      const init = { name, keys, value, owned, sentAt, now, token };
+      const lock = state.gate.pass((parent) => this.#hold({ ...init, parent }, 'wait'));
+      if (lock) {
+        state.passes++;
+        this.#adoptLate(lock, outcomes, sentAt);
+      } else this.#giveBack(store, keys, value, queue);
+    } else {
+      this.#giveBack(store, keys, value, queue);
+      this.#giveBack(store, keys, from.value, queue);
+      state.gate.leave();
+    }
+    this.#names.forgetIfIdle(name, state);
+    return outcomes.map((outcome) =>
+      outcome.status === 'rejected'
+        ? outcome
+        : {
+            status: 'fulfilled',
+            value: outcome.status === 'fulfilled' && outcome.value.value === value,
+          },
+    );
+  }
+
+  /** The queue of `name`'s waiters. */
+  #queueOf(name: string): QueueKeys {
+    const prefix = this.#options.keyPrefix;
+    return { queueKey: queueKey(prefix, name), rolesKey: rolesKey(prefix, name) };
+  }
+
+  /**
+   * Delete by value what an attempt or a wait may have taken (leaving the queue, with
+   * `queue`), and again after a reconnect if a dropped connection failed it.
+   */
+  #giveBack(store: KeyStore, keys: readonly string[], value: string, queue?: QueueKeys): void {
+    const sent = queue ? store.release(keys, value, queue) : store.delete(keys, value);
     void this.#leftovers.track(store, { keys, value }, sent);
   }
 
@@ -343,8 +464,26 @@ export class RedisLocker implements Locker {
       this.#names.notifyAll();
       return;
     }
-    const handoffs = handoffKey(this.#options.keyPrefix, '');
+    const prefix = this.#options.keyPrefix;
+    const handoffs = handoffKey(prefix, '');
+    const wakes = wakeKey(prefix, '');
+    const tickets = ticketKey(prefix, '');
     if (key.startsWith(handoffs)) this.#handedOver(key.slice(handoffs.length));
-    else this.#names.keyChanged(parseKey(this.#options.keyPrefix, key));
+    else if (key.startsWith(wakes)) this.#wake(this.#tickets.get(key.slice(wakes.length)));
+    else if (key.startsWith(tickets)) this.#wake(this.#tickets.watcher(key.slice(tickets.length)));
+    else this.#names.keyChanged(parseKey(prefix, key));
   }
+
+  /** A queued waiter's turn came (its wake key), or the head it watches changed its ticket. */
+  #wake(ticket: Ticket | undefined): void {
+    if (ticket) this.#names.get(ticket.name)?.gate.wake();
+  }
+}
+
+/** The waiter's place in the queue, from the reply of the server that holds the queue. */
+function placeIn(outcomes: readonly Outcome<KeyState>[]): QueueState | undefined {
+  for (const outcome of outcomes) {
+    if (outcome.status === 'fulfilled' && outcome.value.queue) return outcome.value.queue;
+  }
+  return undefined;
 }

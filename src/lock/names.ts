@@ -3,8 +3,17 @@ import type { HeldLock } from './lock.js';
 
 /** The locks and waiters of one name in this process. */
 export interface NameState {
-  readonly gate: Gate;
+  readonly gate: Gate<HeldLock>;
   readonly locks: Set<HeldLock>;
+  /**
+   * The active waiter listens to the lock's keys (it is the queue's head, or there is no
+   * queue): a change of a key wakes it. A waiter further back is woken by its own keys only.
+   */
+  listening: boolean;
+  /** Locks passed between this process's waiters in a row (see `localHandoffs`). */
+  passes: number;
+  /** A lock of this name is being passed to the next local waiter: it keeps the gate. */
+  passing: boolean;
 }
 
 /** The names a locker has locks or waiters for: a name is forgotten once nothing uses it. */
@@ -15,7 +24,7 @@ export class Names {
   state(name: string): NameState {
     let state = this.#byName.get(name);
     if (!state) {
-      state = { gate: new Gate(), locks: new Set() };
+      state = { gate: new Gate(), locks: new Set(), listening: true, passes: 0, passing: false };
       this.#byName.set(name, state);
     }
     return state;
@@ -39,25 +48,31 @@ export class Names {
   }
 
   forgetIfIdle(name: string, state: NameState): void {
-    if (state.gate.idle && state.locks.size === 0 && this.#byName.get(name) === state) {
+    const idle = state.gate.idle && state.locks.size === 0 && !state.passing;
+    if (idle && this.#byName.get(name) === state) {
       this.#byName.delete(name);
     }
   }
 
   /**
    * The lock ended. The next local waiter goes at once (the lock kept the gate if it was
-   * `gated`, taken by waiting); our own delete is not echoed back to us (NOLOOP).
+   * `gated`, taken by waiting, unless it is being passed on); our own delete is not echoed back
+   * to us (NOLOOP).
    */
   ended(name: string, state: NameState, lock: HeldLock, gated: boolean): void {
     state.locks.delete(lock);
-    if (gated) state.gate.leave();
-    else state.gate.wake();
+    if (gated) {
+      if (!state.passing) state.gate.leave();
+    } else state.gate.wake();
     this.forgetIfIdle(name, state);
   }
 
-  /** Key `index` of the name changed (`null`: any may have): wake the waiter, recheck the locks. */
+  /**
+   * Key `index` of the name changed (`null`: any may have, and a waiter that does not listen
+   * wakes too): wake the waiter, recheck the locks.
+   */
   #notify(state: NameState, index: number | null): void {
-    state.gate.wake();
+    if (state.listening || index === null) state.gate.wake();
     for (const lock of state.locks) lock.recheck(index);
   }
 

@@ -1,19 +1,23 @@
 import { randomUUID } from 'node:crypto';
+import type { QueueKeys } from '../redis/store.js';
 import type { HeldLock } from './lock.js';
 
 /**
- * With direct handoff, the active waiter's place in a name's queue on the server. Its value
- * is the waiter's for every attempt, so that a release can write it into the keys, until an
- * attempt goes unanswered: then the waiter deletes by that value (which may undo a handoff in
- * flight) and goes on under a new one, deaf to the old one's handoff.
+ * The active waiter's place in a name's queue on the server. Its value is the waiter's for
+ * every attempt, so that a release can write it into the keys, until an attempt goes
+ * unanswered: then the waiter deletes by that value (which may undo a handoff in flight) and
+ * goes on under a new one, deaf to the old one's handoff.
  */
 export interface Ticket {
   readonly name: string;
   readonly value: string;
-  readonly queueKey: string;
+  readonly queue: QueueKeys;
   /** The caller's signal, which the handed lock listens to like any other. */
   readonly parent: AbortSignal | undefined;
-  /** The send time of the oldest registration the server may still be using: the safe bound. */
+  /**
+   * The send time of the attempt that last renewed the ticket on the server (its deadline
+   * counts from the server's time then, which is later): the safe bound of a handoff to it.
+   */
   registeredAt: number | undefined;
   /** The lock a release handed over, once one has. */
   handed: HeldLock | undefined;
@@ -25,15 +29,20 @@ export interface Ticket {
   deaf: boolean;
 }
 
-/** The tickets of one locker's waiters, by value: what a handoff key's invalidation names. */
+/**
+ * The tickets of one locker's waiters, by value (what a handoff or wake key's invalidation
+ * names), and the deputies by the value of the head whose ticket each watches.
+ */
 export class Tickets {
   readonly #byValue = new Map<string, Ticket>();
+  readonly #byWatched = new Map<string, Ticket>();
+  readonly #watching = new Map<Ticket, string>();
 
-  issue(name: string, queueKey: string, parent: AbortSignal | undefined): Ticket {
+  issue(name: string, queue: QueueKeys, parent: AbortSignal | undefined): Ticket {
     const ticket: Ticket = {
       name,
       value: randomUUID(),
-      queueKey,
+      queue,
       parent,
       registeredAt: undefined,
       handed: undefined,
@@ -45,15 +54,34 @@ export class Tickets {
 
   /** The ticket under a fresh value; a handoff to the old one will not be heard. */
   renew(old: Ticket): Ticket {
-    this.#byValue.delete(old.value);
-    return this.issue(old.name, old.queueKey, old.parent);
+    this.retire(old);
+    return this.issue(old.name, old.queue, old.parent);
   }
 
   get(value: string): Ticket | undefined {
     return this.#byValue.get(value);
   }
 
+  /** `ticket` (the deputy) watches the ticket of the head `head`; `undefined`: none. */
+  watch(ticket: Ticket, head: string | undefined): void {
+    const old = this.#watching.get(ticket);
+    if (old === head) return;
+    if (old !== undefined) {
+      this.#byWatched.delete(old);
+      this.#watching.delete(ticket);
+    }
+    if (head === undefined) return;
+    this.#byWatched.set(head, ticket);
+    this.#watching.set(ticket, head);
+  }
+
+  /** The ticket that watches the head of value `head`. */
+  watcher(head: string): Ticket | undefined {
+    return this.#byWatched.get(head);
+  }
+
   retire(ticket: Ticket): void {
+    this.watch(ticket, undefined);
     this.#byValue.delete(ticket.value);
   }
 }

@@ -1,4 +1,4 @@
-import { handoffKey, ticketKey } from '../shared/keys.js';
+import { handoffKey, ticketKey, wakeKey } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { within } from '../shared/timing.js';
 import { type Given, type Layout, runScript, type Script, type Send } from './lua.js';
@@ -10,8 +10,15 @@ import {
   type KeyOps,
   type KeyState,
   type Outcome,
-  type Queue,
+  type QueueKeys,
+  type Take,
 } from './store.js';
+
+/**
+ * A release hands the keys to the queue's head at most this many times in a row; the next one
+ * deletes them, so that a waiter outside the queue (a Go rueidislock) gets a fair race.
+ */
+export const MAX_HANDOFF_RUN = 8;
 
 /** Where the fencing token of a call's keys is kept: a key in their slot, on their server. */
 export type FenceKey = (keys: readonly string[]) => string;
@@ -37,14 +44,16 @@ export class LockCommands implements KeyOps {
   readonly #timeoutMs: number;
   readonly #expiry: ExpiryMode;
   readonly #majority: number;
-  readonly #ticketPrefix: string;
-  readonly #handoffPrefix: string;
+  /** The per-waiter keys of the queue: `tickets`, `wakes`, `handoffs` (see QUEUE). */
+  readonly #prefixes: { tickets: string; wakes: string; handoffs: string };
   /**
-   * A ticket is handed the lock only with at least this much of its validity left: a live
-   * waiter renews its ticket at every attempt (each extension of the holder wakes it), so an
-   * older one is most likely a waiter that is gone.
+   * The head is handed the lock only with at least this much of its ticket left: a live head
+   * renews its ticket once a quarter of it has passed (each extension of the holder wakes it),
+   * so an older one is most likely a waiter that is gone.
    */
   readonly #minTicketMs: number;
+  /** How long a name's queue lives after its last listener's attempt. */
+  readonly #queueLifeMs: number;
 
   constructor(
     send: Send,
@@ -60,16 +69,20 @@ export class LockCommands implements KeyOps {
     this.#timeoutMs = options.commandTimeoutMs;
     this.#expiry = { relative: options.fallbackSetPx, validityMs: options.keyValidityMs };
     this.#majority = options.keyMajority;
-    this.#ticketPrefix = ticketKey(options.keyPrefix, '');
-    this.#handoffPrefix = handoffKey(options.keyPrefix, '');
+    this.#prefixes = {
+      tickets: ticketKey(options.keyPrefix, ''),
+      wakes: wakeKey(options.keyPrefix, ''),
+      handoffs: handoffKey(options.keyPrefix, ''),
+    };
     this.#minTicketMs = Math.floor(options.keyValidityMs / 4);
+    this.#queueLifeMs = 2 * options.backstopMs;
   }
 
   acquire(
     keys: readonly string[],
     value: string,
-    force: boolean,
-    queue?: Queue,
+    take: Take,
+    queue?: QueueKeys,
   ): Promise<Outcome<KeyState>[]> {
     const [expiry, unit] = expiryArgs(this.#expiry, 'set');
     const validityMs = String(this.#expiry.validityMs);
@@ -77,19 +90,26 @@ export class LockCommands implements KeyOps {
       value,
       expiry,
       unit,
-      condition: force ? '' : 'NX',
+      condition: take === 'free' ? 'NX' : take === 'force' ? '' : 'FROM',
+      from: typeof take === 'object' ? take.from : '',
       keyCount: String(keys.length),
       majority: String(this.#majority),
       validityMs,
     };
     const fence = this.#fenceKey(keys);
-    const queued = queue && {
+    const own = queue && {
+      ticket: this.#prefixes.tickets + value,
+      wake: this.#prefixes.wakes + value,
+      handoff: this.#prefixes.handoffs + value,
+    };
+    const queueArgs = queue && {
       queue: queue.queueKey,
-      ticket: queue.ticketKey,
-      handoff: queue.handoffKey,
+      roles: queue.rolesKey,
+      ...this.#prefixes,
+      lifeMs: String(this.#queueLifeMs),
     };
     const states = this.#apartIfNeeded(
-      () => this.#run(SCRIPTS.acquire, { keys, fence, ...queued }, args),
+      () => this.#run(SCRIPTS.acquire, { keys, fence, ...own }, { ...args, ...queueArgs }),
       // The key's script then its fence's, on one connection: they run in that order. A draw
       // that fails leaves the key's outcome unknown, as if it had.
       async () => {
@@ -137,6 +157,10 @@ export class LockCommands implements KeyOps {
     }));
   }
 
+  watch(key: string): Promise<void> {
+    return this.#bounded(this.#send(['PTTL', key], key)).then(() => undefined);
+  }
+
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     if (keys.length === 0) return Promise.resolve([]);
     const raise = this.#raising(keys, token);
@@ -153,19 +177,21 @@ export class LockCommands implements KeyOps {
   release(
     keys: readonly string[],
     value: string,
-    queueKey?: string,
+    queue?: QueueKeys,
     token?: bigint,
   ): Promise<Outcome<boolean>[]> {
-    if (queueKey === undefined) return this.delete(keys, value, token);
+    if (queue === undefined) return this.delete(keys, value, token);
     const flags = this.#run(
       SCRIPTS.release,
-      { keys, queue: queueKey, fence: this.#fenceKey(keys) },
+      { keys, fence: this.#fenceKey(keys) },
       {
         value,
         keyCount: String(keys.length),
-        ticketPrefix: this.#ticketPrefix,
-        handoffPrefix: this.#handoffPrefix,
+        queue: queue.queueKey,
+        roles: queue.rolesKey,
+        ...this.#prefixes,
         minTicketMs: String(this.#minTicketMs),
+        maxRun: String(MAX_HANDOFF_RUN),
         validityMs: String(this.#expiry.validityMs),
       },
     );

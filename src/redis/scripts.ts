@@ -1,5 +1,5 @@
 import { defineScript, type SendTo } from './lua.js';
-import type { KeyState } from './store.js';
+import type { KeyState, QueueState } from './store.js';
 
 /** Per key, whether the script did it (1) or not (0). */
 const flags = (raw: unknown): boolean[] => (raw as unknown[]).map((reply) => reply === 1);
@@ -36,6 +36,62 @@ local function raise_fence(fence, token, validity)
 end`;
 
 /**
+ * The queue of a name's waiters, one entry per locker (its ticket's value), in arrival order:
+ * a sorted set scored by the server's time at arrival. Only the first two listen: the head to
+ * the lock's keys (it alone tries to take them, and a release hands them to it), the deputy to
+ * the head's ticket (which vanishes when the head is gone). The others listen only to their
+ * own wake key, which is written once, when they become one of the two: so an extension wakes
+ * at most the head, and a release one waiter, however many wait.
+ * `roles` is a hash: each listener's role, and RUN, the handoffs in a row. A listener's ticket
+ * key holds its deadline on the server's clock (negative while the promoter's, until the waiter
+ * renews it itself) and expires with it: a listener whose ticket is gone is dropped (`bury`),
+ * so a waiter that died costs the queue at most one ticket validity. The per-waiter keys are
+ * `tickets .. value`, `wakes .. value` and `handoffs .. value`.
+ */
+const QUEUE = `
+local RUN = '#run'
+local queue, roles, tickets, wakes, handoffs, now_ms
+local function start_queue()
+  local now = redis.call('TIME')
+  now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+local function drop(v)
+  redis.call('ZREM', queue, v)
+  redis.call('HDEL', roles, v)
+  redis.call('DEL', tickets .. v, wakes .. v, handoffs .. v)
+end
+local function bury()
+  for _ = 1, 16 do
+    local gone = false
+    for _, v in ipairs(redis.call('ZRANGE', queue, 0, 1)) do
+      if redis.call('HEXISTS', roles, v) == 1 and redis.call('EXISTS', tickets .. v) == 0 then
+        drop(v)
+        gone = true
+      end
+    end
+    if not gone then return end
+  end
+end
+local function promote(validity)
+  bury()
+  for i, v in ipairs(redis.call('ZRANGE', queue, 0, 1)) do
+    local role = i == 1 and 'head' or 'deputy'
+    if redis.call('HGET', roles, v) ~= role then
+      redis.call('HSET', roles, v, role)
+      if redis.call('EXISTS', tickets .. v) == 0 then
+        redis.call('SET', tickets .. v, -(now_ms + validity), 'PX', validity)
+      end
+      redis.call('SET', wakes .. v, role, 'PX', validity)
+    end
+  end
+end
+local function join(v, validity)
+  redis.call('ZADD', queue, 'NX', now_ms, v)
+  promote(validity)
+  return redis.call('ZRANK', queue, v)
+end`;
+
+/**
  * Every script, each declared once: `loadScripts` loads them all at connect, so none of them
  * is ever missed there.
  */
@@ -44,26 +100,29 @@ export const SCRIPTS = {
    * Take keys: per key, the same SET (NX) PXAT|PX and GET that Go's rueidislock pipelines. The
    * GET registers the key in this connection's tracking table even when the SET found it taken,
    * so a waiter hears when the holder lets go. PTTL tells a waiter when the key expires if no
-   * invalidation ever comes. A key that already holds our value (a waiter reuses its value with
-   * direct handoff) gets this attempt's expiry: the client counts from this attempt's send time.
+   * invalidation ever comes. A key that already holds our value (a waiter handed the keys)
+   * gets this attempt's expiry: the client counts from this attempt's send time.
+   * `condition` is 'NX', '' to force, or 'FROM' to take only keys that hold `from` (a holder
+   * passing its lock to a waiter of its own process).
    * When any key here is ours, the attempt also draws a fencing token from the name's fence key
    * (see NEXT_TOKEN) unless it is drawn apart (see `draw`).
-   * `condition` is 'NX', or '' to force. With direct handoff (`queue`, `ticket`, `handoff`),
-   * when the attempt falls short of the majority the caller joins the queue (in order of first
-   * arrival), renews its ticket key, which holds the ticket's deadline on the server's clock,
-   * and reads its handoff key, so that it hears when a release hands it the keys; when it
-   * succeeds it leaves the queue.
-   * The reply gives, per key, its value after the attempt (null when absent) and its PTTL, and
-   * the token (undefined when no key here is ours, or no fence key was given).
+   * With the queue (see QUEUE), a waiter behind the head does not touch the keys at all: it
+   * joins the queue (or stays in it), renews its ticket if it listens, and reads the keys that
+   * wake it. One that falls short gives back what it took, in this script.
+   * The reply gives, per key, its value after the attempt (null when absent or not read) and its
+   * PTTL (-3 when not read), the token (undefined when no key here is ours, or no fence key was
+   * given), and with the queue the waiter's place (see `QueueState`).
    */
   acquire: defineScript(
     'acquire',
     {
+      // The waiter's own keys are declared: Redis tracks only the declared keys a script reads.
+      // The queue's are not, so that its changes are not pushed to every waiter that read it.
       keys: {
         keys: 'list',
         fence: 'optional',
-        queue: 'optional',
         ticket: 'optional',
+        wake: 'optional',
         handoff: 'optional',
       },
       args: {
@@ -71,65 +130,127 @@ export const SCRIPTS = {
         expiry: 'one',
         unit: 'one', // 'PXAT' | 'PX'
         condition: 'one',
+        from: 'one',
         keyCount: 'one',
         majority: 'one',
         validityMs: 'one',
+        queue: 'optional',
+        roles: 'optional',
+        tickets: 'optional',
+        wakes: 'optional',
+        handoffs: 'optional',
+        lifeMs: 'optional',
       },
       reply: (raw, { keys }): KeyState[] => {
         const replies = raw as unknown[];
-        const drawn = token(replies[2 * keys.length]);
+        const n = keys.length;
+        const drawn = token(replies[2 * n]);
+        const role = replies[2 * n + 1];
+        const queue: QueueState | undefined =
+          typeof role === 'string'
+            ? {
+                role: role as QueueState['role'],
+                renewed: replies[2 * n + 2] === 1,
+                watching: (replies[2 * n + 3] as string | null) ?? undefined,
+                watchMs: Number(replies[2 * n + 4] ?? -2),
+              }
+            : undefined;
         return keys.map((_, i) => ({
           value: (replies[2 * i] as string | null) ?? null,
           pttlMs: Number(replies[2 * i + 1]),
           token: drawn,
+          queue,
         }));
       },
     },
-    `${NEXT_TOKEN}
-local value, expiry, unit, condition = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local n, majority, validity = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+    `${NEXT_TOKEN}${QUEUE}
+local value, expiry, unit, condition, from = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local n, majority, validity = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+queue, roles, tickets, wakes, handoffs = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local life = ARGV[14]
 local fenced = #KEYS > n
-local fence, queue, ticket, handoff = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
+local fence, my_ticket, my_wake, my_handoff = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
+local rank
+if queue then
+  start_queue()
+  -- A head that is gone makes way for the deputy (which this may be).
+  promote(validity)
+  rank = redis.call('ZRANK', queue, value)
+  -- Behind others already queued: join them without touching the keys.
+  if not rank and condition == 'NX' and redis.call('EXISTS', queue) == 1 then
+    rank = join(value, validity)
+  end
+end
+local tried = not rank or rank == 0 or condition ~= 'NX'
 local replies = {}
 local ours = 0
 for i = 1, n do
   local key = KEYS[i]
-  local set
-  if condition == 'NX' then
-    set = redis.call('SET', key, value, 'NX', unit, expiry)
-  else
-    set = redis.call('SET', key, value, unit, expiry)
-  end
-  local current = redis.call('GET', key)
-  if current == value then
-    ours = ours + 1
-    if not set then
-      redis.call(unit == 'PXAT' and 'PEXPIREAT' or 'PEXPIRE', key, expiry)
+  if tried then
+    local set
+    if condition == 'NX' then
+      set = redis.call('SET', key, value, 'NX', unit, expiry)
+    elseif condition == 'FROM' then
+      set = redis.call('GET', key) == from and redis.call('SET', key, value, unit, expiry)
+    else
+      set = redis.call('SET', key, value, unit, expiry)
     end
+    local current = redis.call('GET', key)
+    if current == value then
+      ours = ours + 1
+      if not set then
+        redis.call(unit == 'PXAT' and 'PEXPIREAT' or 'PEXPIRE', key, expiry)
+      end
+    end
+    replies[2 * i - 1] = current
+    replies[2 * i] = redis.call('PTTL', key)
+  else
+    replies[2 * i - 1] = false
+    replies[2 * i] = -3
   end
-  replies[2 * i - 1] = current
-  replies[2 * i] = redis.call('PTTL', key)
 end
 replies[2 * n + 1] = ours > 0 and fenced and next_token(fence, validity)
 if queue then
   if ours >= majority then
-    redis.call('ZREM', queue, value)
-    redis.call('DEL', ticket, handoff)
-  else
-    -- Give back what fell short here, not in a later command: a release may hand us the keys
-    -- in between, and a later delete by our value would take them from under us.
-    for i = 1, n do
-      if replies[2 * i - 1] == value then redis.call('DEL', KEYS[i]) end
+    if rank then
+      drop(value)
+      promote(validity)
     end
-    local now = redis.call('TIME')
-    local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-    -- NX: a waiter keeps its place in the queue from its first attempt on.
-    redis.call('ZADD', queue, 'NX', ms, value)
-    redis.call('PEXPIRE', queue, 2 * validity)
-    -- The ticket holds its deadline and vanishes with it (a waiter that is gone).
-    redis.call('SET', ticket, ms + validity, 'PX', validity)
-    redis.call('GET', handoff)
+    return replies
   end
+  -- Give back what fell short here, not in a later command: a release may hand us the keys
+  -- in between, and a later delete by our value would take them from under us.
+  for i = 1, n do
+    if replies[2 * i - 1] == value then redis.call('DEL', KEYS[i]) end
+  end
+  if not rank then rank = join(value, validity) end
+  local role = redis.call('HGET', roles, value) or 'queued'
+  local renewed = 0
+  if role ~= 'queued' then
+    -- A listener's ticket holds its deadline and vanishes with it (a waiter that is gone):
+    -- renewed once a quarter of it has passed, so that the deputy, which watches the head's,
+    -- is woken that often and no more.
+    local deadline = tonumber(redis.call('GET', my_ticket)) or 0
+    if deadline - now_ms < 0.75 * validity then
+      redis.call('SET', my_ticket, now_ms + validity, 'PX', validity)
+      renewed = 1
+    end
+  end
+  redis.call('GET', my_wake)
+  local watching, watch_ms = false, -2
+  if role == 'head' then
+    redis.call('GET', my_handoff)
+  elseif role == 'deputy' then
+    -- The deputy reads the head's ticket itself (see QueueState.watching): not declared here.
+    watching = redis.call('ZRANGE', queue, 0, 0)[1]
+    watch_ms = redis.call('PTTL', tickets .. watching)
+  end
+  redis.call('PEXPIRE', queue, life)
+  redis.call('PEXPIRE', roles, life)
+  replies[2 * n + 2] = role
+  replies[2 * n + 3] = renewed
+  replies[2 * n + 4] = watching
+  replies[2 * n + 5] = watch_ms
 end
 return replies
 `,
@@ -211,61 +332,66 @@ return replies
   ),
 
   /**
-   * Release with direct handoff: leave the queue and drop our ticket and handoff keys (a waiter
-   * giving up, or a holder that was handed the lock), and if every one of the
-   * lock's keys is still ours, give them all to the first queued waiter whose ticket has at least
-   * `minTicketMs` left, until its ticket's deadline: its handoff key is written first, so the
-   * invalidation that tells it arrives before the keys' own. Otherwise delete what is ours.
-   * The handoff draws the next fencing token (the waiter, told by an invalidation only, does not
-   * learn it; later holders draw more).
-   * `keys` are all the lock's keys (never a subset: "all ours" must mean all).
+   * Let go with the queue (see QUEUE): leave it (a waiter giving up, or a holder that was
+   * handed the lock), and if every one of the lock's keys is still ours, give them all to the
+   * head of the queue, until its ticket's deadline, when its ticket has at least `minTicketMs`
+   * left and fewer than `maxRun` handoffs came in a row: its handoff key is written first, so
+   * the invalidation that tells it arrives before the keys' own. Otherwise delete what is ours
+   * (every `maxRun`+1st release in an unbroken run of handoffs, so that a waiter outside the
+   * queue, such as a Go rueidislock, gets a fair race). The handoff draws the next fencing
+   * token (the waiter, told by an invalidation only, does not learn it; later holders draw
+   * more). `keys` are all the lock's keys (never a subset: "all ours" must mean all).
    * Per key, true when deleted or handed on, false when not ours.
    */
   release: defineScript(
     'release',
     {
-      keys: { keys: 'list', queue: 'one', fence: 'one' },
+      keys: { keys: 'list', fence: 'one' },
       args: {
         value: 'one',
         keyCount: 'one',
-        ticketPrefix: 'one',
-        handoffPrefix: 'one',
+        queue: 'one',
+        roles: 'one',
+        tickets: 'one',
+        wakes: 'one',
+        handoffs: 'one',
         minTicketMs: 'one',
+        maxRun: 'one',
         validityMs: 'one',
       },
       reply: flags,
     },
-    `${NEXT_TOKEN}
+    `${NEXT_TOKEN}${QUEUE}
 local value, n = ARGV[1], tonumber(ARGV[2])
-local ticket_prefix, handoff_prefix = ARGV[3], ARGV[4]
-local min_ticket_ms, validity = tonumber(ARGV[5]), ARGV[6]
-local queue, fence = KEYS[n + 1], KEYS[n + 2]
-local replies = {}
-redis.call('ZREM', queue, value)
-redis.call('DEL', ticket_prefix .. value, handoff_prefix .. value)
-local all = true
+queue, roles, tickets, wakes, handoffs = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local min_ticket_ms, max_run, validity = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local fence = KEYS[n + 1]
+start_queue()
+drop(value)
+local all = n > 0
 for i = 1, n do
   if redis.call('GET', KEYS[i]) ~= value then all = false end
 end
+local replies = {}
 if all then
-  local now = redis.call('TIME')
-  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  -- The first waiter in the queue whose ticket has enough time left; each one looked at leaves.
-  for _ = 1, redis.call('ZCARD', queue) do
-    local next = redis.call('ZRANGE', queue, 0, 0)[1]
-    redis.call('ZREM', queue, next)
-    local deadline = tonumber(redis.call('GET', ticket_prefix .. next))
-    if deadline and deadline - ms >= min_ticket_ms then
-      local ttl = deadline - ms
-      redis.call('DEL', ticket_prefix .. next)
-      redis.call('SET', handoff_prefix .. next, next_token(fence, validity), 'PX', ttl)
-      for i = 1, n do
-        redis.call('SET', KEYS[i], next, 'PX', ttl)
-        replies[i] = 1
-      end
-      return replies
+  bury()
+  local head = redis.call('ZRANGE', queue, 0, 0)[1]
+  local run = tonumber(redis.call('HGET', roles, RUN)) or 0
+  -- A negative deadline is one its promoter set: the waiter has not answered yet.
+  local deadline = head and tonumber(redis.call('GET', tickets .. head)) or 0
+  if deadline - now_ms >= min_ticket_ms and run < max_run then
+    local ttl = deadline - now_ms
+    drop(head)
+    redis.call('SET', handoffs .. head, next_token(fence, validity), 'PX', ttl)
+    for i = 1, n do
+      redis.call('SET', KEYS[i], head, 'PX', ttl)
+      replies[i] = 1
     end
+    redis.call('HINCRBY', roles, RUN, 1)
+    promote(validity)
+    return replies
   end
+  redis.call('HDEL', roles, RUN)
 end
 for i = 1, n do
   local key = KEYS[i]
@@ -274,6 +400,7 @@ for i = 1, n do
     replies[i] = redis.call('DEL', key)
   end
 end
+promote(validity)
 return replies
 `,
   ),

@@ -3,8 +3,10 @@ import {
   type KeyOps,
   type KeyState,
   type Outcome,
+  type QueueKeys,
   type Settled,
   settled,
+  type Take,
 } from './store.js';
 
 /**
@@ -36,13 +38,13 @@ export class SplitStore implements KeyOps {
     this.#keyCount = 2 * majority - 1;
   }
 
-  acquire(keys: readonly string[], value: string, force: boolean): Promise<Outcome<KeyState>[]> {
+  acquire(keys: readonly string[], value: string, take: Take): Promise<Outcome<KeyState>[]> {
     const spare = keys.length - this.#majority;
     // A whole lock's attempt is decided by the majority; a holder retaking a few keys is not.
     const whole = keys.length === this.#keyCount;
     return this.#fan(
       keys,
-      (ops, some) => ops.acquire(some, value, force),
+      (ops, some) => ops.acquire(some, value, take),
       (outcomes) => {
         if (!whole) return false;
         let ours = 0;
@@ -69,6 +71,11 @@ export class SplitStore implements KeyOps {
     return this.#fan(keys, (ops, some) => ops.check(some, value));
   }
 
+  watch(key: string): Promise<void> {
+    const { ops, key: there } = this.#place(key);
+    return ops.watch(there);
+  }
+
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     return this.#fan(
       keys,
@@ -77,11 +84,11 @@ export class SplitStore implements KeyOps {
     );
   }
 
-  /** No queue across servers (direct handoff is for one server): a release is a deletion. */
+  /** No queue across servers (the queue is for one server): a release is a deletion. */
   release(
     keys: readonly string[],
     value: string,
-    _queueKey?: string,
+    _queue?: QueueKeys,
     token?: bigint,
   ): Promise<Outcome<boolean>[]> {
     return this.delete(keys, value, token);

@@ -8,14 +8,15 @@
 /** The operations on a lock's keys, without the connection's life cycle. */
 export interface KeyOps {
   /**
-   * Try to take every key (NX unless `force`) in one round trip; one outcome per key. With
-   * `queue`, falling short of the majority also queues `value` as a ticket for direct handoff.
+   * Try to take every key (see `Take`) in one round trip; one outcome per key. With `queue`,
+   * a waiter behind the queue's head only keeps its place, and one that falls short of the
+   * majority queues.
    */
   acquire(
     keys: readonly string[],
     value: string,
-    force: boolean,
-    queue?: Queue,
+    take: Take,
+    queue?: QueueKeys,
   ): Promise<Outcome<KeyState>[]>;
   /**
    * Extend every key that still holds `value`; `true` per key extended. With the holder's
@@ -24,16 +25,18 @@ export interface KeyOps {
   extend(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]>;
   /** Read each key (which also re-registers it for invalidations): is it ours, and its TTL. */
   check(keys: readonly string[], value: string): Promise<Outcome<KeyCheck>[]>;
+  /** Read `key` (its PTTL), so that its change is pushed to this connection. */
+  watch(key: string): Promise<void>;
   /** Delete every key that still holds `value` (raising the fence first, as `extend`). */
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]>;
   /**
-   * Let go of a lock, or of a place in its queue: with `queueKey`, leave the queue and hand
-   * every key on to the first live ticket if all are still ours; else as `delete`.
+   * Let go of a lock, or of a place in its queue: with `queue`, leave the queue and hand every
+   * key on to its head if all are still ours (and the head can take them); else as `delete`.
    */
   release(
     keys: readonly string[],
     value: string,
-    queueKey?: string,
+    queue?: QueueKeys,
     token?: bigint,
   ): Promise<Outcome<boolean>[]>;
 }
@@ -56,11 +59,27 @@ export interface StoreEvents {
   dropped(store: KeyStore, served: (key: string) => boolean): void;
 }
 
-/** Where a waiter queues for direct handoff. */
-export interface Queue {
+/**
+ * How an attempt takes the keys: only `free` ones (NX), whatever holds them (`force`), or only
+ * those that hold `from` (a holder passing its lock to a waiter of its own process).
+ */
+export type Take = 'free' | 'force' | { readonly from: string };
+
+/** A name's queue of waiters (see QUEUE in scripts.ts): its sorted set and its roles hash. */
+export interface QueueKeys {
   readonly queueKey: string;
-  readonly ticketKey: string;
-  readonly handoffKey: string;
+  readonly rolesKey: string;
+}
+
+/** A queued waiter's place, as its last attempt found it. */
+export interface QueueState {
+  /** `head` listens to the keys, `deputy` to the head's ticket, `queued` only to its wake key. */
+  readonly role: 'head' | 'deputy' | 'queued';
+  /** The attempt renewed the waiter's ticket (its deadline counts from the attempt). */
+  readonly renewed: boolean;
+  /** For the deputy: the head's value, whose ticket it watches, and that ticket's PTTL. */
+  readonly watching: string | undefined;
+  readonly watchMs: number;
 }
 
 /** What an acquire attempt found at one key. */
@@ -71,6 +90,8 @@ export interface KeyState {
   readonly pttlMs: number;
   /** The fencing token drawn on this key's server, when a key there became ours. */
   readonly token: bigint | undefined;
+  /** With the queue: the waiter's place, when it did not get the keys. */
+  readonly queue?: QueueState | undefined;
 }
 
 /** What an ownership check found at one key. */

@@ -70,11 +70,12 @@ async function open(
   // One object per connection (its identity is what `dropped` names), forwarding to the
   // operations: a class instance, whose methods a spread would not copy.
   store = {
-    acquire: (keys, value, force, queue) => ops.acquire(keys, value, force, queue),
+    acquire: (keys, value, take, queue) => ops.acquire(keys, value, take, queue),
     extend: (keys, value, token) => ops.extend(keys, value, token),
     check: (keys, value) => ops.check(keys, value),
+    watch: (key) => ops.watch(key),
     delete: (keys, value, token) => ops.delete(keys, value, token),
-    release: (keys, value, queueKey, token) => ops.release(keys, value, queueKey, token),
+    release: (keys, value, queue, token) => ops.release(keys, value, queue, token),
     close: (timeoutMs) => connection.close(timeoutMs),
   };
   return store;

@@ -12,23 +12,33 @@ export function lockKey(prefix: string, index: number, name: string): string {
 }
 
 /**
- * With direct handoff, the waiters queued for `name` (a sorted set). Not a number where Go puts
- * the key index, so it never collides with a lock key.
+ * The waiters queued for `name` (a sorted set, see QUEUE in scripts.ts). Not a number where Go
+ * puts the key index, so it never collides with a lock key.
  */
 export function queueKey(prefix: string, name: string): string {
   return `${prefix}:q:${name}`;
 }
 
-/** With direct handoff, a queued waiter's ticket: its deadline, expiring with it. */
+/** The roles of `name`'s queued waiters (head, deputy) and its run of handoffs: a hash. */
+export function rolesKey(prefix: string, name: string): string {
+  return `${prefix}:r:${name}`;
+}
+
+/** A listening waiter's ticket: its deadline, expiring with it. */
 export function ticketKey(prefix: string, ticket: string): string {
   return `${prefix}:t:${ticket}`;
 }
 
+/** The key written once to wake a queued waiter: it has become the head or the deputy. */
+export function wakeKey(prefix: string, ticket: string): string {
+  return `${prefix}:w:${ticket}`;
+}
+
 /**
- * With direct handoff, the key only a release writes, to tell the waiter of `ticket` it holds
- * the lock now. The waiter only reads it while queued, so its own renewals (echoed back
- * without NOLOOP) do not change it; once written it expires with the handoff, and a waiter
- * that refused that handoff stops listening to it (see Ticket.deaf).
+ * The key only a release writes, to tell the waiter of `ticket` it holds the lock now. The
+ * waiter only reads it while it is the head, so its own renewals (echoed back without NOLOOP)
+ * do not change it; once written it expires with the handoff, and a waiter that refused that
+ * handoff stops listening to it (see Ticket.deaf).
  */
 export function handoffKey(prefix: string, ticket: string): string {
   return `${prefix}:h:${ticket}`;

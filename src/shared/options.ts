@@ -93,12 +93,23 @@ export interface LockerOptions {
    */
   fallbackSetPx?: boolean;
   /**
-   * Let a release hand the keys straight to the longest-waiting live waiter (one that queued a
-   * ticket on this server), which then holds the lock without another round trip: two one-way
-   * trips instead of four, and waiters are served in order. A waiter that vanishes while queued
-   * can hold up the lock for up to `keyValidityMs` once. One server only.
-   * @default false
+   * Waiters queue on the server, one entry per locker and name, and are served in arrival
+   * order: only the first listens to the lock's keys, and a release hands the keys straight to
+   * it (two one-way trips instead of four). `false`: every waiting locker listens to the keys
+   * and races for them (0.2's behaviour). One server only: with `nodes`, `cluster` or `groups`
+   * waiters race (see docs/how-it-works.md).
+   * @default true
    */
+  queue?: boolean;
+  /**
+   * How many times in a row a released lock may pass straight to another waiter of the same
+   * locker (one round trip, nobody else woken) before it goes back to the queue, so that other
+   * processes are not starved. `0` never passes; `Infinity` always does when a local waiter
+   * is there (throughput over fairness).
+   * @default 8
+   */
+  localHandoffs?: number;
+  /** @deprecated Since 0.3 waiters queue by default (see `queue`); this option is ignored. */
   directHandoff?: boolean;
   /**
    * Share of `keyValidityMs`, plus 2 ms, by which the lock's signal aborts before its keys can
@@ -128,7 +139,8 @@ export const DEFAULTS = Object.freeze({
   keyMajority: 2,
   noLoopTracking: true,
   fallbackSetPx: false,
-  directHandoff: false,
+  queue: true,
+  localHandoffs: 8,
   driftFactor: 0.01,
   commandTimeoutMs: 1000,
   connectTimeoutMs: 5000,
@@ -154,7 +166,14 @@ export interface ResolvedOptions {
   readonly keyCount: number;
   readonly noLoopTracking: boolean;
   readonly fallbackSetPx: boolean;
-  readonly directHandoff: boolean;
+  /** Waiters queue (the `queue` option, on one server). */
+  readonly queue: boolean;
+  readonly localHandoffs: number;
+  /**
+   * How long a queued waiter that is not listening sleeps before it looks at the queue by
+   * itself: only if both listeners vanished at once, or the queue was lost without a flush.
+   */
+  readonly backstopMs: number;
   /** How much earlier than the server the lock's signal aborts, in ms. */
   readonly marginMs: number;
   /** The share of a key's remaining time kept as margin (see `marginMs`). */

@@ -12,7 +12,22 @@ import {
 
 /** setTimeout's largest delay; a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const KNOWN = new Set(['url', 'client', 'nodes', 'cluster', 'groups', ...Object.keys(DEFAULTS)]);
+const KNOWN = new Set([
+  'url',
+  'client',
+  'nodes',
+  'cluster',
+  'groups',
+  'directHandoff',
+  ...Object.keys(DEFAULTS),
+]);
+
+/**
+ * How many key validities a queued waiter that does not listen sleeps before it looks at the
+ * queue by itself (see `ResolvedOptions.backstopMs`): rarely enough that a thousand of them cost
+ * the server a few calls a second.
+ */
+const BACKSTOP_VALIDITIES = 60;
 
 /**
  * The options with their defaults filled in, checked at the door: a bad one throws a TypeError
@@ -66,10 +81,24 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
       `extendIntervalMs (${extendIntervalMs}) must be less than keyValidityMs (${keyValidityMs}) minus the drift margin (${marginMs} ms), or the lock would expire between extensions`,
     );
   }
-  const directHandoff = flag('directHandoff', options.directHandoff, DEFAULTS.directHandoff);
-  if (directHandoff && topology.kind !== 'server') {
+  if (options.directHandoff !== undefined) {
+    flag('directHandoff', options.directHandoff, false);
+    process.emitWarning(
+      'directHandoff is ignored since tracklock 0.3: waiters queue and are handed the lock by default (see the queue option)',
+      { type: 'DeprecationWarning', code: 'TRACKLOCK_DIRECT_HANDOFF' },
+    );
+  }
+  const queue = flag('queue', options.queue, DEFAULTS.queue);
+  if (options.queue === true && topology.kind !== 'server') {
     throw new TypeError(
-      `directHandoff works on one server only, not with ${topology.kind}: a handoff must move every key in one script`,
+      `queue works on one server only, not with ${topology.kind}: a handoff must move every key in one script`,
+    );
+  }
+  const localHandoffs = options.localHandoffs ?? DEFAULTS.localHandoffs;
+  checkNumber('localHandoffs', localHandoffs);
+  if (!(localHandoffs === Infinity || (Number.isInteger(localHandoffs) && localHandoffs >= 0))) {
+    throw new RangeError(
+      `localHandoffs must be a whole number from 0, or Infinity, got ${String(localHandoffs)}`,
     );
   }
   return {
@@ -83,7 +112,9 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
     keyCount: 2 * keyMajority - 1,
     noLoopTracking: flag('noLoopTracking', options.noLoopTracking, DEFAULTS.noLoopTracking),
     fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
-    directHandoff,
+    queue: queue && topology.kind === 'server',
+    localHandoffs,
+    backstopMs: Math.min(MAX_TIMER_MS, BACKSTOP_VALIDITIES * keyValidityMs),
     marginMs,
     driftFactor,
     commandTimeoutMs: duration(
