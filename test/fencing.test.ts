@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type Lock, type Locker } from '../src/index.js';
-import { connect, queued } from './helpers/redis.js';
+import { calls, connect, queued } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 import { bound, sleep, until } from './helpers/wait.js';
 
@@ -109,24 +109,50 @@ test('with nodes, a holder keeps its token on every node for as long as it holds
   }
 });
 
-test('with direct handoff a handed lock has no token, and the next holder draws more', async () => {
+test('a lock handed over by a release has a token: greater than the last holder, less than the next', async () => {
   const server = await startRedisServer();
   try {
-    const options = { url: server.url, directHandoff: true };
+    const options = { url: server.url };
     const [a, b] = await Promise.all([createLocker(options), createLocker(options)]);
     const client = await connect(server.url);
     const first = await a.withContext('handed', bound(10_000));
     const waiting = b.withContext('handed', bound(10_000));
     await until(async () => (await queued(client, 'handed')) === 1);
-    client.destroy();
+    const before = await calls(client, 'evalsha');
     await first.release();
     const handed = await waiting;
-    assert.is(handed.token, undefined);
+    // Handed over: b sent nothing to take it, and knows its token all the same.
+    assert.is((await calls(client, 'evalsha')) - before, 1);
+    assert.ok((handed.token as bigint) > (first.token as bigint), 'the handed token is greater');
     await handed.release();
     const later = await a.withContext('handed', bound(10_000));
-    assert.ok((later.token as bigint) > (first.token as bigint));
+    assert.ok((later.token as bigint) > (handed.token as bigint));
     await later.release();
     await Promise.all([a.close(), b.close()]);
+    client.destroy();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a token drawn for the head is not handed over once another holder drew a greater one', async () => {
+  const server = await startRedisServer();
+  try {
+    const options = { url: server.url };
+    const [a, b, c] = await Promise.all([0, 1, 2].map(() => createLocker(options)));
+    const client = await connect(server.url);
+    const first = await (a as Locker).withContext('stale', bound(10_000));
+    const waiting = (b as Locker).withContext('stale', bound(10_000));
+    await until(async () => (await queued(client, 'stale')) === 1);
+    // A force draws a token after the head's: handing the head its older one would go back.
+    const forced = await (c as Locker).forceWithContext('stale', bound(10_000));
+    await forced.release();
+    const handed = await waiting;
+    assert.ok((handed.token as bigint) > (forced.token as bigint), 'tokens never go back');
+    await handed.release();
+    await first.release();
+    await Promise.all([a, b, c].map((locker) => (locker as Locker).close()));
+    client.destroy();
   } finally {
     await server.stop();
   }

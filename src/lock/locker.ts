@@ -234,8 +234,10 @@ export class RedisLocker implements Locker {
       const store = this.#storeFor(ticket.name);
       store.watch(ticketKey(this.#options.keyPrefix, place.watching)).catch(() => {});
     }
+    const { backstopMs, tryNextAfterMs, keyValidityMs } = this.#options;
+    // The head renews its ticket at its attempts: at least twice a validity.
+    if (place?.role === 'head') return Math.min(busy.retryInMs, Math.floor(keyValidityMs / 2));
     if (state.listening) return busy.retryInMs;
-    const { backstopMs, tryNextAfterMs } = this.#options;
     if (place?.role !== 'deputy') return backstopMs;
     // A head's ticket already gone: look again soon (its expiry may not have been pushed yet).
     return Math.min(backstopMs, Math.max(place.watchMs, 0) + tryNextAfterMs);
@@ -260,6 +262,10 @@ export class RedisLocker implements Locker {
     if (!ticket || !state) return;
     const { name } = ticket;
     if (ticket.handed || ticket.deaf || ticket.registeredAt === undefined) return;
+    if (ticket.inFlight) {
+      ticket.heard = true; // see #attempt
+      return;
+    }
     if (ticket.parent?.aborted) return;
     // Heard too late (a stalled process): the keys may be about to expire. The next attempt,
     // under the same value, takes them with a fresh expiry; the waiter's exit passes them on.
@@ -279,7 +285,7 @@ export class RedisLocker implements Locker {
         sentAt: ticket.registeredAt,
         now,
         parent: ticket.parent,
-        token: undefined,
+        token: ticket.reserved,
       },
       'wait',
     );
@@ -311,18 +317,28 @@ export class RedisLocker implements Locker {
     const sentAt = performance.now();
     // store.acquire settles every key, so only the signal can make this reject.
     const sent = store.acquire(keys, value, mode === 'force' ? 'force' : 'free', ticket?.queue);
+    if (ticket) ticket.inFlight = true;
     const outcomes = await abortable(signal, sent).catch(() => undefined);
+    const heard = ticket?.heard === true;
+    if (ticket) ticket.inFlight = ticket.heard = false;
     if (outcomes === undefined || signal.aborted) {
       // The caller gets its rejection now; the deletion goes out behind the attempt on the
       // same connection (so it runs after it), and settles on its own.
       this.#giveBack(store, keys, value, ticket?.queue);
       throw signal.reason;
     }
-    if (ticket?.handed) return { lock: ticket.handed };
     const place = placeIn(outcomes);
+    // A handoff heard while this attempt was in flight came after it on the server if the
+    // attempt found the waiter still queued (a handoff drops it): judged on what this reply
+    // says; else (or when the attempt took the keys) on what was known before it.
+    const later = heard && place !== undefined && !place.joined;
+    if (ticket && heard && !later) this.#handedOver(ticket.value);
     // The server renewed the ticket's deadline after this send time: a handoff is safe until
     // this send time plus a validity.
-    if (ticket && place?.renewed) ticket.registeredAt = sentAt;
+    if (ticket && !ticket.handed && place?.renewed) ticket.registeredAt = sentAt;
+    if (ticket && !ticket.handed && place) ticket.reserved = place.token;
+    if (ticket && later) this.#handedOver(ticket.value);
+    if (ticket?.handed) return { lock: ticket.handed };
     const now = performance.now();
     const inLine = place !== undefined && place.role !== 'head';
     const verdict = judge(

@@ -19,6 +19,14 @@ export interface Ticket {
    * counts from the server's time then, which is later): the safe bound of a handoff to it.
    */
   registeredAt: number | undefined;
+  /** The fencing token a handoff gives it, as its last answered attempt drew it. */
+  reserved: bigint | undefined;
+  /**
+   * An attempt is in flight: a handoff heard now (`heard`) is judged once its reply is read,
+   * since the reply may have come first on the connection, with a newer token.
+   */
+  inFlight: boolean;
+  heard: boolean;
   /** The lock a release handed over, once one has. */
   handed: HeldLock | undefined;
   /**
@@ -45,6 +53,9 @@ export class Tickets {
       queue,
       parent,
       registeredAt: undefined,
+      reserved: undefined,
+      inFlight: false,
+      heard: false,
       handed: undefined,
       deaf: false,
     };

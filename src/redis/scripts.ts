@@ -57,7 +57,7 @@ local function start_queue()
 end
 local function drop(v)
   redis.call('ZREM', queue, v)
-  redis.call('HDEL', roles, v)
+  redis.call('HDEL', roles, v, '#' .. v)
   redis.call('DEL', tickets .. v, wakes .. v, handoffs .. v)
 end
 local function bury()
@@ -153,6 +153,8 @@ export const SCRIPTS = {
                 renewed: replies[2 * n + 2] === 1,
                 watching: (replies[2 * n + 3] as string | null) ?? undefined,
                 watchMs: Number(replies[2 * n + 4] ?? -2),
+                token: token(replies[2 * n + 5]),
+                joined: replies[2 * n + 6] === 1,
               }
             : undefined;
         return keys.map((_, i) => ({
@@ -170,12 +172,13 @@ queue, roles, tickets, wakes, handoffs = ARGV[9], ARGV[10], ARGV[11], ARGV[12], 
 local life = ARGV[14]
 local fenced = #KEYS > n
 local fence, my_ticket, my_wake, my_handoff = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
-local rank
+local rank, joined
 if queue then
   start_queue()
   -- A head that is gone makes way for the deputy (which this may be).
   promote(validity)
   rank = redis.call('ZRANK', queue, value)
+  joined = not rank
   -- Behind others already queued: join them without touching the keys.
   if not rank and condition == 'NX' and redis.call('EXISTS', queue) == 1 then
     rank = join(value, validity)
@@ -237,9 +240,16 @@ if queue then
     end
   end
   redis.call('GET', my_wake)
-  local watching, watch_ms = false, -2
+  local watching, watch_ms, reserved = false, -2, false
   if role == 'head' then
     redis.call('GET', my_handoff)
+    -- The token a handoff will give the head, drawn now so that the head knows it: still
+    -- good while no other token was drawn since (the fence holds it), else drawn again.
+    reserved = redis.call('HGET', roles, '#' .. value)
+    if fenced and reserved ~= redis.call('GET', fence) then
+      reserved = next_token(fence, validity)
+      redis.call('HSET', roles, '#' .. value, reserved)
+    end
   elseif role == 'deputy' then
     -- The deputy reads the head's ticket itself (see QueueState.watching): not declared here.
     watching = redis.call('ZRANGE', queue, 0, 0)[1]
@@ -251,6 +261,8 @@ if queue then
   replies[2 * n + 3] = renewed
   replies[2 * n + 4] = watching
   replies[2 * n + 5] = watch_ms
+  replies[2 * n + 6] = reserved
+  replies[2 * n + 7] = joined and 1 or 0
 end
 return replies
 `,
@@ -336,11 +348,13 @@ return replies
    * handed the lock), and if every one of the lock's keys is still ours, give them all to the
    * head of the queue, until its ticket's deadline, when its ticket has at least `minTicketMs`
    * left and fewer than `maxRun` handoffs came in a row: its handoff key is written first, so
-   * the invalidation that tells it arrives before the keys' own. Otherwise delete what is ours
-   * (every `maxRun`+1st release in an unbroken run of handoffs, so that a waiter outside the
-   * queue, such as a Go rueidislock, gets a fair race). The handoff draws the next fencing
-   * token (the waiter, told by an invalidation only, does not learn it; later holders draw
-   * more). `keys` are all the lock's keys (never a subset: "all ours" must mean all).
+   * the invalidation that tells it arrives before the keys' own. The head's fencing token is
+   * the one its last attempt drew for it (see `acquire`), if no other was drawn since: the
+   * waiter, told by an invalidation only, knows it already. Otherwise delete what is ours
+   * (also every `maxRun`+1st release in an unbroken run of handoffs, so that a waiter outside
+   * the queue, such as a Go rueidislock, gets a fair race), and the head, which listens to the
+   * keys, takes them by its own attempt.
+   * `keys` are all the lock's keys (never a subset: "all ours" must mean all).
    * Per key, true when deleted or handed on, false when not ours.
    */
   release: defineScript(
@@ -379,10 +393,13 @@ if all then
   local run = tonumber(redis.call('HGET', roles, RUN)) or 0
   -- A negative deadline is one its promoter set: the waiter has not answered yet.
   local deadline = head and tonumber(redis.call('GET', tickets .. head)) or 0
-  if deadline - now_ms >= min_ticket_ms and run < max_run then
+  -- The head's token, drawn at its last attempt, must be the last one drawn: the greatest.
+  local reserved = head and redis.call('HGET', roles, '#' .. head)
+  if deadline - now_ms >= min_ticket_ms and run < max_run
+    and reserved and reserved == redis.call('GET', fence) then
     local ttl = deadline - now_ms
     drop(head)
-    redis.call('SET', handoffs .. head, next_token(fence, validity), 'PX', ttl)
+    redis.call('SET', handoffs .. head, reserved, 'PX', ttl)
     for i = 1, n do
       redis.call('SET', KEYS[i], head, 'PX', ttl)
       replies[i] = 1

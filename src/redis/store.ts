@@ -80,6 +80,13 @@ export interface QueueState {
   /** For the deputy: the head's value, whose ticket it watches, and that ticket's PTTL. */
   readonly watching: string | undefined;
   readonly watchMs: number;
+  /** For the head: the fencing token a release that hands it the keys gives it. */
+  readonly token: bigint | undefined;
+  /**
+   * The waiter was not in the queue when the attempt ran (new, or dropped: a release that
+   * handed it the keys drops it), so no handoff to it came after the attempt.
+   */
+  readonly joined: boolean;
 }
 
 /** What an acquire attempt found at one key. */
