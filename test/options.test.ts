@@ -81,7 +81,7 @@ test('topology options are refused when they conflict or cannot work', async () 
   await rejects({ nodes: [] }, TypeError, 'nodes must be a non-empty array');
   await rejects({ nodes: [42] } as unknown as LockerOptions, TypeError, 'nodes[0]');
   await rejects({ nodes: five, keyMajority: 2 }, RangeError, 'keyMajority 3');
-  await rejects({ nodes: three, directHandoff: true }, TypeError, 'directHandoff');
+  await rejects({ nodes: three, queue: true }, TypeError, 'queue works on one server only');
   // Every node must hold as many of each lock's keys as every other: 5 keys on 4 nodes would
   // sit 2+1+1+1, and the lock would be granted on 2 of 4 servers.
   const four = five.slice(0, 4);
@@ -118,7 +118,7 @@ test('topology options are refused when they conflict or cannot work', async () 
   await rejects({ cluster: { rootNodes: [] } }, TypeError, 'rootNodes');
   await rejects({ cluster, client: {} }, TypeError, 'cluster.defaults');
   await rejects({ cluster: { ...cluster, useReplicas: true } }, TypeError, 'useReplicas');
-  await rejects({ cluster, directHandoff: true }, TypeError, 'directHandoff');
+  await rejects({ cluster, queue: true }, TypeError, 'queue works on one server only');
   await rejects({ cluster, keyPrefix: '{locks}' }, TypeError, 'keyPrefix');
   await rejects({ nodes: [...three, three[1] as string] }, TypeError, 'twice');
   await rejects(
@@ -290,7 +290,8 @@ test('DEFAULTS holds the documented defaults', () => {
       keyMajority: 2,
       noLoopTracking: true,
       fallbackSetPx: false,
-      directHandoff: false,
+      queue: true,
+      localHandoffs: 8,
       driftFactor: 0.01,
       commandTimeoutMs: 1000,
       connectTimeoutMs: 5000,

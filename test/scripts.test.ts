@@ -105,7 +105,7 @@ test('a call that names a later key but leaves out an earlier optional one is re
     sent.push(args);
     return [];
   };
-  const keys = { keys: ['k'], queue: 'q', roles: 'r' };
+  const keys = { keys: ['k'], ticket: 't', wake: 'w', handoff: 'h' };
   const args = {
     value: 'v',
     expiry: '1',
@@ -121,18 +121,19 @@ test('a call that names a later key but leaves out an earlier optional one is re
     (error: unknown) => error,
   );
   assert.instance(refused, TypeError);
-  assert.match(String(refused), 'queue given without fence');
+  assert.match(String(refused), 'ticket given without fence');
   assert.equal(sent, []);
   await runScript(send, SCRIPTS.acquire, { ...keys, fence: 'f' }, args);
   assert.equal(sent, [
     [
       'EVALSHA',
       SCRIPTS.acquire.sha,
-      '4',
+      '5',
       'k',
       'f',
-      'q',
-      'r',
+      't',
+      'w',
+      'h',
       'v',
       '1',
       'PX',

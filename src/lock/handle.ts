@@ -13,7 +13,7 @@ export type Lock = readonly [signal: AbortSignal, release: () => Promise<boolean
    * The fencing token: greater than every earlier holder's token for this name (see
    * docs/fencing.md for the conditions). Pass it with each write to a resource that
    * keeps the highest token it has seen and refuses smaller ones: a holder that was paused
-   * past its lock is then refused. `undefined` only for a lock handed over by `directHandoff`.
+   * past its lock is then refused. Locks handed over or passed on have one too.
    */
   readonly token: bigint | undefined;
   /**
