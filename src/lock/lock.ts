@@ -61,8 +61,10 @@ export class HeldLock {
   /** Per key, the last check that found its expiry shortened: when it was sent, and the expiry. */
   readonly #shortened: ({ readonly sentAt: number; readonly expiresBy: number } | undefined)[] = [];
   #expiryTimer: NodeJS.Timeout | undefined;
+  /** Keys being read, keys due for a read, and the pending read of them. */
   readonly #checking = new Set<number>();
   readonly #recheck = new Set<number>();
+  #flushChecks: NodeJS.Immediate | undefined;
   #held = true;
   /** The deletion of our keys, once the lock has ended. */
   #cleanup: Promise<Outcome<boolean>[]> | undefined;
@@ -151,36 +153,51 @@ export class HeldLock {
 
   /**
    * A key may have changed (`null`: any of them). Read it again, never write: an echo of our
-   * own extension must not cause another one.
+   * own extension must not cause another one. The keys to read are gathered until the next
+   * turn of the event loop and read in one request: a handoff's pushes for every key, and
+   * the caller's own work, come first.
    */
   recheck(index: number | null): void {
     if (!this.#held) return;
     // After a reconnect, extensions that failed meanwhile are retried at once.
     if (index === null) this.#keepAlive.reconnected();
     const indexes = index === null ? this.#keys.map((_, i) => i) : [index];
-    for (const i of indexes) {
-      if (!this.#owned[i]) continue;
-      if (this.#checking.has(i)) this.#recheck.add(i);
-      else void this.#check(i);
-    }
+    for (const i of indexes) if (this.#owned[i]) this.#recheck.add(i);
+    this.#flushChecks ??= setImmediate(() => {
+      this.#flushChecks = undefined;
+      this.#checkDue();
+    });
   }
 
-  async #check(i: number): Promise<void> {
-    this.#checking.add(i);
+  /** Read the keys due for a check that no check in flight is reading. */
+  #checkDue(): void {
+    if (!this.#held) return;
+    const due = [...this.#recheck].filter((i) => !this.#checking.has(i));
+    if (due.length === 0) return;
+    for (const i of due) {
+      this.#recheck.delete(i);
+      this.#checking.add(i);
+    }
+    void this.#check(due);
+  }
+
+  async #check(indexes: readonly number[]): Promise<void> {
     try {
-      do {
-        this.#recheck.delete(i);
-        const sentAt = performance.now();
-        const [outcome] = await this.#store.check([this.#keys[i] as string], this.#value);
-        if (!this.#held) return;
-        if (outcome?.status !== 'fulfilled') continue;
+      const sentAt = performance.now();
+      const keys = indexes.map((i) => this.#keys[i] as string);
+      const outcomes = await this.#store.check(keys, this.#value);
+      if (!this.#held) return;
+      outcomes.forEach((outcome, n) => {
+        const i = indexes[n] as number;
+        if (outcome.status !== 'fulfilled') return;
         if (!outcome.value.ours) this.#owned[i] = false;
         else this.#checkExpiry(i, outcome.value.pttlMs, sentAt);
-        // Act on it now: a further check of this key may wait for a frozen server.
-        this.#evaluate(performance.now());
-      } while (this.#held && this.#recheck.has(i));
+      });
+      // Act on it now: a further check of these keys may wait for a frozen server.
+      this.#evaluate(performance.now());
     } finally {
-      this.#checking.delete(i);
+      for (const i of indexes) this.#checking.delete(i);
+      this.#checkDue();
     }
   }
 
@@ -287,6 +304,7 @@ export class HeldLock {
     this.#held = false;
     this.#keepAlive.stop();
     clearTimeout(this.#expiryTimer);
+    clearImmediate(this.#flushChecks);
     this.#unhookParent();
     this.#controller.abort(reason);
     // Every key, by value: those we believe ours, and those whose outcome we never learnt (a

@@ -26,7 +26,7 @@ import {
   wakeKey,
 } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
-import { settleWithin } from '../shared/timing.js';
+import { MAX_TIMER_MS, settleWithin } from '../shared/timing.js';
 import { listen } from './acquisition.js';
 import type { AcquireOptions, Locker, WaitOptions } from './api.js';
 import { failureError, judge, type Mode } from './attempt.js';
@@ -238,7 +238,11 @@ export class RedisLocker implements Locker {
     // The head renews its ticket at its attempts: at least twice a validity.
     if (place?.role === 'head') return Math.min(busy.retryInMs, Math.floor(keyValidityMs / 2));
     if (state.listening) return busy.retryInMs;
-    if (place?.role !== 'deputy') return backstopMs;
+    // Further back, the longer: a waiter is needed there only if both listeners vanished at
+    // once, and the first one behind them to look mends the queue for all. So n waiters cost
+    // the server about log(n) looks per backstop, not n.
+    if (place?.role !== 'deputy')
+      return Math.min(MAX_TIMER_MS, backstopMs * Math.max(1, (place?.rank ?? 2) - 1));
     // A head's ticket already gone: look again soon (its expiry may not have been pushed yet).
     return Math.min(backstopMs, Math.max(place.watchMs, 0) + tryNextAfterMs);
   }
@@ -290,10 +294,9 @@ export class RedisLocker implements Locker {
       'wait',
     );
     state.gate.wake();
-    // The handoff's writes dropped the keys from our tracking table: read them again, once
-    // the waiter has been given its lock.
-    const handed = ticket.handed;
-    setImmediate(() => handed.recheck(null));
+    // The handoff's writes dropped the keys from our tracking table: read them again (in one
+    // request, once the waiter has been given its lock).
+    ticket.handed.recheck(null);
   }
 
   /**

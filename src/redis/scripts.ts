@@ -155,6 +155,7 @@ export const SCRIPTS = {
                 watchMs: Number(replies[2 * n + 4] ?? -2),
                 token: token(replies[2 * n + 5]),
                 joined: replies[2 * n + 6] === 1,
+                rank: Number(replies[2 * n + 7]),
               }
             : undefined;
         return keys.map((_, i) => ({
@@ -263,6 +264,7 @@ if queue then
   replies[2 * n + 5] = watch_ms
   replies[2 * n + 6] = reserved
   replies[2 * n + 7] = joined and 1 or 0
+  replies[2 * n + 8] = rank
 end
 return replies
 `,

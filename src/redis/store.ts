@@ -87,6 +87,8 @@ export interface QueueState {
    * handed it the keys drops it), so no handoff to it came after the attempt.
    */
   readonly joined: boolean;
+  /** Its place: 0 for the head. */
+  readonly rank: number;
 }
 
 /** What an acquire attempt found at one key. */

@@ -9,9 +9,8 @@ import {
   type ResolvedOptions,
   type Topology,
 } from './options.js';
+import { MAX_TIMER_MS } from './timing.js';
 
-/** setTimeout's largest delay; a longer one fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const KNOWN = new Set([
   'url',
   'client',

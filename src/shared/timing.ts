@@ -1,3 +1,6 @@
+/** setTimeout's largest delay; a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * `work`, or a rejection with `timedOut()` once `ms` have passed; leaves no timer behind. A
  * plain timer, not an abort signal: it bounds every Redis request.
