@@ -7,7 +7,7 @@ import { calls, connect, keysOf, queued } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 import { abortedWithin, bound, sleep, until, watched } from './helpers/wait.js';
 
-// directHandoff: a release gives the keys to the first queued waiter. Each test counts
+// The queue (the default): a release gives the keys to the first queued waiter. Each test counts
 // commands or kills processes, so each gets a server of its own.
 const test = suite<{ server: RedisServer; lockers: Locker[] }>('direct handoff');
 
@@ -240,6 +240,26 @@ test('a waiter that refused a late handoff is not fooled when its handoff key ex
     assert.not.ok(waiting.resolved(), 'the waiter took a lock that a holds');
     await held.release();
     const lock = await waiting.promise;
+    assert.is(await lock.release(), true);
+  } finally {
+    await client.close();
+  }
+});
+
+test('a queue left by crashed waiters does not hold up a newcomer beyond their tickets', async (ctx) => {
+  const [w] = (await lockers(ctx, 1, { keyValidityMs: 1000 })) as [Locker];
+  const client = await connect(ctx.server.url);
+  try {
+    // Three waiters that crashed while queued: entries with no ticket, never promoted.
+    const dead = ['dead-1', 'dead-2', 'dead-3'];
+    await client.zAdd(
+      'rueidislock:q:crashed',
+      dead.map((value, i) => ({ score: Date.now() - 10_000 + i, value })),
+    );
+    // The dead get promoted, their tickets run out (one validity each round), and they are
+    // dropped: a few validities, well within the bound; not the 60-validity backstop.
+    const lock = await w.withContext('crashed', bound(15_000));
+    assert.equal(await client.zRange('rueidislock:q:crashed', 0, -1), []);
     assert.is(await lock.release(), true);
   } finally {
     await client.close();

@@ -238,13 +238,16 @@ export class RedisLocker implements Locker {
     // The head renews its ticket at its attempts: at least twice a validity.
     if (place?.role === 'head') return Math.min(busy.retryInMs, Math.floor(keyValidityMs / 2));
     if (state.listening) return busy.retryInMs;
-    // Further back, the longer: a waiter is needed there only if both listeners vanished at
-    // once, and the first one behind them to look mends the queue for all. So n waiters cost
-    // the server about log(n) looks per backstop, not n.
-    if (place?.role !== 'deputy')
-      return Math.min(MAX_TIMER_MS, backstopMs * Math.max(1, (place?.rank ?? 2) - 1));
-    // A head's ticket already gone: look again soon (its expiry may not have been pushed yet).
-    return Math.min(backstopMs, Math.max(place.watchMs, 0) + tryNextAfterMs);
+    // The deputy: when the head's ticket runs out (at once if already gone: its expiry may
+    // not have been pushed yet).
+    const soon = Math.max(place?.watchMs ?? 0, 0) + tryNextAfterMs;
+    if (place?.role === 'deputy') return Math.min(backstopMs, soon);
+    // Behind listeners that have not answered their promotion yet: look when their tickets
+    // run out. Else, further back, the longer: a waiter is needed there only if both
+    // listeners vanished at once, and the first one behind them to look mends the queue for
+    // all. So n waiters cost the server about log(n) looks per backstop, not n.
+    const late = Math.min(MAX_TIMER_MS, backstopMs * Math.max(1, (place?.rank ?? 2) - 1));
+    return place && place.watchMs >= 0 ? Math.min(late, soon) : late;
   }
 
   /** The wait is over: unless it got the lock, leave the queue (passing on a late handoff). */

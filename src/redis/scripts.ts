@@ -255,6 +255,15 @@ if queue then
     -- The deputy reads the head's ticket itself (see QueueState.watching): not declared here.
     watching = redis.call('ZRANGE', queue, 0, 0)[1]
     watch_ms = redis.call('PTTL', tickets .. watching)
+  else
+    -- Listeners promoted but not yet answering may be gone (crashed while queued, behind
+    -- other dead ones): look again when their tickets run out, so the queue is mended then.
+    for _, v in ipairs(redis.call('ZRANGE', queue, 0, 1)) do
+      if (tonumber(redis.call('GET', tickets .. v)) or 0) < 0 then
+        local left = redis.call('PTTL', tickets .. v)
+        if left >= 0 and (watch_ms < 0 or left < watch_ms) then watch_ms = left end
+      end
+    end
   end
   redis.call('PEXPIRE', queue, life)
   redis.call('PEXPIRE', roles, life)

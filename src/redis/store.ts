@@ -77,8 +77,12 @@ export interface QueueState {
   readonly role: 'head' | 'deputy' | 'queued';
   /** The attempt renewed the waiter's ticket (its deadline counts from the attempt). */
   readonly renewed: boolean;
-  /** For the deputy: the head's value, whose ticket it watches, and that ticket's PTTL. */
+  /** For the deputy: the head's value, whose ticket it watches. */
   readonly watching: string | undefined;
+  /**
+   * For the deputy, the PTTL of the head's ticket; for a waiter further back, the shortest
+   * PTTL of a listener's ticket set by its promoter (not yet answered); -2 when none.
+   */
   readonly watchMs: number;
   /** For the head: the fencing token a release that hands it the keys gives it. */
   readonly token: bigint | undefined;
