@@ -174,6 +174,9 @@ export class RedisLocker implements Locker {
     try {
       for (let failures = 0; ; ) {
         const epoch = state.gate.epoch;
+        // Whatever its place was, the attempt may make it the head, reading the keys: a change
+        // of theirs while it is in flight must wake it.
+        state.listening = true;
         const attempt = await this.#attempt({ name, mode: 'wait', signal, parent, ticket });
         if ('renewed' in attempt) ticket = attempt.renewed;
         if ('lock' in attempt) {
@@ -268,11 +271,11 @@ export class RedisLocker implements Locker {
     const state = ticket && this.#names.get(ticket.name);
     if (!ticket || !state) return;
     const { name } = ticket;
-    if (ticket.handed || ticket.deaf || ticket.registeredAt === undefined) return;
     if (ticket.inFlight) {
       ticket.heard = true; // see #attempt
       return;
     }
+    if (ticket.handed || ticket.deaf || ticket.registeredAt === undefined) return;
     if (ticket.parent?.aborted) return;
     // Heard too late (a stalled process): the keys may be about to expire. The next attempt,
     // under the same value, takes them with a fresh expiry; the waiter's exit passes them on.
@@ -323,7 +326,10 @@ export class RedisLocker implements Locker {
     const sentAt = performance.now();
     // store.acquire settles every key, so only the signal can make this reject.
     const sent = store.acquire(keys, value, mode === 'force' ? 'force' : 'free', ticket?.queue);
-    if (ticket) ticket.inFlight = true;
+    if (ticket) {
+      ticket.inFlight = true;
+      ticket.tries++;
+    }
     const outcomes = await abortable(signal, sent).catch(() => undefined);
     const heard = ticket?.heard === true;
     if (ticket) ticket.inFlight = ticket.heard = false;
@@ -335,9 +341,10 @@ export class RedisLocker implements Locker {
     }
     const place = placeIn(outcomes);
     // A handoff heard while this attempt was in flight came after it on the server if the
-    // attempt found the waiter still queued (a handoff drops it): judged on what this reply
-    // says; else (or when the attempt took the keys) on what was known before it.
-    const later = heard && place !== undefined && !place.joined;
+    // attempt found the waiter still queued (a handoff drops it), or if it was the first
+    // attempt under this value (nothing could be handed to it before): judged on what this
+    // reply says; else (or when the attempt took the keys) on what was known before it.
+    const later = heard && place !== undefined && (!place.joined || ticket?.tries === 1);
     if (ticket && heard && !later) this.#handedOver(ticket.value);
     // The server renewed the ticket's deadline after this send time: a handoff is safe until
     // this send time plus a validity.

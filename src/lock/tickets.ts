@@ -27,6 +27,8 @@ export interface Ticket {
    */
   inFlight: boolean;
   heard: boolean;
+  /** Attempts sent under this value. */
+  tries: number;
   /** The lock a release handed over, once one has. */
   handed: HeldLock | undefined;
   /**
@@ -56,6 +58,7 @@ export class Tickets {
       reserved: undefined,
       inFlight: false,
       heard: false,
+      tries: 0,
       handed: undefined,
       deaf: false,
     };

@@ -180,9 +180,11 @@ if queue then
   promote(validity)
   rank = redis.call('ZRANK', queue, value)
   joined = not rank
-  -- Behind others already queued: join them without touching the keys.
+  -- Behind others already queued: join them, and take only keys that hold our value already
+  -- (a release handed them to us, and dropped us from the queue, before this attempt).
   if not rank and condition == 'NX' and redis.call('EXISTS', queue) == 1 then
     rank = join(value, validity)
+    if rank > 0 then condition, from = 'FROM', value end
   end
 end
 local tried = not rank or rank == 0 or condition ~= 'NX'
