@@ -81,7 +81,6 @@ test('topology options are refused when they conflict or cannot work', async () 
   await rejects({ nodes: [] }, TypeError, 'nodes must be a non-empty array');
   await rejects({ nodes: [42] } as unknown as LockerOptions, TypeError, 'nodes[0]');
   await rejects({ nodes: five, keyMajority: 2 }, RangeError, 'keyMajority 3');
-  await rejects({ nodes: three, queue: true }, TypeError, 'queue works on one server only');
   // Every node must hold as many of each lock's keys as every other: 5 keys on 4 nodes would
   // sit 2+1+1+1, and the lock would be granted on 2 of 4 servers.
   const four = five.slice(0, 4);
@@ -118,7 +117,6 @@ test('topology options are refused when they conflict or cannot work', async () 
   await rejects({ cluster: { rootNodes: [] } }, TypeError, 'rootNodes');
   await rejects({ cluster, client: {} }, TypeError, 'cluster.defaults');
   await rejects({ cluster: { ...cluster, useReplicas: true } }, TypeError, 'useReplicas');
-  await rejects({ cluster, queue: true }, TypeError, 'queue works on one server only');
   await rejects({ cluster, keyPrefix: '{locks}' }, TypeError, 'keyPrefix');
   await rejects({ nodes: [...three, three[1] as string] }, TypeError, 'twice');
   await rejects(
@@ -277,6 +275,21 @@ test('keyMajority 1 uses one key and keyMajority 3 five', async ({ redis }) => {
     await locker.close();
   }
   await client.close();
+});
+
+test('waiters queue on every topology unless queue is false', () => {
+  const three = ['redis://127.0.0.1:1', 'redis://127.0.0.1:2', 'redis://127.0.0.1:3'];
+  const where: LockerOptions[] = [
+    { url: three[0] as string },
+    { nodes: three },
+    { cluster: { rootNodes: [{ url: three[0] as string }] } },
+    { groups: [three, three.map((url) => `${url}0`)] },
+  ];
+  for (const topology of where) {
+    assert.is(resolveOptions(topology).queue, true);
+    assert.is(resolveOptions({ ...topology, queue: true }).queue, true);
+    assert.is(resolveOptions({ ...topology, queue: false }).queue, false);
+  }
 });
 
 test('DEFAULTS holds the documented defaults', () => {

@@ -7,6 +7,8 @@ import type {
   Placement,
   QueueKeys,
   QueueState,
+  Settled,
+  Turn,
 } from '../redis/store.js';
 import { connectPlacement } from '../redis/topology.js';
 import {
@@ -16,14 +18,12 @@ import {
   UnavailableError,
 } from '../shared/errors.js';
 import {
+  besideQueueNames,
   checkName,
-  handoffKey,
   keyNames,
+  lockKey,
   parseKey,
-  queueKey,
-  rolesKey,
-  ticketKey,
-  wakeKey,
+  queueNames,
 } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { MAX_TIMER_MS, settleWithin } from '../shared/timing.js';
@@ -51,6 +51,11 @@ export class RedisLocker implements Locker {
   readonly #leftovers: Leftovers;
   /** The queued waiters of this locker. */
   readonly #tickets = new Tickets();
+  /**
+   * The lock's keys are on several servers (nodes, cluster, groups): the queue, on key 0's
+   * server, orders who listens and tries, and hands nothing over (see `Turn`).
+   */
+  readonly #spread: boolean;
   /** Aborts (with LockerClosedError) when close() starts: every waiter listens to it. */
   readonly #closing = new AbortController();
   #closed: Promise<void> | undefined;
@@ -58,13 +63,16 @@ export class RedisLocker implements Locker {
   constructor(options: ResolvedOptions) {
     this.#options = options;
     this.#leftovers = new Leftovers(options.keyValidityMs);
+    this.#spread = options.topology.kind !== 'server';
   }
 
   async connect(): Promise<void> {
     this.#placement = await connectPlacement(this.#options, {
       invalidated: (key) => this.#invalidated(key),
-      dropped: (store, served) =>
-        this.#names.dropped((name) => this.#storeFor(name) === store, served),
+      dropped: (store, served) => {
+        this.#names.dropped((name) => this.#storeFor(name) === store, served);
+        this.#queueDropped(store, served);
+      },
     });
   }
 
@@ -235,7 +243,8 @@ export class RedisLocker implements Locker {
     if (ticket && place?.watching) {
       // Redis pushes only what was read outside a script, or declared in one: read it here.
       const store = this.#storeFor(ticket.name);
-      store.watch(ticketKey(this.#options.keyPrefix, place.watching)).catch(() => {});
+      const key0 = lockKey(this.#options.keyPrefix, 0, ticket.name);
+      store.watch(ticket.queue.tickets + place.watching, key0).catch(() => {});
     }
     const { backstopMs, tryNextAfterMs, keyValidityMs } = this.#options;
     // The head renews its ticket at its attempts: at least twice a validity.
@@ -253,12 +262,57 @@ export class RedisLocker implements Locker {
     return place && place.watchMs >= 0 ? Math.min(late, soon) : late;
   }
 
-  /** The wait is over: unless it got the lock, leave the queue (passing on a late handoff). */
+  /**
+   * The wait is over: unless it got the lock, leave the queue (passing on a late handoff).
+   * Where the keys are on several servers, a waiter the queue holds leaves it once it holds the
+   * lock too, off the critical path: the script that tried key 0 could not see the majority.
+   * (One that raced may have been queued by a reply it did not wait for.)
+   */
   #retireTicket(ticket: Ticket, held: HeldLock | undefined): void {
     this.#tickets.retire(ticket);
-    if (held || ticket.handed) return;
     const keys = keyNames(this.#options.keyPrefix, ticket.name, this.#options.keyCount);
-    this.#giveBack(this.#storeFor(ticket.name), keys, ticket.value, ticket.queue);
+    const store = this.#storeFor(ticket.name);
+    if (held && this.#spread && (ticket.queued || ticket.turn === 'race')) {
+      store.leave(keys, ticket.value, ticket.queue).catch(() => {});
+    }
+    if (held || ticket.handed) return;
+    this.#giveBack(store, keys, ticket.value, ticket.queue);
+  }
+
+  /**
+   * A connection dropped: waiters whose queue was on it (key 0's server) race until it is back,
+   * at once (their place there is unknown: a waiter asleep would not hear of its turn).
+   */
+  #queueDropped(store: KeyStore, served: (key: string) => boolean): void {
+    if (!this.#spread) return;
+    for (const ticket of this.#tickets.all()) {
+      const key0 = lockKey(this.#options.keyPrefix, 0, ticket.name);
+      if (this.#storeFor(ticket.name) !== store || !served(key0)) continue;
+      ticket.turn = 'race';
+      this.#wake(ticket);
+    }
+  }
+
+  /**
+   * Where the keys are on several servers, what the waiter's next attempt asks (see `Turn`),
+   * from the queue's reply (`first`, key 0's outcome, and the place it gives): race while that
+   * server fails; else the head, or a waiter not queued, tries every key, and the others only
+   * keep their place. A late reply of a waiter that raced puts it back in line.
+   */
+  #follow(ticket: Ticket, first: Outcome<KeyState>, place: QueueState | undefined): void {
+    if (first.status === 'rejected') {
+      ticket.turn = 'race';
+      return;
+    }
+    if (first.status === 'pending') {
+      void first.later.then((late: Settled<KeyState>) => {
+        if (ticket.turn === 'race' && late.status === 'fulfilled' && late.value.queue)
+          this.#follow(ticket, late, late.value.queue);
+      });
+      return;
+    }
+    if (place) ticket.queued = true;
+    ticket.turn = place === undefined || place.role === 'head' ? 'all' : 'queue';
   }
 
   /**
@@ -324,8 +378,10 @@ export class RedisLocker implements Locker {
     const keys = keyNames(options.keyPrefix, name, options.keyCount);
     const value = ticket?.value ?? randomUUID(); // 122 random bits, from an entropy cache
     const sentAt = performance.now();
+    const turn: Turn | undefined = ticket && this.#spread ? ticket.turn : undefined;
     // store.acquire settles every key, so only the signal can make this reject.
-    const sent = store.acquire(keys, value, mode === 'force' ? 'force' : 'free', ticket?.queue);
+    const take = mode === 'force' ? 'force' : 'free';
+    const sent = store.acquire(keys, value, take, ticket?.queue, turn);
     if (ticket) {
       ticket.inFlight = true;
       ticket.tries++;
@@ -340,6 +396,16 @@ export class RedisLocker implements Locker {
       throw signal.reason;
     }
     const place = placeIn(outcomes);
+    if (ticket && turn) {
+      this.#follow(ticket, outcomes[0] as Outcome<KeyState>, place);
+      // In line, the attempt touched no key: nothing to judge or give back. Go at once when it
+      // found the waiter the head, or the queue's server failing.
+      if (turn === 'queue') {
+        const now = ticket.turn !== 'queue';
+        const retryInMs = now ? 0 : options.keyValidityMs;
+        return { busy: true, retryInMs, place: ticket.turn === 'race' ? undefined : place };
+      }
+    }
     // A handoff heard while this attempt was in flight came after it on the server if the
     // attempt found the waiter still queued (a handoff drops it), or if it was the first
     // attempt under this value (nothing could be handed to it before): judged on what this
@@ -354,10 +420,9 @@ export class RedisLocker implements Locker {
     if (ticket?.handed) return { lock: ticket.handed };
     const now = performance.now();
     const inLine = place !== undefined && place.role !== 'head';
-    const verdict = judge(
-      { outcomes, value, sentAt, now, queued: ticket !== undefined, inLine },
-      options,
-    );
+    // Where the keys are on several servers, the script gave back nothing: the judge does.
+    const queued = ticket !== undefined && !this.#spread;
+    const verdict = judge({ outcomes, value, sentAt, now, queued, inLine }, options);
     if (verdict.kind === 'held') {
       const taken = { name, keys, value, sentAt, now, parent, queue: ticket?.queue };
       const lock = this.#hold({ ...taken, owned: verdict.owned, token: verdict.token }, mode);
@@ -368,7 +433,10 @@ export class RedisLocker implements Locker {
     const back = giveBack.keys.map((i) => keys[i] as string);
     const leave = giveBack.leaveQueue ? ticket?.queue : undefined;
     if (back.length > 0) this.#giveBack(store, back, value, leave);
-    if (verdict.kind === 'busy') return { busy: true, retryInMs: verdict.retryInMs, place };
+    if (verdict.kind === 'busy') {
+      const known = ticket?.turn === 'race' ? undefined : place;
+      return { busy: true, retryInMs: verdict.retryInMs, place: known };
+    }
     const error = failureError(verdict.failure);
     // A handoff to the old value may be undone by the give-back: go on under a new one.
     if (ticket && giveBack.leaveQueue) return { renewed: this.#tickets.renew(ticket), error };
@@ -467,10 +535,10 @@ export class RedisLocker implements Locker {
     );
   }
 
-  /** The queue of `name`'s waiters. */
+  /** The queue of `name`'s waiters: beside key 0 where the keys are on several servers. */
   #queueOf(name: string): QueueKeys {
     const prefix = this.#options.keyPrefix;
-    return { queueKey: queueKey(prefix, name), rolesKey: rolesKey(prefix, name) };
+    return this.#spread ? besideQueueNames(lockKey(prefix, 0, name)) : queueNames(prefix, name);
   }
 
   /**
@@ -490,17 +558,15 @@ export class RedisLocker implements Locker {
   #invalidated(key: string | null): void {
     if (key === null) {
       this.#leftovers.retry();
+      // A server came back (or was flushed): waiters that raced queue again.
+      for (const ticket of this.#tickets.all()) if (ticket.turn === 'race') ticket.turn = 'all';
       this.#names.notifyAll();
       return;
     }
-    const prefix = this.#options.keyPrefix;
-    const handoffs = handoffKey(prefix, '');
-    const wakes = wakeKey(prefix, '');
-    const tickets = ticketKey(prefix, '');
-    if (key.startsWith(handoffs)) this.#handedOver(key.slice(handoffs.length));
-    else if (key.startsWith(wakes)) this.#wake(this.#tickets.get(key.slice(wakes.length)));
-    else if (key.startsWith(tickets)) this.#wake(this.#tickets.watcher(key.slice(tickets.length)));
-    else this.#names.keyChanged(parseKey(prefix, key));
+    const heard = this.#tickets.heard(key);
+    if (heard?.kind === 'handoff') this.#handedOver(heard.ticket.value);
+    else if (heard) this.#wake(heard.ticket);
+    else this.#names.keyChanged(parseKey(this.#options.keyPrefix, key));
   }
 
   /** A queued waiter's turn came (its wake key), or the head it watches changed its ticket. */

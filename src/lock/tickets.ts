@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { QueueKeys } from '../redis/store.js';
+import type { QueueKeys, Turn } from '../redis/store.js';
 import type { HeldLock } from './lock.js';
 
 /**
@@ -37,15 +37,27 @@ export interface Ticket {
    * this value by its own attempts, which the keys' invalidations wake.
    */
   deaf: boolean;
+  /** Where the lock's keys are on several servers: what its next attempt asks. */
+  turn: Turn;
+  /**
+   * The queue's server has taken it in (where the keys are on several servers): it leaves
+   * once it holds the lock, since the script that queued it could not see the majority.
+   */
+  queued: boolean;
 }
 
+/** What a pushed key means to a waiter: a handoff to it, its wake key, or the head it watches. */
+export type Heard = { readonly ticket: Ticket; readonly kind: 'handoff' | 'wake' | 'head' };
+
 /**
- * The tickets of one locker's waiters, by value (what a handoff or wake key's invalidation
- * names), and the deputies by the value of the head whose ticket each watches.
+ * The tickets of one locker's waiters, by value, and by the exact keys whose invalidation
+ * concerns them (their handoff and wake keys, and for a deputy the ticket key of the head it
+ * watches): a queue's keys are named after the lock's key 0 where its keys are on several
+ * servers, so no one prefix tells them.
  */
 export class Tickets {
   readonly #byValue = new Map<string, Ticket>();
-  readonly #byWatched = new Map<string, Ticket>();
+  readonly #byKey = new Map<string, Heard>();
   readonly #watching = new Map<Ticket, string>();
 
   issue(name: string, queue: QueueKeys, parent: AbortSignal | undefined): Ticket {
@@ -61,8 +73,12 @@ export class Tickets {
       tries: 0,
       handed: undefined,
       deaf: false,
+      turn: 'all',
+      queued: false,
     };
     this.#byValue.set(ticket.value, ticket);
+    this.#byKey.set(queue.handoffs + ticket.value, { ticket, kind: 'handoff' });
+    this.#byKey.set(queue.wakes + ticket.value, { ticket, kind: 'wake' });
     return ticket;
   }
 
@@ -76,26 +92,34 @@ export class Tickets {
     return this.#byValue.get(value);
   }
 
-  /** `ticket` (the deputy) watches the ticket of the head `head`; `undefined`: none. */
-  watch(ticket: Ticket, head: string | undefined): void {
-    const old = this.#watching.get(ticket);
-    if (old === head) return;
-    if (old !== undefined) {
-      this.#byWatched.delete(old);
-      this.#watching.delete(ticket);
-    }
-    if (head === undefined) return;
-    this.#byWatched.set(head, ticket);
-    this.#watching.set(ticket, head);
+  /** Every ticket. */
+  all(): IterableIterator<Ticket> {
+    return this.#byValue.values();
   }
 
-  /** The ticket that watches the head of value `head`. */
-  watcher(head: string): Ticket | undefined {
-    return this.#byWatched.get(head);
+  /** `ticket` (the deputy) watches the ticket of the head `head`; `undefined`: none. */
+  watch(ticket: Ticket, head: string | undefined): void {
+    const key = head === undefined ? undefined : ticket.queue.tickets + head;
+    const old = this.#watching.get(ticket);
+    if (old === key) return;
+    if (old !== undefined) {
+      this.#byKey.delete(old);
+      this.#watching.delete(ticket);
+    }
+    if (key === undefined) return;
+    this.#byKey.set(key, { ticket, kind: 'head' });
+    this.#watching.set(ticket, key);
+  }
+
+  /** Whose key `key` is, if it is a waiter's. */
+  heard(key: string): Heard | undefined {
+    return this.#byKey.get(key);
   }
 
   retire(ticket: Ticket): void {
     this.watch(ticket, undefined);
     this.#byValue.delete(ticket.value);
+    this.#byKey.delete(ticket.queue.handoffs + ticket.value);
+    this.#byKey.delete(ticket.queue.wakes + ticket.value);
   }
 }

@@ -1,4 +1,3 @@
-import { handoffKey, ticketKey, wakeKey } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { within } from '../shared/timing.js';
 import { type Given, type Layout, runScript, type Script, type Send } from './lua.js';
@@ -12,6 +11,7 @@ import {
   type Outcome,
   type QueueKeys,
   type Take,
+  type Turn,
 } from './store.js';
 
 /**
@@ -32,10 +32,12 @@ export class LockCommands implements KeyOps {
   readonly #send: Send;
   readonly #fenceKey: FenceKey;
   /**
-   * Raise the fence to the holder's token when extending and deleting: only where a lock's
-   * keys are on several servers, so that its token reaches all of them.
+   * A lock's keys are on several servers, this one holding some of them (and, for key 0, the
+   * queue): a script here cannot see the majority, so the queue's scripts run `apart` (see
+   * SCRIPTS), and the fence is raised to the holder's token when extending and deleting, so
+   * that its token reaches every server.
    */
-  readonly #raiseFence: boolean;
+  readonly #spread: boolean;
   /**
    * In a cluster: when a script on the keys and their fence together gets TRYAGAIN (a slot
    * migrating), run it again on the keys alone, with the fence in a command of its own.
@@ -44,8 +46,6 @@ export class LockCommands implements KeyOps {
   readonly #timeoutMs: number;
   readonly #expiry: ExpiryMode;
   readonly #majority: number;
-  /** The per-waiter keys of the queue: `tickets`, `wakes`, `handoffs` (see QUEUE). */
-  readonly #prefixes: { tickets: string; wakes: string; handoffs: string };
   /**
    * The head is handed the lock only with at least this much of its ticket left: a live head
    * renews its ticket once a quarter of it has passed (each extension of the holder wakes it),
@@ -64,16 +64,11 @@ export class LockCommands implements KeyOps {
     // A client that is closed may throw rather than reject: make every failure a rejection.
     this.#send = async (args, firstKey) => send(args, firstKey);
     this.#fenceKey = fenceKey;
-    this.#raiseFence = fence !== 'in-script';
+    this.#spread = fence !== 'in-script';
     this.#apartOnTryAgain = fence === 'raised, apart on TRYAGAIN';
     this.#timeoutMs = options.commandTimeoutMs;
     this.#expiry = { relative: options.fallbackSetPx, validityMs: options.keyValidityMs };
     this.#majority = options.keyMajority;
-    this.#prefixes = {
-      tickets: ticketKey(options.keyPrefix, ''),
-      wakes: wakeKey(options.keyPrefix, ''),
-      handoffs: handoffKey(options.keyPrefix, ''),
-    };
     this.#minTicketMs = Math.floor(options.keyValidityMs / 4);
     this.#queueLifeMs = 2 * options.backstopMs;
   }
@@ -83,6 +78,7 @@ export class LockCommands implements KeyOps {
     value: string,
     take: Take,
     queue?: QueueKeys,
+    turn?: Turn,
   ): Promise<Outcome<KeyState>[]> {
     const [expiry, unit] = expiryArgs(this.#expiry, 'set');
     const validityMs = String(this.#expiry.validityMs);
@@ -98,27 +94,36 @@ export class LockCommands implements KeyOps {
     };
     const fence = this.#fenceKey(keys);
     const own = queue && {
-      ticket: this.#prefixes.tickets + value,
-      wake: this.#prefixes.wakes + value,
-      handoff: this.#prefixes.handoffs + value,
+      ticket: queue.tickets + value,
+      wake: queue.wakes + value,
+      handoff: queue.handoffs + value,
     };
     const queueArgs = queue && {
       queue: queue.queueKey,
       roles: queue.rolesKey,
-      ...this.#prefixes,
+      tickets: queue.tickets,
+      wakes: queue.wakes,
+      handoffs: queue.handoffs,
       lifeMs: String(this.#queueLifeMs),
+      apart: this.#spread ? (turn === 'queue' ? 'queue' : 'try') : undefined,
     };
+    const together = () =>
+      this.#run(SCRIPTS.acquire, { keys, fence, ...own }, { ...args, ...queueArgs });
+    // Apart, the queue is left out: so a queued waiter's attempt fails here (a waiter in line
+    // must touch no key), and it races while the slot migrates.
     const states = this.#apartIfNeeded(
-      () => this.#run(SCRIPTS.acquire, { keys, fence, ...own }, { ...args, ...queueArgs }),
+      together,
       // The key's script then its fence's, on one connection: they run in that order. A draw
       // that fails leaves the key's outcome unknown, as if it had.
-      async () => {
-        const [keyed, token] = await Promise.all([
-          this.#run(SCRIPTS.acquire, { keys }, args),
-          this.#run(SCRIPTS.draw, { fence }, { validityMs }),
-        ]);
-        return keyed.map((state) => ({ ...state, token }));
-      },
+      queue && turn !== 'race'
+        ? undefined
+        : async () => {
+            const [keyed, token] = await Promise.all([
+              this.#run(SCRIPTS.acquire, { keys }, args),
+              this.#run(SCRIPTS.draw, { fence }, { validityMs }),
+            ]);
+            return keyed.map((state) => ({ ...state, token }));
+          },
     );
     return perKey(keys, states, (states, i) => states[i] as KeyState);
   }
@@ -157,7 +162,7 @@ export class LockCommands implements KeyOps {
     }));
   }
 
-  watch(key: string): Promise<void> {
+  watch(key: string, _beside?: string): Promise<void> {
     return this.#bounded(this.#send(['PTTL', key], key)).then(() => undefined);
   }
 
@@ -181,26 +186,45 @@ export class LockCommands implements KeyOps {
     token?: bigint,
   ): Promise<Outcome<boolean>[]> {
     if (queue === undefined) return this.delete(keys, value, token);
-    const flags = this.#run(
+    const flags = this.#release(keys, value, queue, token);
+    return perKey(keys, flags, (flags, i) => flags[i] === true);
+  }
+
+  async leave(keys: readonly string[], value: string, queue: QueueKeys): Promise<void> {
+    await this.#release([], value, queue, undefined, this.#fenceKey(keys));
+  }
+
+  /** The release script on `keys` (none: only leave the queue; `fence` then routes it). */
+  #release(
+    keys: readonly string[],
+    value: string,
+    queue: QueueKeys,
+    token: bigint | undefined,
+    fence = this.#fenceKey(keys),
+  ): Promise<boolean[]> {
+    return this.#run(
       SCRIPTS.release,
-      { keys, fence: this.#fenceKey(keys) },
+      { keys, fence },
       {
         value,
         keyCount: String(keys.length),
         queue: queue.queueKey,
         roles: queue.rolesKey,
-        ...this.#prefixes,
+        tickets: queue.tickets,
+        wakes: queue.wakes,
+        handoffs: queue.handoffs,
         minTicketMs: String(this.#minTicketMs),
         maxRun: String(MAX_HANDOFF_RUN),
         validityMs: String(this.#expiry.validityMs),
+        apart: this.#spread ? '1' : undefined,
+        token: this.#spread && token !== undefined ? String(token) : undefined,
       },
     );
-    return perKey(keys, flags, (flags, i) => flags[i] === true);
   }
 
   /** The fence key and the arguments that raise it to `token`, when there is one to raise. */
   #raising(keys: readonly string[], token: bigint | undefined): Raise | undefined {
-    if (!this.#raiseFence || token === undefined) return undefined;
+    if (!this.#spread || token === undefined) return undefined;
     return {
       keys: { fence: this.#fenceKey(keys) },
       args: { token: String(token), validityMs: String(this.#expiry.validityMs) },
@@ -213,8 +237,8 @@ export class LockCommands implements KeyOps {
    * one on a single key follows ASK. Apart, the two are not atomic: only then can a forced
    * takeover slip between a key's script and its fence's (see docs/fencing.md).
    */
-  #apartIfNeeded<T>(together: () => Promise<T>, apart: () => Promise<T>): Promise<T> {
-    if (!this.#apartOnTryAgain) return together();
+  #apartIfNeeded<T>(together: () => Promise<T>, apart: (() => Promise<T>) | undefined): Promise<T> {
+    if (!this.#apartOnTryAgain || apart === undefined) return together();
     return together().catch((error: unknown) => {
       if (error instanceof Error && error.message.startsWith('TRYAGAIN')) return apart();
       throw error;

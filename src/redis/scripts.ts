@@ -37,7 +37,7 @@ end`;
 
 /**
  * The queue of a name's waiters, one entry per locker (its ticket's value), in arrival order:
- * a sorted set scored by the server's time at arrival. Only the first two listen: the head to
+ * a sorted set scored by the server's time at arrival (or just after the last entry). Only the first two listen: the head to
  * the lock's keys (it alone tries to take them, and a release hands them to it), the deputy to
  * the head's ticket (which vanishes when the head is gone). The others listen only to their
  * own wake key, which is written once, when they become one of the two: so an extension wakes
@@ -86,7 +86,12 @@ local function promote(validity)
   end
 end
 local function join(v, validity)
-  redis.call('ZADD', queue, 'NX', now_ms, v)
+  -- Scored after the last entry even within one millisecond: equal scores would sort by
+  -- value, not by arrival, and a deputy pushed back that way would keep its role.
+  if not redis.call('ZSCORE', queue, v) then
+    local last = tonumber(redis.call('ZRANGE', queue, -1, -1, 'WITHSCORES')[2]) or 0
+    redis.call('ZADD', queue, math.max(now_ms, last + 1), v)
+  end
   promote(validity)
   return redis.call('ZRANK', queue, v)
 end`;
@@ -109,6 +114,12 @@ export const SCRIPTS = {
    * With the queue (see QUEUE), a waiter behind the head does not touch the keys at all: it
    * joins the queue (or stays in it), renews its ticket if it listens, and reads the keys that
    * wake it. One that falls short gives back what it took, in this script.
+   * `apart` says the lock's keys are on several servers, this one holding the queue: the script
+   * cannot see the majority, so it neither leaves the queue nor gives anything back (the client
+   * does both), and nobody is handed keys (no handoff key, no reserved token). A newcomer that
+   * took the keys here on an empty queue stays out of it (it most likely holds the lock);
+   * otherwise it joins. 'queue': a waiter behind the head, which touches no key even once it is
+   * the head (it then tries every server at once); 'try': it tries the keys by its place.
    * The reply gives, per key, its value after the attempt (null when absent or not read) and its
    * PTTL (-3 when not read), the token (undefined when no key here is ours, or no fence key was
    * given), and with the queue the waiter's place (see `QueueState`).
@@ -140,6 +151,7 @@ export const SCRIPTS = {
         wakes: 'optional',
         handoffs: 'optional',
         lifeMs: 'optional',
+        apart: 'optional', // 'try' | 'queue'
       },
       reply: (raw, { keys }): KeyState[] => {
         const replies = raw as unknown[];
@@ -170,7 +182,7 @@ export const SCRIPTS = {
 local value, expiry, unit, condition, from = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local n, majority, validity = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 queue, roles, tickets, wakes, handoffs = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
-local life = ARGV[14]
+local life, apart = ARGV[14], ARGV[15]
 local fenced = #KEYS > n
 local fence, my_ticket, my_wake, my_handoff = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
 local rank, joined
@@ -182,12 +194,12 @@ if queue then
   joined = not rank
   -- Behind others already queued: join them, and take only keys that hold our value already
   -- (a release handed them to us, and dropped us from the queue, before this attempt).
-  if not rank and condition == 'NX' and redis.call('EXISTS', queue) == 1 then
+  if not rank and condition == 'NX' and (redis.call('EXISTS', queue) == 1 or apart == 'queue') then
     rank = join(value, validity)
     if rank > 0 then condition, from = 'FROM', value end
   end
 end
-local tried = not rank or rank == 0 or condition ~= 'NX'
+local tried = (not rank or rank == 0 or condition ~= 'NX') and apart ~= 'queue'
 local replies = {}
 local ours = 0
 for i = 1, n do
@@ -217,19 +229,24 @@ for i = 1, n do
 end
 replies[2 * n + 1] = ours > 0 and fenced and next_token(fence, validity)
 if queue then
-  if ours >= majority then
-    if rank then
-      drop(value)
-      promote(validity)
+  if apart then
+    if not rank and ours == 0 then rank = join(value, validity) end
+    if not rank then return replies end
+  else
+    if ours >= majority then
+      if rank then
+        drop(value)
+        promote(validity)
+      end
+      return replies
     end
-    return replies
+    -- Give back what fell short here, not in a later command: a release may hand us the keys
+    -- in between, and a later delete by our value would take them from under us.
+    for i = 1, n do
+      if replies[2 * i - 1] == value then redis.call('DEL', KEYS[i]) end
+    end
+    if not rank then rank = join(value, validity) end
   end
-  -- Give back what fell short here, not in a later command: a release may hand us the keys
-  -- in between, and a later delete by our value would take them from under us.
-  for i = 1, n do
-    if replies[2 * i - 1] == value then redis.call('DEL', KEYS[i]) end
-  end
-  if not rank then rank = join(value, validity) end
   local role = redis.call('HGET', roles, value) or 'queued'
   local renewed = 0
   if role ~= 'queued' then
@@ -244,7 +261,9 @@ if queue then
   end
   redis.call('GET', my_wake)
   local watching, watch_ms, reserved = false, -2, false
-  if role == 'head' then
+  if role == 'head' and apart then
+    -- Where no handoff comes, the head listens to the lock's keys only.
+  elseif role == 'head' then
     redis.call('GET', my_handoff)
     -- The token a handoff will give the head, drawn now so that the head knows it: still
     -- good while no other token was drawn since (the fence holds it), else drawn again.
@@ -367,7 +386,11 @@ return replies
    * (also every `maxRun`+1st release in an unbroken run of handoffs, so that a waiter outside
    * the queue, such as a Go rueidislock, gets a fair race), and the head, which listens to the
    * keys, takes them by its own attempt.
-   * `keys` are all the lock's keys (never a subset: "all ours" must mean all).
+   * `keys` are all the lock's keys (never a subset: "all ours" must mean all), except with
+   * `apart`: the lock's keys are on several servers, this one holding the queue and some of
+   * them, so nothing is handed on (the release is the plain delete, the fence raised first to
+   * the holder's `token` as `delete` does, and the head takes the keys by its attempt); with
+   * no keys at all, a waiter only leaves the queue (`fence` then only routes the call).
    * Per key, true when deleted or handed on, false when not ours.
    */
   release: defineScript(
@@ -385,6 +408,8 @@ return replies
         minTicketMs: 'one',
         maxRun: 'one',
         validityMs: 'one',
+        apart: 'optional', // '1'
+        token: 'optional',
       },
       reply: flags,
     },
@@ -392,10 +417,11 @@ return replies
 local value, n = ARGV[1], tonumber(ARGV[2])
 queue, roles, tickets, wakes, handoffs = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local min_ticket_ms, max_run, validity = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local apart, token = ARGV[11], ARGV[12]
 local fence = KEYS[n + 1]
 start_queue()
 drop(value)
-local all = n > 0
+local all = n > 0 and not apart
 for i = 1, n do
   if redis.call('GET', KEYS[i]) ~= value then all = false end
 end
@@ -427,6 +453,7 @@ for i = 1, n do
   local key = KEYS[i]
   replies[i] = 0
   if redis.call('GET', key) == value then
+    if token then raise_fence(fence, token, validity) end
     replies[i] = redis.call('DEL', key)
   end
 end

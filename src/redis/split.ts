@@ -7,6 +7,7 @@ import {
   type Settled,
   settled,
   type Take,
+  type Turn,
 } from './store.js';
 
 /**
@@ -25,6 +26,7 @@ export type Place = (key: string) => {
  * acquisition, and a deletion, settle as soon as the majority is decided: a frozen server
  * cannot hold them up, and its keys' outcomes are `pending` (the caller gives them back by
  * value, or follows them).
+ * A name's queue lives on key 0's server, beside it (see `Turn`): its part of a call goes there.
  * Every call is bounded by `commandTimeoutMs` on its own.
  */
 export class SplitStore implements KeyOps {
@@ -38,15 +40,29 @@ export class SplitStore implements KeyOps {
     this.#keyCount = 2 * majority - 1;
   }
 
-  acquire(keys: readonly string[], value: string, take: Take): Promise<Outcome<KeyState>[]> {
+  acquire(
+    keys: readonly string[],
+    value: string,
+    take: Take,
+    queue?: QueueKeys,
+    turn: Turn = 'all',
+  ): Promise<Outcome<KeyState>[]> {
     const spare = keys.length - this.#majority;
     // A whole lock's attempt is decided by the majority; a holder retaking a few keys is not.
     const whole = keys.length === this.#keyCount;
+    const beside = queue && this.#queueGroup(keys);
+    if (beside && turn === 'queue') return this.#queueOnly(keys, beside, value, take, queue);
     return this.#fan(
       keys,
-      (ops, some) => ops.acquire(some, value, take),
+      (ops, some, group) =>
+        group === beside
+          ? ops.acquire(some, value, take, queue, turn)
+          : ops.acquire(some, value, take),
       (outcomes) => {
         if (!whole) return false;
+        // The queue's reply says whether the waiter may take the lock (its turn): wait for it,
+        // unless the waiter races (that server failed it last time).
+        if (beside && turn === 'all' && outcomes[0] === undefined) return false;
         let ours = 0;
         let others = 0;
         for (const outcome of outcomes) {
@@ -71,9 +87,9 @@ export class SplitStore implements KeyOps {
     return this.#fan(keys, (ops, some) => ops.check(some, value));
   }
 
-  watch(key: string): Promise<void> {
-    const { ops, key: there } = this.#place(key);
-    return ops.watch(there);
+  watch(key: string, beside = key): Promise<void> {
+    const { ops, key: there } = this.#place(beside);
+    return ops.watch(beside === key ? there : key);
   }
 
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
@@ -84,20 +100,73 @@ export class SplitStore implements KeyOps {
     );
   }
 
-  /** No queue across servers (the queue is for one server): a release is a deletion. */
+  /**
+   * No key moves across servers: a release is a deletion everywhere, and on the queue's server
+   * it also leaves the queue (see `Turn`).
+   */
   release(
     keys: readonly string[],
     value: string,
-    _queue?: QueueKeys,
+    queue?: QueueKeys,
     token?: bigint,
   ): Promise<Outcome<boolean>[]> {
-    return this.delete(keys, value, token);
+    const beside = queue && this.#queueGroup(keys);
+    return this.#fan(
+      keys,
+      (ops, some, group) =>
+        group === beside ? ops.release(some, value, queue, token) : ops.delete(some, value, token),
+      (outcomes) => confirmed(outcomes) >= this.#majority,
+    );
+  }
+
+  leave(keys: readonly string[], value: string, queue: QueueKeys): Promise<void> {
+    const { ops, key } = this.#place(keys[0] as string);
+    return ops.leave([key], value, queue);
+  }
+
+  /** The group of key 0, whose server holds the queue. */
+  #queueGroup(keys: readonly string[]): unknown {
+    return this.#place(keys[0] as string).group;
+  }
+
+  /**
+   * A waiter behind the head asks only the queue's server, and touches no key: the others'
+   * keys are not read (`pttlMs` -3, as the script says of a key it did not read).
+   */
+  async #queueOnly(
+    keys: readonly string[],
+    beside: unknown,
+    value: string,
+    take: Take,
+    queue: QueueKeys,
+  ): Promise<Outcome<KeyState>[]> {
+    const here = keys.filter((key) => this.#place(key).group === beside);
+    const { ops } = this.#place(keys[0] as string);
+    const outcomes = await ops.acquire(
+      here.map((key) => this.#place(key).key),
+      value,
+      take,
+      queue,
+      'queue',
+    );
+    const first = outcomes[0] as Outcome<KeyState>;
+    const unread: Outcome<KeyState> = {
+      status: 'fulfilled',
+      value: { value: null, pttlMs: -3, token: undefined },
+    };
+    return keys.map((key) =>
+      this.#place(key).group === beside
+        ? (outcomes[here.indexOf(key)] as Outcome<KeyState>)
+        : first.status === 'fulfilled'
+          ? unread
+          : first,
+    );
   }
 
   /** Call `call` once per group; settle when every group answered or `decided` says so. */
   #fan<T>(
     keys: readonly string[],
-    call: (ops: KeyOps, keys: string[]) => Promise<Outcome<T>[]>,
+    call: (ops: KeyOps, keys: string[], group: unknown) => Promise<Outcome<T>[]>,
     decided: (outcomes: readonly (Outcome<T> | undefined)[]) => boolean = () => false,
   ): Promise<Outcome<T>[]> {
     const groups = new Map<unknown, { ops: KeyOps; indexes: number[]; keys: string[] }>();
@@ -121,8 +190,8 @@ export class SplitStore implements KeyOps {
           ),
         );
       if (waiting === 0) settle();
-      for (const { ops, indexes, keys: some } of groups.values()) {
-        const reply = call(ops, some);
+      for (const [group, { ops, indexes, keys: some }] of groups) {
+        const reply = call(ops, some, group);
         indexes.forEach((i, n) => {
           late[i] = reply.then((some) => settled(some[n] as Outcome<T>));
         });

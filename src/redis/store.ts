@@ -1,3 +1,5 @@
+import type { QueueNames } from '../shared/keys.js';
+
 /**
  * The seam between the lock logic and Redis. The lock speaks in keys and per-key outcomes;
  * a store decides which server each key lives on: one server, independent nodes (Redlock),
@@ -10,13 +12,15 @@ export interface KeyOps {
   /**
    * Try to take every key (see `Take`) in one round trip; one outcome per key. With `queue`,
    * a waiter behind the queue's head only keeps its place, and one that falls short of the
-   * majority queues.
+   * majority queues. Where the keys are on several servers, `turn` says which to ask (see
+   * `Turn`); one server ignores it.
    */
   acquire(
     keys: readonly string[],
     value: string,
     take: Take,
     queue?: QueueKeys,
+    turn?: Turn,
   ): Promise<Outcome<KeyState>[]>;
   /**
    * Extend every key that still holds `value`; `true` per key extended. With the holder's
@@ -25,8 +29,11 @@ export interface KeyOps {
   extend(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]>;
   /** Read each key (which also re-registers it for invalidations): is it ours, and its TTL. */
   check(keys: readonly string[], value: string): Promise<Outcome<KeyCheck>[]>;
-  /** Read `key` (its PTTL), so that its change is pushed to this connection. */
-  watch(key: string): Promise<void>;
+  /**
+   * Read `key` (its PTTL), so that its change is pushed to this connection. `beside`: the lock
+   * key whose server holds it (a queue's keys live beside key 0), when it is not one itself.
+   */
+  watch(key: string, beside?: string): Promise<void>;
   /** Delete every key that still holds `value` (raising the fence first, as `extend`). */
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]>;
   /**
@@ -39,6 +46,12 @@ export interface KeyOps {
     queue?: QueueKeys,
     token?: bigint,
   ): Promise<Outcome<boolean>[]>;
+  /**
+   * Leave the queue without touching the lock's keys (`keys`: only the queue's server, key
+   * 0's, is asked): where the keys are on several servers, the script that queued a waiter
+   * cannot see whether its attempt got the majority, so the waiter leaves once it has.
+   */
+  leave(keys: readonly string[], value: string, queue: QueueKeys): Promise<void>;
 }
 
 /** What the lock logic holds: the operations, and the close of the connections behind them. */
@@ -65,11 +78,23 @@ export interface StoreEvents {
  */
 export type Take = 'free' | 'force' | { readonly from: string };
 
-/** A name's queue of waiters (see QUEUE in scripts.ts): its sorted set and its roles hash. */
-export interface QueueKeys {
-  readonly queueKey: string;
-  readonly rolesKey: string;
-}
+/**
+ * A name's queue of waiters (see QUEUE in scripts.ts): its sorted set, its roles hash, and the
+ * prefixes of the waiters' own keys.
+ */
+export type QueueKeys = QueueNames;
+
+/**
+ * Where a lock's keys are on several servers, which of them a queued waiter's attempt asks.
+ * The queue lives on key 0's server, beside it; a release there cannot hand every key over,
+ * so the queue orders who listens to the keys and tries them.
+ * * `all`: every key (the head, or a waiter whose place is not known yet), the queue's part on
+ *   key 0's server; decided once that server has answered too (or failed).
+ * * `queue`: only the queue's server, touching no key (a waiter behind the head).
+ * * `race`: every key, decided on the majority without waiting for the queue's server, which
+ *   failed the waiter's last attempt (down, frozen): the waiter races as without a queue.
+ */
+export type Turn = 'all' | 'queue' | 'race';
 
 /** A queued waiter's place, as its last attempt found it. */
 export interface QueueState {

@@ -70,12 +70,13 @@ async function open(
   // One object per connection (its identity is what `dropped` names), forwarding to the
   // operations: a class instance, whose methods a spread would not copy.
   store = {
-    acquire: (keys, value, take, queue) => ops.acquire(keys, value, take, queue),
+    acquire: (keys, value, take, queue, turn) => ops.acquire(keys, value, take, queue, turn),
     extend: (keys, value, token) => ops.extend(keys, value, token),
     check: (keys, value) => ops.check(keys, value),
-    watch: (key) => ops.watch(key),
+    watch: (key, beside) => ops.watch(key, beside),
     delete: (keys, value, token) => ops.delete(keys, value, token),
     release: (keys, value, queue, token) => ops.release(keys, value, queue, token),
+    leave: (keys, value, queue) => ops.leave(keys, value, queue),
     close: (timeoutMs) => connection.close(timeoutMs),
   };
   return store;

@@ -45,6 +45,45 @@ export function handoffKey(prefix: string, ticket: string): string {
 }
 
 /**
+ * The keys of a name's queue (see QUEUE in scripts.ts): its sorted set, its roles hash, and the
+ * prefixes of each waiter's ticket, wake and handoff keys (the prefix, then the waiter's value).
+ */
+export interface QueueNames {
+  readonly queueKey: string;
+  readonly rolesKey: string;
+  readonly tickets: string;
+  readonly wakes: string;
+  readonly handoffs: string;
+}
+
+/** The queue of lock `name` on one server. */
+export function queueNames(prefix: string, name: string): QueueNames {
+  return {
+    queueKey: queueKey(prefix, name),
+    rolesKey: rolesKey(prefix, name),
+    tickets: ticketKey(prefix, ''),
+    wakes: wakeKey(prefix, ''),
+    handoffs: handoffKey(prefix, ''),
+  };
+}
+
+/**
+ * The queue of a lock whose keys are on several servers: beside its key 0, on that key's
+ * server, and in a cluster in its slot (key 0 is the hashtag of every one of these keys, as in
+ * `slotFenceKey`), so that one script reads the queue and tries key 0 together.
+ */
+export function besideQueueNames(key0: string): QueueNames {
+  const tag = `{${key0}}`;
+  return {
+    queueKey: `${tag}:q`,
+    rolesKey: `${tag}:r`,
+    tickets: `${tag}:t:`,
+    wakes: `${tag}:w:`,
+    handoffs: `${tag}:h:`,
+  };
+}
+
+/**
  * Where the fencing token of lock `name` is kept on each server that holds its keys: not a
  * number where Go puts the key index, so it never collides with a lock key.
  */

@@ -94,10 +94,11 @@ export interface LockerOptions {
   fallbackSetPx?: boolean;
   /**
    * Waiters queue on the server, one entry per locker and name, and are served in arrival
-   * order: only the first listens to the lock's keys, and a release hands the keys straight to
-   * it (two one-way trips instead of four). `false`: every waiting locker listens to the keys
-   * and races for them (0.2's behaviour). One server only: with `nodes`, `cluster` or `groups`
-   * waiters race (see docs/how-it-works.md).
+   * order: only the first listens to the lock's keys, and on one server a release hands the
+   * keys straight to it (two one-way trips instead of four). With `nodes`, `cluster` or
+   * `groups` the queue lives on key 0's server and orders who listens and tries; while that
+   * server fails, waiters race. `false`: every waiting locker listens to the keys and races
+   * for them (0.2's behaviour). See docs/how-it-works.md.
    * @default true
    */
   queue?: boolean;
@@ -166,7 +167,7 @@ export interface ResolvedOptions {
   readonly keyCount: number;
   readonly noLoopTracking: boolean;
   readonly fallbackSetPx: boolean;
-  /** Waiters queue (the `queue` option, on one server). */
+  /** Waiters queue (the `queue` option). */
   readonly queue: boolean;
   readonly localHandoffs: number;
   /**

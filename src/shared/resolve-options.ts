@@ -88,11 +88,6 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
     );
   }
   const queue = flag('queue', options.queue, DEFAULTS.queue);
-  if (options.queue === true && topology.kind !== 'server') {
-    throw new TypeError(
-      `queue works on one server only, not with ${topology.kind}: a handoff must move every key in one script`,
-    );
-  }
   const localHandoffs = options.localHandoffs ?? DEFAULTS.localHandoffs;
   checkNumber('localHandoffs', localHandoffs);
   if (!(localHandoffs === Infinity || (Number.isInteger(localHandoffs) && localHandoffs >= 0))) {
@@ -111,7 +106,7 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
     keyCount: 2 * keyMajority - 1,
     noLoopTracking: flag('noLoopTracking', options.noLoopTracking, DEFAULTS.noLoopTracking),
     fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
-    queue: queue && topology.kind === 'server',
+    queue,
     localHandoffs,
     backstopMs: Math.min(MAX_TIMER_MS, BACKSTOP_VALIDITIES * keyValidityMs),
     marginMs,
