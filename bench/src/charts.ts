@@ -46,8 +46,9 @@ export function handoffCdfSpec(results: Results): TopLevelSpec {
   };
 }
 
-/** Contention throughput by worker count. */
+/** Contention throughput by worker count, the contention-only rows included. */
 export function throughputSpec(results: Results): TopLevelSpec {
+  const rows = [...results.variants, ...(results.contention ?? [])];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: 'Acquisitions per second on one contended lock (acquire → GET/SET → release)',
@@ -55,7 +56,7 @@ export function throughputSpec(results: Results): TopLevelSpec {
     height: 240,
     background: 'white',
     data: {
-      values: results.variants.flatMap((v) =>
+      values: rows.flatMap((v) =>
         v.throughput.map((t) => ({
           library: label(v.id),
           workers: `${t.workers} worker${t.workers === 1 ? '' : 's'}`,
@@ -75,10 +76,10 @@ export function throughputSpec(results: Results): TopLevelSpec {
         field: 'library',
         type: 'nominal',
         axis: null,
-        sort: results.variants.map((v) => label(v.id)),
+        sort: rows.map((v) => label(v.id)),
       },
       y: { field: 'rate', type: 'quantitative', title: 'acquisitions/s' },
-      color: { field: 'library', type: 'nominal', sort: results.variants.map((v) => label(v.id)) },
+      color: { field: 'library', type: 'nominal', sort: rows.map((v) => label(v.id)) },
     },
   };
 }

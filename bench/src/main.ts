@@ -12,7 +12,13 @@ import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SCALE_VARIANTS, TOPOLOGY_VARIANTS, VARIANTS } from './adapters/index.js';
+import {
+  ALL_VARIANTS,
+  CONTENTION_VARIANTS,
+  SCALE_VARIANTS,
+  TOPOLOGY_VARIANTS,
+  VARIANTS,
+} from './adapters/index.js';
 import { closeIoredis, connectIoredis } from './adapters/ioredis.js';
 import type { Variant } from './adapters/types.js';
 import { renderCharts } from './charts.js';
@@ -33,7 +39,13 @@ import { startWorkers } from './pool.js';
 import { progressBar } from './progress.js';
 import { redact, serverVersion, startRedisServer } from './redis.js';
 import { renderReport } from './report.js';
-import type { Results, ScaleVariantResult, TopologyResult, VariantResult } from './results.js';
+import type {
+  ContentionVariantResult,
+  Results,
+  ScaleVariantResult,
+  TopologyResult,
+  VariantResult,
+} from './results.js';
 import { cdfPoints } from './stats.js';
 import { computeTargets } from './targets.js';
 
@@ -55,6 +67,8 @@ interface Args {
   readonly mode: Mode;
   readonly name: string;
   readonly variants: readonly Variant[];
+  /** Rows of the contention table only, no other phase (CONTENTION_VARIANTS). */
+  readonly contentionVariants: readonly Variant[];
   /** The "many servers" rows: each needs servers of its own (`topology`). */
   readonly topologyVariants: readonly Variant[];
   /** The "scale" rows: W waiters on one name, on a server of their own. */
@@ -91,9 +105,7 @@ function parse(): Args {
   }
   if (!/^[\w.-]+$/.test(values.name)) throw new RangeError('--name: letters, digits, . _ - only');
   const only = values.only?.split(',');
-  const known = [
-    ...new Set([...VARIANTS, ...TOPOLOGY_VARIANTS, ...SCALE_VARIANTS].map((v) => v.id)),
-  ];
+  const known = ALL_VARIANTS.map((v) => v.id);
   const unknown = only?.filter((id) => !known.includes(id));
   if (unknown?.length) {
     throw new RangeError(`--only: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
@@ -105,6 +117,7 @@ function parse(): Args {
     mode,
     name: values.name,
     variants: pick(VARIANTS),
+    contentionVariants: pick(CONTENTION_VARIANTS),
     topologyVariants: pick(TOPOLOGY_VARIANTS),
     scaleVariants: pick(SCALE_VARIANTS),
     command,
@@ -113,11 +126,12 @@ function parse(): Args {
 
 /** Steps the progress bar counts: one per variant per measurement. */
 function plannedSteps(args: Args): number {
-  const { variants, topologyVariants, scaleVariants } = args;
+  const { variants, contentionVariants, topologyVariants, scaleVariants } = args;
   const perVariant = 1 + WAITER_COUNTS.length + WORKER_COUNTS.length + 1 + 1 + 1;
   return (
     1 +
     variants.length * perVariant +
+    contentionVariants.length * WORKER_COUNTS.length +
     fairnessVariants(args).length * FAIRNESS_SHAPES.length +
     variants.filter((v) => v.signalsLoss).length +
     topologyVariants.length * MANY_SERVERS_STEPS +
@@ -171,7 +185,7 @@ async function run(
           progress.step(`${count} waiters ${v.id}`);
         }
         partial.set(v.id, {
-          handoff: { pair: pair.summary, waiters },
+          handoff: { pair: pair.summary, callsPerHandoff: pair.callsPerHandoff, waiters },
           handoffCdf: cdfPoints(pair.samples),
         });
       }
@@ -185,6 +199,15 @@ async function run(
         const uncontended = await measureUncontended(ctx, v);
         progress.step(`uncontended ${v.id}`);
         Object.assign(partial.get(v.id) ?? {}, { throughput, uncontended });
+      }
+      const contentionOnly = new Map<string, VariantResult['throughput']>();
+      for (const v of args.contentionVariants) {
+        const throughput = [];
+        for (const count of WORKER_COUNTS) {
+          throughput.push(await measureThroughput(ctx, v, count));
+          progress.step(`throughput ${count} ${v.id}`);
+        }
+        contentionOnly.set(v.id, throughput);
       }
       lap('throughput and uncontended');
       const fairness = await measureFairness(ctx, fairnessVariants(args));
@@ -228,6 +251,12 @@ async function run(
           handoffCdf: p.handoffCdf,
         };
       });
+      const contention = args.contentionVariants.map(
+        (v): ContentionVariantResult => ({
+          ...identity(v),
+          throughput: contentionOnly.get(v.id) ?? [],
+        }),
+      );
       const topologies = manyServers.map(
         (r): TopologyResult => ({
           ...identity(r.variant),
@@ -249,6 +278,7 @@ async function run(
         machine,
         ping,
         variants,
+        contention,
         topologies,
         scale: scaleRows,
       };

@@ -30,10 +30,13 @@ export interface Mode {
   readonly fairnessVariants: readonly string[];
 }
 
-/** tracklock's defaults and direct handoff against the pollers at their default and fastest. */
+/**
+ * tracklock's defaults (waiters queue) and its racing waiters (0.2's behaviour) against the
+ * pollers at their default and fastest.
+ */
 const FAIRNESS_VARIANTS = [
   'tracklock-m2',
-  'tracklock-m2-direct',
+  'tracklock-m2-race',
   'redlock-fast',
   'redis-semaphore',
   'redis-semaphore-1ms',
@@ -59,7 +62,7 @@ export const MODES: Record<ModeName, Mode> = {
     scaleRounds: 8,
     scaleMaxMs: 1000,
     fairnessMs: 1000,
-    fairnessVariants: ['tracklock-m2', 'redis-semaphore'],
+    fairnessVariants: ['tracklock-m2', 'tracklock-m2-race', 'redis-semaphore'],
   },
   default: {
     name: 'default',

@@ -2,7 +2,14 @@
  * The tables, as Markdown: printed at the end of a run, written beside the JSON, and pasted
  * into bench/README.md from a published run.
  */
-import type { Results, ScaleVariantResult, TopologyResult, VariantResult } from './results.js';
+import type {
+  ContentionVariantResult,
+  Results,
+  ScaleVariantResult,
+  Target,
+  TopologyResult,
+  VariantResult,
+} from './results.js';
 import type { Summary } from './stats.js';
 
 const ms = (n: number | undefined) =>
@@ -14,9 +21,24 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }
 
-function name(v: VariantResult): string {
+/** What the end of a tracklock id says, in a row's name; the settings column has the rest. */
+const TRACKLOCK_SUFFIXES: readonly [string, string][] = [
+  ['-race', ' race'],
+  ['-local-inf', ' localHandoffs ∞'],
+  // Results of 0.2 (issue13-baseline.json): the directHandoff option, ignored since 0.3.
+  ['-direct', ' direct'],
+];
+
+/** A row's name: the library, its version, and what sets the row apart from its neighbours. */
+function name(v: { id: string; library: string; version: string }): string {
   if (v.id.startsWith('bare-')) return `bare push lock, ${v.library} ${v.version}`;
-  return `${v.library} ${v.version}${v.id.endsWith('fast') || v.id.endsWith('1ms') ? ' (fast)' : ''}${v.id.startsWith('tracklock') ? ` M=${/-m(\d+)/.exec(v.id)?.[1]}${v.id.endsWith('direct') ? ' direct' : ''}` : ''}`;
+  const base = `${v.library} ${v.version}`;
+  if (v.library !== 'tracklock') {
+    return `${base}${v.id.endsWith('fast') || v.id.endsWith('1ms') ? ' (fast)' : ''}`;
+  }
+  const majority = /-m(\d+)/.exec(v.id)?.[1];
+  const suffix = TRACKLOCK_SUFFIXES.find(([end]) => v.id.endsWith(end))?.[1] ?? '';
+  return `${base}${majority ? ` M=${majority}` : ''}${suffix}`;
 }
 
 /** A many-servers row: the rest (keyMajority, servers) is in its own columns. */
@@ -91,7 +113,7 @@ function scaleTable(scale: readonly ScaleVariantResult[] | undefined): string[] 
   const n = (value: number | null) => (value === null ? '–' : int(value));
   return [
     '',
-    "**Scale**: W waiters, each its own connection, over four processes, on one name held by a fifth, on a server of the phase's own; server calls (scripts' inner calls included) while W wait, and per handoff (release → a waiter has it, the one that let go queues again); wake-ups: acquire scripts run per extension.",
+    "**Scale**: W waiters, each its own connection, over four processes, on one name held by a fifth, on a server of the phase's own; server calls (scripts' inner calls included) while W wait, and per handoff (release → a waiter has it, the one that let go queues again); wake-ups: the waiters' acquire scripts per extension (one per wake-up; a queued deputy's PTTL after its attempt is in the calls, not here).",
     '',
     table(
       [
@@ -107,7 +129,7 @@ function scaleTable(scale: readonly ScaleVariantResult[] | undefined): string[] 
       ],
       scale.flatMap((r) =>
         r.runs.map((run) => [
-          `${r.library} ${r.version}`,
+          name(r),
           r.settings,
           int(run.waiters),
           ...(run.skipped
@@ -159,7 +181,7 @@ export function renderReport(results: Results): string {
     '',
     `PING p50 ${ms(ping?.p50)} ms, p99 ${ms(ping?.p99)} ms (${ping?.n} sequential); after a 5 ms pause p50 ${ms(idlePing?.p50)} ms. All times in ms.`,
     '',
-    '**Handoff**: release in one process → the blocking acquire resolves in another.',
+    "**Handoff**: release in one process → the blocking acquire resolves in another; calls per handoff: server calls (scripts' inner calls included) per round, the waiter's first attempt and its polling in the pause before the release (2–22 ms) included.",
     '',
     table(
       [
@@ -170,6 +192,7 @@ export function renderReport(results: Results): string {
         'p90',
         'p99',
         'max',
+        'calls per handoff',
         '10 waiters p50 / p99',
         '100 waiters p50 / p99',
       ],
@@ -183,6 +206,7 @@ export function renderReport(results: Results): string {
           ms(s?.p90),
           ms(s?.p99),
           ms(s?.max),
+          v.handoff.callsPerHandoff == null ? '–' : String(v.handoff.callsPerHandoff),
           p50p99(v.handoff.waiters['10']),
           p50p99(v.handoff.waiters['100']),
         ];
@@ -201,15 +225,17 @@ export function renderReport(results: Results): string {
         'uncontended p50 / p99',
         'cycles/s',
       ],
-      results.variants.map((v) => [
-        name(v),
-        v.throughput.map((t) => int(t.acquisitionsPerSecond)).join(' / '),
-        v.throughput.map((t) => String(t.lostUpdates)).join(' / '),
-        String(v.throughput.at(-1)?.callsPerAcquisition ?? '–'),
-        p50p99(v.uncontended.latency),
-        int(v.uncontended.cyclesPerSecond),
-      ]),
+      [
+        ...results.variants.map((v) => [
+          ...contended(v),
+          p50p99(v.uncontended.latency),
+          int(v.uncontended.cyclesPerSecond),
+        ]),
+        // Measured in no other phase: no uncontended columns.
+        ...(results.contention ?? []).map((v) => [...contended(v), '–', '–']),
+      ],
     ),
+    ...contentionSettings(results.contention),
     ...fairness(results.variants),
     ...manyServers(results.topologies),
     ...scaleTable(results.scale),
@@ -262,6 +288,35 @@ export function renderReport(results: Results): string {
         t.met ? 'met' : '**missed**',
       ]),
     ),
+    ...issue13Line(results.targets),
   );
   return out.join('\n');
+}
+
+/** A contention row's name, and its acquisitions/s, lost updates and calls per acquisition. */
+function contended(v: VariantResult | ContentionVariantResult): string[] {
+  return [
+    name(v),
+    v.throughput.map((t) => int(t.acquisitionsPerSecond)).join(' / '),
+    v.throughput.map((t) => String(t.lostUpdates)).join(' / '),
+    String(v.throughput.at(-1)?.callsPerAcquisition ?? '–'),
+  ];
+}
+
+/** The contention-only rows' settings, which no other table shows. */
+function contentionSettings(rows: readonly ContentionVariantResult[] | undefined): string[] {
+  if (!rows?.length) return [];
+  return ['', `Contention only: ${rows.map((r) => `${name(r)}: ${r.settings}`).join('; ')}.`];
+}
+
+/** Issue 13's targets in one line, each with its measured value and limit. */
+function issue13Line(targets: readonly Target[]): string[] {
+  const items = targets.flatMap((t) =>
+    t.issue13 === undefined ? [] : [`${t.issue13} ${t.met ? 'met' : '**missed**'}`],
+  );
+  if (items.length === 0) return [];
+  return [
+    '',
+    `**Issue 13** (tracklock-m2 at its defaults; scale: tracklock-scale): ${items.join('; ')}.`,
+  ];
 }

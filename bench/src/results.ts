@@ -18,6 +18,8 @@ export interface VariantResult {
   readonly handoff: {
     /** One waiter in another process. */
     readonly pair: Summary | null;
+    /** Server calls per counted pair round (see PairHandoffResult); absent from older runs. */
+    readonly callsPerHandoff?: number | null;
     /** Waiters spread over four processes, by count. */
     readonly waiters: Record<string, Summary | null>;
   };
@@ -50,6 +52,15 @@ export interface TopologyResult {
   readonly throughput: ThroughputResult[];
 }
 
+/** A row of the contention table that no other phase measures (CONTENTION_VARIANTS). */
+export interface ContentionVariantResult {
+  readonly id: string;
+  readonly library: string;
+  readonly version: string;
+  readonly settings: string;
+  readonly throughput: ThroughputResult[];
+}
+
 /** A row group of the "scale" table: one library at W = 1, 10, 100 (, 1,000) waiters. */
 export interface ScaleVariantResult {
   readonly id: string;
@@ -64,6 +75,11 @@ export interface Target {
   readonly value: number;
   readonly limit: number;
   readonly met: boolean;
+  /**
+   * Set for issue 13's targets: the target in a few words with its value, bound and limit
+   * ("handoff p50 against bare-node-redis's (ms): 0.61 ≤ 0.45"), for the report's line of them.
+   */
+  readonly issue13?: string;
 }
 
 export interface Results {
@@ -77,6 +93,8 @@ export interface Results {
   readonly machine: Machine;
   readonly ping: PingResult;
   readonly variants: VariantResult[];
+  /** Contention rows only (CONTENTION_VARIANTS); absent from older runs. */
+  readonly contention?: ContentionVariantResult[];
   /** Absent from runs made before the "many servers" phase; empty when --only left it out. */
   readonly topologies?: TopologyResult[];
   /** Absent from runs made before the "scale" phase; empty when --only left it out. */

@@ -13,16 +13,18 @@ import {
   tracklockCluster3,
   tracklockM1,
   tracklockM2,
-  tracklockM2Direct,
+  tracklockM2LocalInf,
+  tracklockM2Race,
   tracklockNodes3,
   tracklockScale,
+  tracklockScaleRace,
 } from './tracklock.js';
 import type { Variant } from './types.js';
 
 export const VARIANTS: readonly Variant[] = [
   tracklockM1,
   tracklockM2,
-  tracklockM2Direct,
+  tracklockM2Race,
   bareNodeRedis,
   bareIoredis,
   redlockDefault,
@@ -41,14 +43,35 @@ export const TOPOLOGY_VARIANTS: readonly Variant[] = [
 ];
 
 /**
- * The scale table: tracklock at issue 13's settings, and the pollers whose waiting the table
- * compares with it (10 ms, a rate users pick for latency; redlock's 200 ms default would take
- * a fifth of a second per handoff round).
+ * Rows of the contention table only (1, 4 and 16 workers), the other phases left out: a
+ * setting whose point is throughput under contention.
  */
-export const SCALE_VARIANTS: readonly Variant[] = [tracklockScale, semaphoreDefault, redlockFast];
+export const CONTENTION_VARIANTS: readonly Variant[] = [tracklockM2LocalInf];
+
+/**
+ * The scale table: tracklock at issue 13's settings, queueing (its default) and racing (0.2's
+ * behaviour), and the pollers whose waiting the table compares with it (10 ms, a rate users
+ * pick for latency; redlock's 200 ms default would take a fifth of a second per handoff round).
+ */
+export const SCALE_VARIANTS: readonly Variant[] = [
+  tracklockScale,
+  tracklockScaleRace,
+  semaphoreDefault,
+  redlockFast,
+];
+
+/** Every variant of every table, each id once. */
+export const ALL_VARIANTS: readonly Variant[] = [
+  ...new Map(
+    [...VARIANTS, ...CONTENTION_VARIANTS, ...TOPOLOGY_VARIANTS, ...SCALE_VARIANTS].map((v) => [
+      v.id,
+      v,
+    ]),
+  ).values(),
+];
 
 export function variantById(id: string): Variant {
-  const variant = [...VARIANTS, ...TOPOLOGY_VARIANTS, ...SCALE_VARIANTS].find((v) => v.id === id);
+  const variant = ALL_VARIANTS.find((v) => v.id === id);
   if (!variant) throw new Error(`unknown variant '${id}'`);
   return variant;
 }

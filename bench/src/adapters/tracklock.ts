@@ -8,14 +8,16 @@ interface Setting {
   readonly settings: string;
   /** Absent: the library's default for the topology. */
   readonly keyMajority?: number;
-  readonly directHandoff?: boolean;
+  /** Absent: the default, waiters queue (on one server). */
+  readonly queue?: boolean;
+  readonly localHandoffs?: number;
   readonly topology?: Topology;
   readonly keyValidityMs?: number;
   readonly extendIntervalMs?: number;
 }
 
 function variant(setting: Setting): Variant {
-  const { keyMajority, directHandoff = false, topology, keyValidityMs, extendIntervalMs } = setting;
+  const { keyMajority, queue, localHandoffs, topology, keyValidityMs, extendIntervalMs } = setting;
   // With 3 nodes the default is a majority of them, 2; a cluster keeps the plain default, 2.
   const keys = 2 * (keyMajority ?? DEFAULTS.keyMajority) - 1;
   return {
@@ -31,7 +33,8 @@ function variant(setting: Setting): Variant {
         ...where(target),
         keyPrefix: namespace,
         ...(keyMajority === undefined ? {} : { keyMajority }),
-        ...(directHandoff ? { directHandoff } : {}),
+        ...(queue === undefined ? {} : { queue }),
+        ...(localHandoffs === undefined ? {} : { localHandoffs }),
         ...(keyValidityMs === undefined ? {} : { keyValidityMs }),
         ...(extendIntervalMs === undefined ? {} : { extendIntervalMs }),
       });
@@ -63,41 +66,76 @@ function where(target: string): LockerOptions {
   }
 }
 
-function onOneServer(keyMajority: number, directHandoff = false): Variant {
-  return variant({
-    id: `tracklock-m${keyMajority}${directHandoff ? '-direct' : ''}`,
-    settings: `keyMajority ${keyMajority}${directHandoff ? ', directHandoff' : ''}, other options default`,
-    keyMajority,
-    directHandoff,
-  });
-}
+/** On one server, at `keyMajority` M: waiters queue unless the id says otherwise. */
+export const tracklockM1 = variant({
+  id: 'tracklock-m1',
+  settings: 'keyMajority 1, other options default (waiters queue)',
+  keyMajority: 1,
+});
 
-export const tracklockM1 = onOneServer(1);
-export const tracklockM2 = onOneServer(2);
-export const tracklockM2Direct = onOneServer(2, true);
+export const tracklockM2 = variant({
+  id: 'tracklock-m2',
+  settings: 'keyMajority 2, other options default (waiters queue)',
+  keyMajority: 2,
+});
+
+/** The old waiting beside the new, at the same settings otherwise. */
+export const tracklockM2Race = variant({
+  id: 'tracklock-m2-race',
+  settings:
+    "keyMajority 2, queue false (0.2's behaviour: every waiter listens to the keys and races), other options default",
+  keyMajority: 2,
+  queue: false,
+});
+
+/**
+ * The contention table only: a released lock always passes to a waiter of the same process
+ * when there is one, throughput bought with fairness, which the fairness table would only
+ * show starving (the option's documented trade).
+ */
+export const tracklockM2LocalInf = variant({
+  id: 'tracklock-m2-local-inf',
+  settings:
+    'keyMajority 2, localHandoffs Infinity (throughput over fairness), other options default',
+  keyMajority: 2,
+  localHandoffs: Number.POSITIVE_INFINITY,
+});
 
 /** The "many servers" table: every option at its default, only where the keys live differs. */
 export const tracklockNodes3 = variant({
   id: 'tracklock-nodes3',
-  settings: 'nodes (3 URLs); keyMajority 2 (default with 3 nodes), other options default',
+  settings:
+    'nodes (3 URLs); keyMajority 2 (default with 3 nodes), other options default (no queue on several servers: waiters race)',
   topology: 'nodes3',
 });
 
 export const tracklockCluster3 = variant({
   id: 'tracklock-cluster3',
-  settings: 'cluster (3 root nodes); keyMajority 2, other options default',
+  settings:
+    'cluster (3 root nodes); keyMajority 2, other options default (no queue on several servers: waiters race)',
   topology: 'cluster3',
 });
 
 /**
  * The scale table (issue 13's measurements): short keys, so a window of a few seconds holds
- * many extensions, each of which invalidates the keys every waiter tracks.
+ * many extensions, each of which invalidates the keys the listening waiters track: with the
+ * queue (the default) only the head's, racing (0.2's behaviour) every waiter's.
  */
 export const tracklockScale = variant({
   id: 'tracklock-scale',
-  settings: 'keyValidityMs 1000, extendIntervalMs 250; keyMajority 2 and other options default',
+  settings:
+    'keyValidityMs 1000, extendIntervalMs 250; keyMajority 2 and other options default (waiters queue)',
   keyValidityMs: 1000,
   extendIntervalMs: 250,
+});
+
+export const tracklockScaleRace = variant({
+  id: 'tracklock-scale-race',
+  settings:
+    "keyValidityMs 1000, extendIntervalMs 250, queue false (0.2's behaviour: every waiter listens to the keys and races); keyMajority 2 and other options default",
+  keyValidityMs: 1000,
+  extendIntervalMs: 250,
+  queue: false,
 });
 
 /** tracklock's key layout (docs/how-it-works.md): what the loss phase deletes. */

@@ -9,6 +9,7 @@ import { budget, type Context, freshNamespace } from '../context.js';
 import type { Worker } from '../pool.js';
 import type { HandoffEvent } from '../protocol.js';
 import { now } from '../protocol.js';
+import { callsBetween, summedCommandStats, total } from '../redis.js';
 import { type Summary, summarize } from '../stats.js';
 
 /**
@@ -32,8 +33,18 @@ export interface HandoffResult {
   readonly samples: number[];
 }
 
+export interface PairHandoffResult extends HandoffResult {
+  /**
+   * Server calls (scripts' inner calls included, INFO left out) over the counted rounds, per
+   * round, on every server that holds keys: the waiter's first attempt, whatever it polls in
+   * the pause before the release (2–22 ms, 12 on average), the release, the attempts it wakes
+   * and what the new holder sends on taking it. null: no round was counted.
+   */
+  readonly callsPerHandoff: number | null;
+}
+
 /** Two processes pass one lock back and forth; each round the previous waiter is the holder. */
-export async function pairHandoff(ctx: Context, variant: Variant): Promise<HandoffResult> {
+export async function pairHandoff(ctx: Context, variant: Variant): Promise<PairHandoffResult> {
   const [a, b] = ctx.workers as [Worker, Worker];
   const namespace = freshNamespace(variant.id);
   const handle = `pair:${variant.id}`;
@@ -48,10 +59,13 @@ export async function pairHandoff(ctx: Context, variant: Variant): Promise<Hando
     // time cap for the slow pollers, whose rounds take hundreds of ms.
     let rounds = 0;
     let warm = true;
+    /** Calls before the first counted round: counted between rounds, when nobody waits. */
+    let before: Map<string, number> | undefined;
     while (samples.length < handoffRounds) {
       ctx.interrupted.throwIfAborted();
       const elapsed = performance.now() - started;
       if (warm && (rounds >= handoffWarmupRounds || elapsed > handoffMaxMs / 5)) warm = false;
+      if (!warm && before === undefined) before = await summedCommandStats(ctx.lockServers);
       const [holder, waiter] = rounds % 2 === 0 ? [a, b] : [b, a];
       const ms = await round(holder, waiter, handle);
       rounds++;
@@ -59,10 +73,18 @@ export async function pairHandoff(ctx: Context, variant: Variant): Promise<Hando
       samples.push(ms);
       if (performance.now() - started > handoffMaxMs) break;
     }
+    const calls = before && total(callsBetween(before, await summedCommandStats(ctx.lockServers)));
     // Whoever holds it now lets go, so closing does not wait on anything.
     const last = rounds % 2 === 0 ? a : b;
     await last.call({ op: 'release', handle, name: LOCK }, ROUND_TIMEOUT_MS).catch(() => {});
-    return { summary: summarize(samples), samples };
+    return {
+      summary: summarize(samples),
+      samples,
+      callsPerHandoff:
+        calls === undefined || samples.length === 0
+          ? null
+          : Math.round((calls / samples.length) * 10) / 10,
+    };
   } finally {
     await Promise.all(
       [a, b].map((w) => w.call({ op: 'close', handle }, budget(0)).catch(() => {})),

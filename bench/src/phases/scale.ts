@@ -48,8 +48,16 @@ export interface ScaleRun {
   readonly extensions: number | null;
   readonly callsPerExtension: number | null;
   /**
-   * Waiters woken per extension, tracklock only: EVALSHAs in the window less the holder's one
-   * per extension, per extension (a woken waiter runs one acquire script, a sleeping one none).
+   * Waiters woken per extension, tracklock only: the scripts run in the window (EVALSHA, or EVAL
+   * after a NOSCRIPT) less the holder's one extension script per extension, per extension.
+   * That is a count, not an estimate: every wake-up of a waiter (an invalidation, its wake or
+   * handoff key, the head's ticket it watches, or its own timer) ends in exactly one acquire
+   * script, a waiter left asleep sends nothing, and the queue's bookkeeping runs inside those
+   * scripts. It is not all a waiter sends, though: with the queue, the deputy follows each of
+   * its attempts with a plain PTTL of the head's ticket, so that Redis tracks that key for it
+   * again (a key read inside a script is tracked only if the script declares it). INFO
+   * commandstats cannot tell that PTTL from the PTTLs scripts run inside, so it is not counted
+   * apart: it is in callsPerExtension, with every other call of the window.
    */
   readonly wakeUpsPerExtension: number | null;
   /** Counted handoff rounds. */
@@ -84,7 +92,8 @@ function between(before: Snapshot, after: Snapshot) {
   const calls = callsBetween(before.calls, after.calls);
   return {
     calls: total(calls),
-    evalsha: calls.get('evalsha') ?? 0,
+    /** Script calls: only a client sends them, a script cannot call another. */
+    scripts: (calls.get('evalsha') ?? 0) + (calls.get('eval') ?? 0),
     cpuMs: (after.cpuSeconds - before.cpuSeconds) * 1000,
   };
 }
@@ -245,7 +254,7 @@ async function measureRun(
       wakeUpsPerExtension:
         extensions === null || variant.library !== 'tracklock'
           ? null
-          : round2(window.evalsha / extensions - 1),
+          : round2(window.scripts / extensions - 1),
       handoffs,
       callsPerHandoff:
         roundsCounted && handoffs > 0 ? round2(roundsCounted.calls / handoffs) : null,
