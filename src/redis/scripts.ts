@@ -22,8 +22,13 @@ const token = (raw: unknown): bigint | undefined =>
  * later holder, whose keys' servers overlap this holder's, draws more.
  */
 const NEXT_TOKEN = `
+local clock
+local function server_time()
+  clock = clock or redis.call('TIME')
+  return clock
+end
 local function next_token(fence, validity)
-  local now = redis.call('TIME')
+  local now = server_time()
   local token = math.max((tonumber(redis.call('GET', fence)) or 0) + 1,
     tonumber(now[1]) * 1000000 + tonumber(now[2]))
   token = string.format('%.0f', token)
@@ -37,9 +42,9 @@ end`;
 
 /**
  * The queue of a name's waiters, one entry per locker (its ticket's value), in arrival order:
- * a sorted set scored by the server's time at arrival (or just after the last entry). Only the first two listen: the head to
- * the lock's keys (it alone tries to take them, and a release hands them to it), the deputy to
- * the head's ticket (which vanishes when the head is gone). The others listen only to their
+ * a sorted set scored by the server's time at arrival (or just after the last entry). Only the
+ * first two listen: the head to the lock's keys (it alone tries to take them, and a release
+ * hands them to it), the deputy to the head's ticket (which vanishes when the head is gone). The others listen only to their
  * own wake key, which is written once, when they become one of the two: so an extension wakes
  * at most the head, and a release one waiter, however many wait.
  * `roles` is a hash: each listener's role, and RUN, the handoffs in a row. A listener's ticket
@@ -52,7 +57,7 @@ const QUEUE = `
 local RUN = '#run'
 local queue, roles, tickets, wakes, handoffs, now_ms
 local function start_queue()
-  local now = redis.call('TIME')
+  local now = server_time()
   now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 local function drop(v)
@@ -60,30 +65,36 @@ local function drop(v)
   redis.call('HDEL', roles, v, '#' .. v)
   redis.call('DEL', tickets .. v, wakes .. v, handoffs .. v)
 end
-local function bury()
+-- The first two entries listen. One that was promoted (it has a role) and whose ticket is
+-- gone is dropped; then the first two get their roles, and each newly promoted one a ticket
+-- (unless it has one) and its wake key. Returns the first two.
+local function promote(validity)
   for _ = 1, 16 do
+    local front = redis.call('ZRANGE', queue, 0, 1)
+    if #front == 0 then return front end
+    local had = redis.call('HMGET', roles, unpack(front))
     local gone = false
-    for _, v in ipairs(redis.call('ZRANGE', queue, 0, 1)) do
-      if redis.call('HEXISTS', roles, v) == 1 and redis.call('EXISTS', tickets .. v) == 0 then
+    for i, v in ipairs(front) do
+      if had[i] and redis.call('EXISTS', tickets .. v) == 0 then
         drop(v)
         gone = true
       end
     end
-    if not gone then return end
-  end
-end
-local function promote(validity)
-  bury()
-  for i, v in ipairs(redis.call('ZRANGE', queue, 0, 1)) do
-    local role = i == 1 and 'head' or 'deputy'
-    if redis.call('HGET', roles, v) ~= role then
-      redis.call('HSET', roles, v, role)
-      if redis.call('EXISTS', tickets .. v) == 0 then
-        redis.call('SET', tickets .. v, -(now_ms + validity), 'PX', validity)
+    if not gone then
+      for i, v in ipairs(front) do
+        local role = i == 1 and 'head' or 'deputy'
+        if had[i] ~= role then
+          redis.call('HSET', roles, v, role)
+          if not had[i] and redis.call('EXISTS', tickets .. v) == 0 then
+            redis.call('SET', tickets .. v, -(now_ms + validity), 'PX', validity)
+          end
+          redis.call('SET', wakes .. v, role, 'PX', validity)
+        end
       end
-      redis.call('SET', wakes .. v, role, 'PX', validity)
+      return front
     end
   end
+  return redis.call('ZRANGE', queue, 0, 1)
 end
 local function join(v, validity)
   -- Scored after the last entry even within one millisecond: equal scores would sort by
@@ -286,8 +297,11 @@ if queue then
       end
     end
   end
-  redis.call('PEXPIRE', queue, life)
-  redis.call('PEXPIRE', roles, life)
+  -- The queue lives on while its listeners renew their tickets (or new waiters join).
+  if renewed == 1 or joined then
+    redis.call('PEXPIRE', queue, life)
+    redis.call('PEXPIRE', roles, life)
+  end
   replies[2 * n + 2] = role
   replies[2 * n + 3] = renewed
   replies[2 * n + 4] = watching
@@ -427,8 +441,7 @@ for i = 1, n do
 end
 local replies = {}
 if all then
-  bury()
-  local head = redis.call('ZRANGE', queue, 0, 0)[1]
+  local head = promote(validity)[1]
   local run = tonumber(redis.call('HGET', roles, RUN)) or 0
   -- A negative deadline is one its promoter set: the waiter has not answered yet.
   local deadline = head and tonumber(redis.call('GET', tickets .. head)) or 0
