@@ -247,13 +247,15 @@ export class RedisLocker implements Locker {
       store.watch(ticket.queue.tickets + place.watching, key0).catch(() => {});
     }
     const { backstopMs, tryNextAfterMs, keyValidityMs } = this.#options;
-    // The head renews its ticket at its attempts: at least twice a validity.
-    if (place?.role === 'head') return Math.min(busy.retryInMs, Math.floor(keyValidityMs / 2));
+    // A listener renews its ticket at its attempts (once a quarter of it has passed): it
+    // attempts at least twice a validity, so its ticket never runs out while it lives.
+    const renewal = Math.floor(keyValidityMs / 2);
+    if (place?.role === 'head') return Math.min(busy.retryInMs, renewal);
     if (state.listening) return busy.retryInMs;
-    // The deputy: when the head's ticket runs out (at once if already gone: its expiry may
-    // not have been pushed yet).
+    // The deputy: also when the head's ticket runs out (at once if already gone: its expiry
+    // may not have been pushed yet).
     const soon = Math.max(place?.watchMs ?? 0, 0) + tryNextAfterMs;
-    if (place?.role === 'deputy') return Math.min(backstopMs, soon);
+    if (place?.role === 'deputy') return Math.min(renewal, soon);
     // Behind listeners that have not answered their promotion yet: look when their tickets
     // run out. Else, further back, the longer: a waiter is needed there only if both
     // listeners vanished at once, and the first one behind them to look mends the queue for
