@@ -11,12 +11,7 @@ import type {
   Turn,
 } from '../redis/store.js';
 import { connectPlacement } from '../redis/topology.js';
-import {
-  LockerClosedError,
-  LockReleasedError,
-  NotLockedError,
-  UnavailableError,
-} from '../shared/errors.js';
+import { LockerClosedError, NotLockedError, UnavailableError } from '../shared/errors.js';
 import {
   besideQueueNames,
   checkName,
@@ -26,12 +21,14 @@ import {
   queueNames,
 } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
-import { MAX_TIMER_MS, settleWithin } from '../shared/timing.js';
+import { settleWithin } from '../shared/timing.js';
 import { listen } from './acquisition.js';
 import type { AcquireOptions, Locker, WaitOptions } from './api.js';
 import { failureError, judge, type Mode } from './attempt.js';
 import { createHandle, type Lock } from './handle.js';
 import { Leftovers } from './leftovers.js';
+import { listensToKeys, placeIn, sleepFor } from './listening.js';
+import { passes, passOn } from './local-handoff.js';
 import { HeldLock, type HeldLockInit } from './lock.js';
 import { type NameState, Names } from './names.js';
 import { type Ticket, Tickets } from './tickets.js';
@@ -227,10 +224,9 @@ export class RedisLocker implements Locker {
   }
 
   /**
-   * What the active waiter listens to until its next attempt, by its place in the queue, and
-   * for how long at most: the head (or, without a queue, every waiter) listens to the keys
-   * until they would expire; the deputy to the head's ticket, until it would expire; the
-   * others only to their wake key, for `backstopMs`.
+   * What the active waiter listens to until its next attempt, by its place in the queue (see
+   * `sleepFor`): the head (or, without a queue, every waiter) to the keys; the deputy to the
+   * head's ticket; the others only to their wake key. Returns how long it sleeps at most.
    */
   #listen(
     state: NameState,
@@ -238,7 +234,7 @@ export class RedisLocker implements Locker {
     busy: { readonly retryInMs: number; readonly place?: QueueState | undefined },
   ): number {
     const { place } = busy;
-    state.listening = place === undefined || place.role === 'head';
+    state.listening = listensToKeys(place);
     if (ticket) this.#tickets.watch(ticket, place?.watching);
     if (ticket && place?.watching) {
       // Redis pushes only what was read outside a script, or declared in one: read it here.
@@ -246,22 +242,7 @@ export class RedisLocker implements Locker {
       const key0 = lockKey(this.#options.keyPrefix, 0, ticket.name);
       store.watch(ticket.queue.tickets + place.watching, key0).catch(() => {});
     }
-    const { backstopMs, tryNextAfterMs, keyValidityMs } = this.#options;
-    // A listener renews its ticket at its attempts (once a quarter of it has passed): it
-    // attempts at least twice a validity, so its ticket never runs out while it lives.
-    const renewal = Math.floor(keyValidityMs / 2);
-    if (place?.role === 'head') return Math.min(busy.retryInMs, renewal);
-    if (state.listening) return busy.retryInMs;
-    // The deputy: also when the head's ticket runs out (at once if already gone: its expiry
-    // may not have been pushed yet).
-    const soon = Math.max(place?.watchMs ?? 0, 0) + tryNextAfterMs;
-    if (place?.role === 'deputy') return Math.min(renewal, soon);
-    // Behind listeners that have not answered their promotion yet: look when their tickets
-    // run out. Else, further back, the longer: a waiter is needed there only if both
-    // listeners vanished at once, and the first one behind them to look mends the queue for
-    // all. So n waiters cost the server about log(n) looks per backstop, not n.
-    const late = Math.min(MAX_TIMER_MS, backstopMs * Math.max(1, (place?.rank ?? 2) - 1));
-    return place && place.watchMs >= 0 ? Math.min(late, soon) : late;
+    return sleepFor(place, busy.retryInMs, this.#options);
   }
 
   /**
@@ -475,66 +456,20 @@ export class RedisLocker implements Locker {
       onDeleting: (deletion, sent) =>
         void this.#leftovers.track(this.#storeFor(name), deletion, sent),
       letGo: (reason) => {
-        const { localHandoffs } = this.#options;
-        const pass =
-          gated &&
-          reason instanceof LockReleasedError &&
-          state.passes < localHandoffs &&
-          state.gate.waiting;
-        if (!pass) return undefined;
-        state.passing = true;
-        return this.#pass(state, { name, keys: init.keys, value: init.value, token: init.token });
+        if (!passes(state, reason, gated, this.#options.localHandoffs)) return undefined;
+        const sent = passOn(state, init, {
+          store: this.#storeFor(name),
+          rules: this.#options,
+          hold: (passed) => this.#hold(passed, 'wait'),
+          giveBack: (keys, value) => this.#giveBack(this.#storeFor(name), keys, value, queue),
+          adoptLate: (passed, outcomes, sentAt) => this.#adoptLate(passed, outcomes, sentAt),
+        });
+        void sent.then(() => this.#names.forgetIfIdle(name, state));
+        return sent;
       },
     });
     state.locks.add(lock);
     return lock;
-  }
-
-  /**
-   * Pass a released lock to the next waiter of this locker: one script moves the keys that are
-   * still ours to a new value with a fresh expiry and draws a new token, and nobody else is
-   * woken. Resolves with the old holder's outcome per key (handed on or not). If the keys did
-   * not pass (lost meanwhile, Redis failing), both values are let go and the next waiter tries
-   * as usual; if nobody waits any more, the new value is let go.
-   */
-  async #pass(
-    state: NameState,
-    from: { name: string; keys: readonly string[]; value: string; token: bigint | undefined },
-  ): Promise<Outcome<boolean>[]> {
-    const { name, keys } = from;
-    const store = this.#storeFor(name);
-    const queue = this.#options.queue ? this.#queueOf(name) : undefined;
-    const value = randomUUID();
-    const sentAt = performance.now();
-    const outcomes = await store.acquire(keys, value, { from: from.value });
-    const now = performance.now();
-    state.passing = false;
-    const verdict = judge(
-      { outcomes, value, sentAt, now, queued: false, inLine: false },
-      this.#options,
-    );
-    if (verdict.kind === 'held') {
-      const { owned, token } = verdict;
-      const init = { name, keys, value, owned, sentAt, now, token };
-      const lock = state.gate.pass((parent) => this.#hold({ ...init, parent }, 'wait'));
-      if (lock) {
-        state.passes++;
-        this.#adoptLate(lock, outcomes, sentAt);
-      } else this.#giveBack(store, keys, value, queue);
-    } else {
-      this.#giveBack(store, keys, value, queue);
-      this.#giveBack(store, keys, from.value, queue);
-      state.gate.leave();
-    }
-    this.#names.forgetIfIdle(name, state);
-    return outcomes.map((outcome) =>
-      outcome.status === 'rejected'
-        ? outcome
-        : {
-            status: 'fulfilled',
-            value: outcome.status === 'fulfilled' && outcome.value.value === value,
-          },
-    );
   }
 
   /** The queue of `name`'s waiters: beside key 0 where the keys are on several servers. */
@@ -575,12 +510,4 @@ export class RedisLocker implements Locker {
   #wake(ticket: Ticket | undefined): void {
     if (ticket) this.#names.get(ticket.name)?.gate.wake();
   }
-}
-
-/** The waiter's place in the queue, from the reply of the server that holds the queue. */
-function placeIn(outcomes: readonly Outcome<KeyState>[]): QueueState | undefined {
-  for (const outcome of outcomes) {
-    if (outcome.status === 'fulfilled' && outcome.value.queue) return outcome.value.queue;
-  }
-  return undefined;
 }

@@ -1,0 +1,45 @@
+import type { KeyState, Outcome, QueueState } from '../redis/store.js';
+import type { ResolvedOptions } from '../shared/options.js';
+import { MAX_TIMER_MS } from '../shared/timing.js';
+
+/** The options that decide how long a waiter sleeps. */
+export type SleepRules = Pick<ResolvedOptions, 'backstopMs' | 'tryNextAfterMs' | 'keyValidityMs'>;
+
+/** The waiter's place in the queue, from the reply of the server that holds the queue. */
+export function placeIn(outcomes: readonly Outcome<KeyState>[]): QueueState | undefined {
+  for (const outcome of outcomes) {
+    if (outcome.status === 'fulfilled' && outcome.value.queue) return outcome.value.queue;
+  }
+  return undefined;
+}
+
+/** A waiter at `place` listens to the lock's keys: it is the head, or there is no queue. */
+export function listensToKeys(place: QueueState | undefined): boolean {
+  return place === undefined || place.role === 'head';
+}
+
+/**
+ * How long a waiter whose attempt found the lock busy sleeps at most, by its place: without a
+ * queue, until the keys would expire (`retryInMs`, from their PTTLs). A listener renews its
+ * ticket at its attempts, once a quarter of it has passed, so it attempts at least twice a
+ * validity and its ticket never runs out while it lives; the deputy also when the head's
+ * ticket runs out (at once if it is gone already: its expiry may not have been pushed yet).
+ * A waiter further back wakes by its wake key; by itself only when listeners promoted before
+ * it have not answered (their tickets then run out, and it mends the queue), or after the
+ * backstop, the longer the further back: one is needed there only if both listeners vanished
+ * at once, and the first one behind them to look mends the queue for all, so n waiters cost the
+ * server about log(n) looks per backstop, not n.
+ */
+export function sleepFor(
+  place: QueueState | undefined,
+  retryInMs: number,
+  rules: SleepRules,
+): number {
+  if (place === undefined) return retryInMs;
+  const renewal = Math.floor(rules.keyValidityMs / 2);
+  if (place.role === 'head') return Math.min(retryInMs, renewal);
+  const soon = Math.max(place.watchMs, 0) + rules.tryNextAfterMs;
+  if (place.role === 'deputy') return Math.min(renewal, soon);
+  const late = Math.min(MAX_TIMER_MS, rules.backstopMs * Math.max(1, place.rank - 1));
+  return place.watchMs >= 0 ? Math.min(late, soon) : late;
+}
