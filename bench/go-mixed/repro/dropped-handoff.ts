@@ -15,6 +15,9 @@
  * (which hands it the keys) and a third locker's attempt are held at the server and run in
  * that order, so the reply and the handoff reach the waiter together.
  *
+ * Regression test: test/queue-races.test.ts (suite 'queue races'), "a handoff that reaches
+ * the waiter with the reply of its first attempt gives it the lock before any key expires".
+ *
  * Run: node --import tsx bench/go-mixed/repro/dropped-handoff.ts   (exit 1: reproduced)
  */
 import { createLocker, type Lock } from '../../../src/index.js';

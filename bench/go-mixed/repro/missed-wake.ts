@@ -14,6 +14,9 @@
  * of it loses its ticket) and a Go-style DEL of the keys are both held at the server, then run
  * one after the other, so the reply and the invalidation reach the waiter together.
  *
+ * Regression test: test/queue-races.test.ts (suite 'queue races'), "a deputy whose attempt
+ * makes it the head hears a deletion of the keys that comes with that attempt's reply".
+ *
  * Run: node --import tsx bench/go-mixed/repro/missed-wake.ts   (exit 1: reproduced)
  */
 import { createLocker } from '../../../src/index.js';
