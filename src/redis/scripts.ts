@@ -196,16 +196,21 @@ queue, roles, tickets, wakes, handoffs = ARGV[9], ARGV[10], ARGV[11], ARGV[12], 
 local life, apart = ARGV[14], ARGV[15]
 local fenced = #KEYS > n
 local fence, my_ticket, my_wake, my_handoff = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
-local rank, joined
+local rank, joined, handed
 if queue then
   start_queue()
   -- A head that is gone makes way for the deputy (which this may be).
   promote(validity)
   rank = redis.call('ZRANK', queue, value)
   joined = not rank
-  -- Behind others already queued: join them, and take only keys that hold our value already
-  -- (a release handed them to us, and dropped us from the queue, before this attempt).
-  if not rank and condition == 'NX' and (redis.call('EXISTS', queue) == 1 or apart == 'queue') then
+  -- A release handed us the keys (and dropped us from the queue) before this attempt: a
+  -- waiter that heard of it too late takes them here, with this attempt's expiry.
+  handed = not rank and my_handoff and redis.call('EXISTS', my_handoff) == 1
+  if handed then
+    condition, from = 'FROM', value
+  -- Behind others already queued: join them, and take only keys that hold our value already.
+  elseif not rank and condition == 'NX'
+    and (redis.call('EXISTS', queue) == 1 or apart == 'queue') then
     rank = join(value, validity)
     if rank > 0 then condition, from = 'FROM', value end
   end
@@ -245,7 +250,7 @@ if queue then
     if not rank then return replies end
   else
     if ours >= majority then
-      if rank then
+      if rank or handed then
         drop(value)
         promote(validity)
       end
@@ -256,6 +261,8 @@ if queue then
     for i = 1, n do
       if replies[2 * i - 1] == value then redis.call('DEL', KEYS[i]) end
     end
+    -- A handoff that did not stick must not let this waiter jump the queue later.
+    if handed then redis.call('DEL', my_handoff) end
     if not rank then rank = join(value, validity) end
   end
   local role = redis.call('HGET', roles, value) or 'queued'
