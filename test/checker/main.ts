@@ -50,5 +50,9 @@ function formatRow(row: Row): string {
         ]),
     `aborts: ${aborts || 'none'}`,
     `${row.seconds} s`,
+    ...[...new Set(row.problems)].map((problem) => {
+      const times = row.problems.filter((p) => p === problem).length;
+      return `\n      ${problem}${times > 1 ? ` (${times} times)` : ''}`;
+    }),
   ].join('  ');
 }

@@ -122,13 +122,49 @@ const holderStop = async (env: FaultEnv) => {
   throw new Error('never stopped a worker between its read and its write');
 };
 
+/** How long the keys may hold a running worker's value while it is in no section. */
+const IDLE_MS = VALIDITY_MS / 2;
+
+/**
+ * Until the run's last 300 ms: the keys must never hold a running worker's value for IDLE_MS
+ * or more while that worker is in no critical section. That is a lock handed to a waiter that
+ * does not take it: everyone waits for the keys to expire. Each such stretch is a problem.
+ * `gone`: a worker taken out on purpose, whose value may sit in the keys.
+ */
+async function watchIdleKeys(
+  env: FaultEnv,
+  lock: Awaited<ReturnType<typeof connect>>,
+  store: Awaited<ReturnType<typeof watchStore>>,
+  gone: number | undefined,
+): Promise<void> {
+  const key = `${env.keyPrefix}:0:${env.lockName}`;
+  let value: string | null = null;
+  let since: number | undefined;
+  for (let polls = 0; polls < 100_000 && Date.now() < env.endsAt - 300; polls++) {
+    await sleep(5);
+    const now = await lock.get(key);
+    const worker = now === null ? undefined : workerOf(now);
+    const idle = worker !== undefined && worker !== gone && !(await store.inSection(worker));
+    if (!idle || now !== value) {
+      value = now;
+      since = idle ? Date.now() : undefined;
+    } else if (since !== undefined && Date.now() - since >= IDLE_MS) {
+      env.problem(
+        `the keys held worker ${worker}'s value for ${IDLE_MS} ms while it was in no section (a handoff it did not take)`,
+      );
+      since = undefined;
+    }
+  }
+}
+
 /**
  * The queue's head while a release hands it the lock. Once a worker is mid-section (its read
  * logged), the queue's head (`ZRANGE q 0 0`) is another worker's waiter (its value names the
  * worker: values.ts) and the keys hold the holder's value, SIGSTOP that worker; then wait for
  * the holder to let go: if the keys now hold the head's value, the release handed it the lock
  * while it was stopped (else SIGCONT it and try again). Then 'stop' resumes it two validities
- * after it was stopped, and 'kill' SIGKILLs it: the run goes on without it.
+ * after it was stopped, and 'kill' SIGKILLs it: the run goes on without it. From then on, no
+ * handoff may sit idle in the keys (watchIdleKeys).
  */
 const headHandoff = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
   await settle(env);
@@ -139,6 +175,8 @@ const headHandoff = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
     const key = `${env.keyPrefix}:0:${env.lockName}`;
     // The stop leaves the run a second and a half after the SIGCONT.
     const last = env.endsAt - 2 * env.validityMs - 1500;
+    let missed = 0;
+    let seen = 'no holder';
     for (let tries = 0; tries < 1000 && Date.now() < last; tries++) {
       await sleep(2);
       const holder = await store.holder('read');
@@ -146,6 +184,7 @@ const headHandoff = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
       const [head] = await lock.zRange(queue, 0, 0);
       const worker = head === undefined ? undefined : workerOf(head);
       const held = await lock.get(key);
+      seen = `holder ${holder}, head ${head}, keys ${held}`;
       if (worker === undefined || worker === holder || held === null || held === head) continue;
       const pid = env.pids[worker] as number;
       process.kill(pid, 'SIGSTOP');
@@ -157,17 +196,22 @@ const headHandoff = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
       }
       if (now !== head) {
         process.kill(pid, 'SIGCONT');
+        missed++;
         continue;
       }
       if (how === 'kill') {
         await env.kill(worker);
-        return;
+      } else {
+        await sleep(stoppedAt + 2 * env.validityMs - Date.now());
+        process.kill(pid, 'SIGCONT');
       }
-      await sleep(stoppedAt + 2 * env.validityMs - Date.now());
-      process.kill(pid, 'SIGCONT');
+      env.over();
+      await watchIdleKeys(env, lock, store, how === 'kill' ? worker : undefined);
       return;
     }
-    throw new Error('never stopped the head while a release handed it the lock');
+    throw new Error(
+      `never stopped the head while a release handed it the lock (${missed} stops missed; last seen: ${seen})`,
+    );
   } finally {
     lock.destroy();
     store.close();
@@ -351,6 +395,7 @@ export const MATRIX: readonly Scenario[] = [
     safe: true,
     workers: 5,
     goWorkers: 2,
+    durationMs: 5000,
   },
   {
     name: '3 nodes, one stopped for the whole run',

@@ -18,7 +18,8 @@ export function verdict(row: Row): 'ok' | 'FAIL' | 'seen' {
   const moving =
     (row.goWorkers === 0 || row.go.increments > 0) &&
     (row.maxGapMs === undefined || row.longestGapMs <= row.maxGapMs) &&
-    (row.starved === undefined || row.starved.length === 0);
+    (row.starved === undefined || row.starved.length === 0) &&
+    row.problems.length === 0;
   if (row.safe) return !harm && row.acquisitions > 0 && tested && moving ? 'ok' : 'FAIL';
   return 'seen';
 }

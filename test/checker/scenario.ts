@@ -69,6 +69,13 @@ export interface FaultEnv {
    * come from the store's log.
    */
   kill(worker: number): Promise<void>;
+  /**
+   * The fault is over (its disruption; it may go on watching): `everyoneAfterFault` counts
+   * from here. By default, from when the fault returns.
+   */
+  over(): void;
+  /** Something the fault saw that a safe row must not show: the row fails with it. */
+  problem(text: string): void;
   /** The lock servers' key prefix and the workers' lock name. */
   readonly keyPrefix: string;
   readonly lockName: string;
@@ -90,6 +97,8 @@ export interface Row extends Figures {
    * was over (else undefined).
    */
   readonly starved: readonly number[] | undefined;
+  /** What the fault saw that a safe row must not show. */
+  readonly problems: readonly string[];
   readonly seconds: number;
 }
 
@@ -132,6 +141,9 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
     const until = Date.now() + durationMs;
     for (const child of children) child.send(until);
     const killed = new Set<number>();
+    const problems: string[] = [];
+    // The store's clock is this machine's: µs since the epoch.
+    let faultOverUs: number | undefined;
     const env: FaultEnv = {
       servers,
       proxy,
@@ -147,14 +159,17 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
         await bounded(exited, 10_000, `worker ${worker}'s exit`);
         await closeKilled(storeUrl, worker, 10_000);
       },
+      over: () => {
+        faultOverUs ??= Date.now() * 1000;
+      },
+      problem: (text) => problems.push(text),
       keyPrefix: KEY_PREFIX,
       lockName: LOCK_NAME,
       validityMs: VALIDITY_MS,
       random: mulberry32(seed),
     };
     await bounded(scenario.fault?.(env) ?? Promise.resolve(), durationMs + 20_000, 'fault');
-    // The store's clock is this machine's: µs since the epoch.
-    const faultOverUs = Date.now() * 1000;
+    env.over();
     const alive = await Promise.all(
       reports.map((r, id) =>
         killed.has(id) ? undefined : bounded(r.report, durationMs + 30_000, 'worker report'),
@@ -175,10 +190,11 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
       starved: scenario.everyoneAfterFault
         ? starvedSince(
             steps,
-            faultOverUs,
+            faultOverUs ?? 0,
             done.flatMap((_, id) => (killed.has(id) ? [] : [id])),
           )
         : undefined,
+      problems,
       seconds: Math.round((performance.now() - started) / 100) / 10,
       ...analyse(steps, counter, done),
     };

@@ -226,6 +226,15 @@ export async function watchStore(url: string) {
       const [, worker, step] = last?.split('|') ?? [];
       return step === kind ? Number(worker) : undefined;
     },
+    /** Whether `worker` is inside a critical section (by its last step among the last 200). */
+    inSection: async (worker: number): Promise<boolean> => {
+      const lines = (await client.lRange(`${PREFIX}:log`, -200, -1)) as string[];
+      for (let i = lines.length - 1; i >= 0; i--) {
+        const [, who, kind] = (lines[i] as string).split('|');
+        if (Number(who) === worker) return kind !== 'exit' && kind !== 'abort';
+      }
+      return false;
+    },
     close: () => client.destroy(),
   };
 }
