@@ -8,7 +8,7 @@ import { closeKilled, openStore, readStore } from './checker/store.js';
 import { startRedisServer } from './helpers/redis-server.js';
 
 // The mutual-exclusion checker on a seeded subset of the fault matrix (`npm run faults` runs
-// all of it): three worker processes share a lock and a read-modify-write counter in a store
+// all of it): worker processes share a lock and a read-modify-write counter in a store
 // of its own. The negative controls, broken locks, must show violations: the checker can fail.
 const test = suite('checker');
 
