@@ -41,8 +41,18 @@ function formatRow(row: Row): string {
     `violations ${row.violations}`,
     `lost ${row.lostUpdates}`,
     `refused ${row.refused}`,
-    `gap ${row.longestGapMs} ms`,
+    `gap ${row.longestGapMs} ms${row.maxGapMs === undefined ? '' : ` (max ${row.maxGapMs})`}`,
+    ...(row.goWorkers > 0 ? [`go: acq ${row.go.acquisitions} incr ${row.go.increments}`] : []),
+    ...(row.starved === undefined
+      ? []
+      : [
+          `after fault: ${row.starved.length ? `worker ${row.starved.join(', ')} never got it` : 'all got it'}`,
+        ]),
     `aborts: ${aborts || 'none'}`,
     `${row.seconds} s`,
+    ...[...new Set(row.problems)].map((problem) => {
+      const times = row.problems.filter((p) => p === problem).length;
+      return `\n      ${problem}${times > 1 ? ` (${times} times)` : ''}`;
+    }),
   ].join('  ');
 }

@@ -5,13 +5,22 @@
  * to catch them.
  */
 import { createClient } from '@redis/client';
-import type { FaultEnv, Scenario } from './scenario.js';
-import { currentHolder, lastStepOf } from './store.js';
+import { type FaultEnv, type Scenario, VALIDITY_MS } from './scenario.js';
+import { currentHolder, lastStepOf, watchStore } from './store.js';
+import { workerOf } from './values.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Wait until between 0.5 and 1.5 s into the run (from the seed). */
 const settle = (env: FaultEnv) => sleep(500 + env.random() * 1000);
+
+/** A connection to a lock server for a fault's own reads and writes; destroy it after. */
+async function connect(url: string) {
+  const client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  return client;
+}
 
 async function command(url: string, ...args: string[]): Promise<void> {
   const client = createClient({ url });
@@ -113,6 +122,133 @@ const holderStop = async (env: FaultEnv) => {
   throw new Error('never stopped a worker between its read and its write');
 };
 
+/** How long the keys may hold a running worker's value while it is in no section. */
+const IDLE_MS = VALIDITY_MS / 2;
+
+/**
+ * Until the run's last 300 ms: the keys must never hold a running worker's value for IDLE_MS
+ * or more while that worker is in no critical section. That is a lock handed to a waiter that
+ * does not take it: everyone waits for the keys to expire. Each such stretch is a problem.
+ * `gone`: a worker taken out on purpose, whose value may sit in the keys.
+ */
+async function watchIdleKeys(
+  env: FaultEnv,
+  lock: Awaited<ReturnType<typeof connect>>,
+  store: Awaited<ReturnType<typeof watchStore>>,
+  gone: number | undefined,
+): Promise<void> {
+  const key = `${env.keyPrefix}:0:${env.lockName}`;
+  let value: string | null = null;
+  let since: number | undefined;
+  for (let polls = 0; polls < 100_000 && Date.now() < env.endsAt - 300; polls++) {
+    await sleep(5);
+    const now = await lock.get(key);
+    const worker = now === null ? undefined : workerOf(now);
+    const idle = worker !== undefined && worker !== gone && !(await store.inSection(worker));
+    if (!idle || now !== value) {
+      value = now;
+      since = idle ? Date.now() : undefined;
+    } else if (since !== undefined && Date.now() - since >= IDLE_MS) {
+      env.problem(
+        `the keys held worker ${worker}'s value for ${IDLE_MS} ms while it was in no section (a handoff it did not take)`,
+      );
+      since = undefined;
+    }
+  }
+}
+
+/**
+ * The queue's head while a release hands it the lock. Once a worker is mid-section (its read
+ * logged), the queue's head (`ZRANGE q 0 0`) is another worker's waiter (its value names the
+ * worker: values.ts) and the keys hold the holder's value, SIGSTOP that worker; then wait for
+ * the holder to let go: if the keys now hold the head's value, the release handed it the lock
+ * while it was stopped (else SIGCONT it and try again). Then 'stop' resumes it two validities
+ * after it was stopped, and 'kill' SIGKILLs it: the run goes on without it. From then on, no
+ * handoff may sit idle in the keys (watchIdleKeys).
+ */
+const headHandoff = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
+  await settle(env);
+  const lock = await connect(env.servers[0]?.url as string);
+  const store = await watchStore(env.storeUrl);
+  try {
+    const queue = `${env.keyPrefix}:q:${env.lockName}`;
+    const key = `${env.keyPrefix}:0:${env.lockName}`;
+    // The stop leaves the run a second and a half after the SIGCONT.
+    const last = env.endsAt - 2 * env.validityMs - 1500;
+    let missed = 0;
+    let seen = 'no holder';
+    for (let tries = 0; tries < 1000 && Date.now() < last; tries++) {
+      await sleep(2);
+      const holder = await store.holder('read');
+      if (holder === undefined) continue;
+      const [head] = await lock.zRange(queue, 0, 0);
+      const worker = head === undefined ? undefined : workerOf(head);
+      const held = await lock.get(key);
+      seen = `holder ${holder}, head ${head}, keys ${held}`;
+      if (worker === undefined || worker === holder || held === null || held === head) continue;
+      const pid = env.pids[worker] as number;
+      process.kill(pid, 'SIGSTOP');
+      const stoppedAt = Date.now();
+      let now: string | null = held;
+      for (let polls = 0; polls < 2000 && now === held; polls++) {
+        await sleep(1);
+        now = await lock.get(key);
+      }
+      if (now !== head) {
+        process.kill(pid, 'SIGCONT');
+        missed++;
+        continue;
+      }
+      if (how === 'kill') {
+        await env.kill(worker);
+      } else {
+        await sleep(stoppedAt + 2 * env.validityMs - Date.now());
+        process.kill(pid, 'SIGCONT');
+      }
+      env.over();
+      await watchIdleKeys(env, lock, store, how === 'kill' ? worker : undefined);
+      return;
+    }
+    throw new Error(
+      `never stopped the head while a release handed it the lock (${missed} stops missed; last seen: ${seen})`,
+    );
+  } finally {
+    lock.destroy();
+    store.close();
+  }
+};
+
+/**
+ * FLUSHALL on the lock's server, three times, each while a worker is mid-section (its read
+ * logged) and at least three others (of four) wait in the queue: the held lock's keys, its fence and the
+ * whole queue vanish at once, and the holder's connection stays open.
+ */
+const flushQueued = async (env: FaultEnv) => {
+  const lock = await connect(env.servers[0]?.url as string);
+  const store = await watchStore(env.storeUrl);
+  try {
+    const queue = `${env.keyPrefix}:q:${env.lockName}`;
+    let flushes = 0;
+    let seen = '';
+    await settle(env);
+    // The last flush leaves the run a second to show that every worker takes the lock again.
+    for (let tries = 0; tries < 2000 && flushes < 3 && Date.now() < env.endsAt - 1000; tries++) {
+      await sleep(2);
+      const holder = await store.holder('read');
+      const queued = await lock.zCard(queue);
+      seen = `holder ${holder}, ${queued} queued`;
+      if (holder === undefined || queued < 3) continue;
+      await lock.flushAll();
+      flushes++;
+      await sleep(200 + env.random() * 200);
+    }
+    if (flushes < 3) throw new Error(`flushed ${flushes} times, not 3 (last seen: ${seen})`);
+  } finally {
+    lock.destroy();
+    store.close();
+  }
+};
+
 const nodeDown = async (env: FaultEnv) => {
   await env.servers[1]?.stop();
 };
@@ -172,7 +308,7 @@ export const MATRIX: readonly Scenario[] = [
     topology: 'server',
     safe: true,
     proxy: true,
-    durationMs: 5000,
+    durationMs: 6000,
     fault: badNetwork,
   },
   {
@@ -200,6 +336,66 @@ export const MATRIX: readonly Scenario[] = [
     proxy: true,
     durationMs: 5000,
     fault: badNetwork,
+  },
+  {
+    // The release hands the keys to a stopped head: they stay its own until its ticket's
+    // deadline, then the next waiter takes them; the head, resumed, must refuse the handoff.
+    name: 'queue head SIGSTOP while handed the lock, 2 validities',
+    mode: 'tracklock',
+    topology: 'server',
+    safe: true,
+    workMs: 50,
+    durationMs: 6000,
+    maxGapMs: 1.5 * VALIDITY_MS,
+    everyoneAfterFault: true,
+    fault: headHandoff('stop'),
+  },
+  {
+    name: 'queue head SIGKILL while handed the lock',
+    mode: 'tracklock',
+    topology: 'server',
+    safe: true,
+    workMs: 50,
+    durationMs: 5000,
+    maxGapMs: 1.5 * VALIDITY_MS,
+    everyoneAfterFault: true,
+    fault: headHandoff('kill'),
+  },
+  {
+    // The flush takes the held keys while the holder's connection stays open: a waiter can
+    // take them before the holder hears of it (as with an outside DEL), but the next token is
+    // the server's clock, greater than every earlier one.
+    name: 'FLUSHALL while 3 or more wait in the queue, 3 times',
+    mode: 'tracklock',
+    topology: 'server',
+    safe: false,
+    workers: 5,
+    workMs: 50,
+    durationMs: 6000,
+    expectAbort: 'ERR_LOCK_LOST changed',
+    everyoneAfterFault: true,
+    fault: flushQueued,
+  },
+  {
+    name: 'FLUSHALL while 3 or more wait in the queue, 3 times',
+    mode: 'fenced',
+    topology: 'server',
+    safe: true,
+    workers: 5,
+    workMs: 50,
+    durationMs: 6000,
+    expectAbort: 'ERR_LOCK_LOST changed',
+    everyoneAfterFault: true,
+    fault: flushQueued,
+  },
+  {
+    name: 'Go rueidislock protocol in 2 of 5 workers',
+    mode: 'tracklock',
+    topology: 'server',
+    safe: true,
+    workers: 5,
+    goWorkers: 2,
+    durationMs: 5000,
   },
   {
     name: '3 nodes, one stopped for the whole run',
@@ -239,6 +435,7 @@ export const SUBSET = MATRIX.filter((scenario) =>
     'Redis kill -9, restart without persistence/tracklock',
     'holder SIGSTOP for 2 validities (GC pause)/fenced',
     '3 nodes, one stopped for the whole run',
+    'Go rueidislock protocol in 2 of 5 workers',
     'negative control: SET without NX',
     'negative control: signal ignored, holder SIGSTOP',
   ].some((id) => id === scenario.name || id === `${scenario.name}/${scenario.mode}`),

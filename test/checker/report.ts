@@ -12,6 +12,14 @@ export function verdict(row: Row): 'ok' | 'FAIL' | 'seen' {
   const tested =
     (!row.expectRefused || row.refused > 0) &&
     (row.expectAbort === undefined || (row.aborts[row.expectAbort] ?? 0) > 0);
-  if (row.safe) return !harm && row.acquisitions > 0 && tested ? 'ok' : 'FAIL';
+  // A row with Go workers shows that they got the lock too; a row with a bound on the gap,
+  // that the others went on without the worker its fault took out; a row that asks for it,
+  // that every worker still running got the lock again after the fault.
+  const moving =
+    (row.goWorkers === 0 || row.go.increments > 0) &&
+    (row.maxGapMs === undefined || row.longestGapMs <= row.maxGapMs) &&
+    (row.starved === undefined || row.starved.length === 0) &&
+    row.problems.length === 0;
+  if (row.safe) return !harm && row.acquisitions > 0 && tested && moving ? 'ok' : 'FAIL';
   return 'seen';
 }

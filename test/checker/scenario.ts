@@ -4,14 +4,14 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { LockerOptions } from '../../src/index.js';
+import { DEFAULTS, type LockerOptions } from '../../src/index.js';
 import { killOnExit } from '../helpers/reaper.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
-import { analyse, type Figures } from './history.js';
+import { analyse, type Figures, reportFromLog, starvedSince } from './history.js';
 import { type FaultyProxy, startProxy } from './proxy.js';
 import { mulberry32 } from './random.js';
-import { readStore } from './store.js';
-import type { Mode, WorkerConfig, WorkerReport } from './worker.js';
+import { closeKilled, readStore } from './store.js';
+import type { Mode, Protocol, WorkerConfig, WorkerReport } from './worker.js';
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 const STARTUP_MS = 30_000;
@@ -37,6 +37,20 @@ export interface Scenario {
   /** A critical section sleeps from half this to this between its read and write (5 ms). */
   readonly workMs?: number;
   readonly durationMs?: number;
+  /** Worker processes (3). */
+  readonly workers?: number;
+  /**
+   * The last this many workers speak Go rueidislock's protocol (go-locker.ts), and must get
+   * some of the critical sections.
+   */
+  readonly goWorkers?: number;
+  /** The longest time nobody may hold the lock, in ms (a safe row that must keep moving). */
+  readonly maxGapMs?: number;
+  /**
+   * Every worker still running must enter a critical section after the fault is over (the
+   * run leaves time for it): nobody is left behind for good.
+   */
+  readonly everyoneAfterFault?: boolean;
   /** Starts when the workers do; must undo what it did (resume, restart) before it returns. */
   fault?(env: FaultEnv): Promise<void>;
 }
@@ -47,6 +61,24 @@ export interface FaultEnv {
   readonly storeUrl: string;
   /** Worker PIDs, by worker id. */
   readonly pids: readonly number[];
+  /** When the workers stop taking the lock (Date.now() time). */
+  readonly endsAt: number;
+  /**
+   * SIGKILL a worker; the run goes on without it. Resolves once the store has run every
+   * command it sent and the section it was in, if any, is closed ('killed'); its figures then
+   * come from the store's log.
+   */
+  kill(worker: number): Promise<void>;
+  /**
+   * The fault is over (its disruption; it may go on watching): `everyoneAfterFault` counts
+   * from here. By default, from when the fault returns.
+   */
+  over(): void;
+  /** Something the fault saw that a safe row must not show: the row fails with it. */
+  problem(text: string): void;
+  /** The lock servers' key prefix and the workers' lock name. */
+  readonly keyPrefix: string;
+  readonly lockName: string;
   readonly validityMs: number;
   /** Uniform in [0, 1), from the scenario's seed. */
   readonly random: () => number;
@@ -58,11 +90,23 @@ export interface Row extends Figures {
   readonly safe: boolean;
   readonly expectRefused: boolean;
   readonly expectAbort: string | undefined;
+  readonly goWorkers: number;
+  readonly maxGapMs: number | undefined;
+  /**
+   * With `everyoneAfterFault`: the running workers that entered no section after the fault
+   * was over (else undefined).
+   */
+  readonly starved: readonly number[] | undefined;
+  /** What the fault saw that a safe row must not show. */
+  readonly problems: readonly string[];
   readonly seconds: number;
 }
 
 export const VALIDITY_MS = 500;
 const WORKERS = 3;
+/** The workers' lock keys have tracklock's default prefix, which Go's rueidislock shares. */
+const KEY_PREFIX = DEFAULTS.keyPrefix;
+const LOCK_NAME = 'checked';
 
 export async function runScenario(scenario: Scenario, seed: number): Promise<Row> {
   const started = performance.now();
@@ -78,10 +122,11 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
     store = await startRedisServer();
     const storeUrl = store.url;
     if (scenario.proxy) proxy = await startProxy(servers[0]?.port as number);
-    const reports = Array.from({ length: WORKERS }, (_, id) => {
+    const workers = scenario.workers ?? WORKERS;
+    const reports = Array.from({ length: workers }, (_, id) => {
       const child = fork(
         WORKER,
-        [JSON.stringify(workerConfig(scenario, servers, proxy, storeUrl, id, seed))],
+        [JSON.stringify(workerConfig(scenario, servers, proxy, storeUrl, id, workers, seed))],
         {
           execArgv: ['--import', 'tsx'],
           stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -95,25 +140,61 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
     const durationMs = scenario.durationMs ?? 3000;
     const until = Date.now() + durationMs;
     for (const child of children) child.send(until);
+    const killed = new Set<number>();
+    const problems: string[] = [];
+    // The store's clock is this machine's: µs since the epoch.
+    let faultOverUs: number | undefined;
     const env: FaultEnv = {
       servers,
       proxy,
       storeUrl,
       pids: children.map((child) => child.pid as number),
+      endsAt: until,
+      kill: async (worker) => {
+        const child = children[worker];
+        if (!child || killed.has(worker)) throw new Error(`no worker ${worker} to kill`);
+        killed.add(worker);
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        await bounded(exited, 10_000, `worker ${worker}'s exit`);
+        await closeKilled(storeUrl, worker, 10_000);
+      },
+      over: () => {
+        faultOverUs ??= Date.now() * 1000;
+      },
+      problem: (text) => problems.push(text),
+      keyPrefix: KEY_PREFIX,
+      lockName: LOCK_NAME,
       validityMs: VALIDITY_MS,
       random: mulberry32(seed),
     };
     await bounded(scenario.fault?.(env) ?? Promise.resolve(), durationMs + 20_000, 'fault');
-    const done = await Promise.all(
-      reports.map((r) => bounded(r.report, durationMs + 30_000, 'worker report')),
+    env.over();
+    const alive = await Promise.all(
+      reports.map((r, id) =>
+        killed.has(id) ? undefined : bounded(r.report, durationMs + 30_000, 'worker report'),
+      ),
     );
     const { steps, counter } = await readStore(storeUrl);
+    const done = alive.map(
+      (report, id) => report ?? reportFromLog(steps, id, protocolOf(scenario, id, workers)),
+    );
     return {
       scenario: scenario.name,
       mode: scenario.mode,
       safe: scenario.safe,
       expectRefused: scenario.expectRefused ?? false,
       expectAbort: scenario.expectAbort,
+      goWorkers: scenario.goWorkers ?? 0,
+      maxGapMs: scenario.maxGapMs,
+      starved: scenario.everyoneAfterFault
+        ? starvedSince(
+            steps,
+            faultOverUs ?? 0,
+            done.flatMap((_, id) => (killed.has(id) ? [] : [id])),
+          )
+        : undefined,
+      problems,
       seconds: Math.round((performance.now() - started) / 100) / 10,
       ...analyse(steps, counter, done),
     };
@@ -135,6 +216,7 @@ function workerConfig(
   proxy: FaultyProxy | undefined,
   storeUrl: string,
   id: number,
+  workers: number,
   seed: number,
 ): WorkerConfig {
   const where: LockerOptions =
@@ -144,6 +226,7 @@ function workerConfig(
   return {
     id,
     mode: scenario.mode,
+    protocol: protocolOf(scenario, id, workers),
     lock: {
       ...where,
       keyValidityMs: VALIDITY_MS,
@@ -153,12 +236,16 @@ function workerConfig(
       client: { socket: { reconnectStrategy: id === 0 && scenario.slowWorker0 ? 1000 : 20 } },
     },
     storeUrl,
-    name: 'checked',
+    name: LOCK_NAME,
     seed: seed * 100 + id,
     workMs: scenario.workMs ?? 5,
     startDelayMs: id !== 0 && scenario.slowWorker0 ? 300 : 0,
     firstWorkMs: id === 0 && scenario.slowWorker0 ? 600 : undefined,
   };
+}
+
+function protocolOf(scenario: Scenario, id: number, workers: number): Protocol {
+  return id >= workers - (scenario.goWorkers ?? 0) ? 'go' : 'tracklock';
 }
 
 /** A worker's two messages: 'ready', then its report. */

@@ -86,7 +86,7 @@ export async function openStore(
   worker: number,
   fenced: boolean,
 ): Promise<StoreClient> {
-  const client: Client = createClient({ url, RESP: 3 });
+  const client: Client = createClient({ url, RESP: 3, name: connectionName(worker) });
   client.on('error', () => {});
   await client.connect();
   const keys = [`${PREFIX}:log`, `${PREFIX}:counter`, `${PREFIX}:writes`, `${PREFIX}:token`];
@@ -119,6 +119,57 @@ export async function openStore(
       client.destroy();
     },
   };
+}
+
+/** A worker's connection to the store goes by this name (CLIENT SETNAME). */
+function connectionName(worker: number): string {
+  return `${PREFIX}-worker-${worker}`;
+}
+
+/**
+ * After `worker` was killed: wait until its connection to the store is gone (the server has
+ * then run every command it had sent), and close the critical section it was in, if any, with
+ * an 'abort' step ('killed'). Returns whether it was in one. Bounded by `timeoutMs`.
+ */
+export async function closeKilled(
+  url: string,
+  worker: number,
+  timeoutMs: number,
+): Promise<boolean> {
+  const client: Client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const name = connectionName(worker);
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const list = String(await client.sendCommand(['CLIENT', 'LIST', 'TYPE', 'normal']));
+      if (!list.split('\n').some((line) => line.includes(` name=${name} `))) break;
+      if (Date.now() > end) throw new Error(`worker ${worker}'s store connection outlived it`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const lines = (await client.lRange(`${PREFIX}:log`, 0, -1)) as string[];
+    let last: string | undefined;
+    for (const line of lines) {
+      const [, who, kind] = line.split('|');
+      if (Number(who) === worker) last = kind;
+    }
+    const inside = last !== undefined && !['exit', 'abort'].includes(last);
+    if (inside) {
+      await client.sendCommand([
+        'EVAL',
+        NOTE,
+        '1',
+        `${PREFIX}:log`,
+        String(worker),
+        'abort',
+        'killed',
+      ]);
+    }
+    return inside;
+  } finally {
+    client.destroy();
+  }
 }
 
 /** The coordinator's view: the whole log and the counter. */
@@ -159,6 +210,33 @@ export async function lastStepOf(url: string, worker: number): Promise<Step['kin
   } finally {
     client.destroy();
   }
+}
+
+/**
+ * One connection for a fault that looks at the log often (a connection per look is slow on
+ * a loaded machine): `holder(kind)` is `currentHolder` on it.
+ */
+export async function watchStore(url: string) {
+  const client: Client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  return {
+    holder: async (kind: Step['kind']): Promise<number | undefined> => {
+      const last = (await client.lRange(`${PREFIX}:log`, -1, -1))[0] as string | undefined;
+      const [, worker, step] = last?.split('|') ?? [];
+      return step === kind ? Number(worker) : undefined;
+    },
+    /** Whether `worker` is inside a critical section (by its last step among the last 200). */
+    inSection: async (worker: number): Promise<boolean> => {
+      const lines = (await client.lRange(`${PREFIX}:log`, -200, -1)) as string[];
+      for (let i = lines.length - 1; i >= 0; i--) {
+        const [, who, kind] = (lines[i] as string).split('|');
+        if (Number(who) === worker) return kind !== 'exit' && kind !== 'abort';
+      }
+      return false;
+    },
+    close: () => client.destroy(),
+  };
 }
 
 /** The worker whose last step, the log's last, is `kind` (for the holder-pause fault). */

@@ -6,17 +6,24 @@
  *   fenced     the same, and every write carries the lock's token (the store refuses stale ones);
  *   no-nx      negative control: SET without NX, so every worker "holds" the lock at once;
  *   no-abort   negative control: tracklock, but the worker never looks at the signal.
+ * A worker whose `protocol` is 'go' speaks Go rueidislock's protocol instead (go-locker.ts), on
+ * the same keys; the mode then only says how it uses the store (it has no token).
  */
 import { createClient } from '@redis/client';
 import { createLocker, type LockerOptions } from '../../src/index.js';
+import { GoLocker } from './go-locker.js';
 import { mulberry32 } from './random.js';
 import { openStore } from './store.js';
+import { tagValues } from './values.js';
 
 export type Mode = 'tracklock' | 'fenced' | 'no-nx' | 'no-abort';
+export type Protocol = 'tracklock' | 'go';
 
 export interface WorkerConfig {
   readonly id: number;
   readonly mode: Mode;
+  /** 'go': Go rueidislock's commands on the same keys (go-locker.ts), not tracklock. */
+  readonly protocol: Protocol;
   readonly lock: LockerOptions;
   readonly storeUrl: string;
   readonly name: string;
@@ -30,6 +37,7 @@ export interface WorkerConfig {
 }
 
 export interface WorkerReport {
+  readonly protocol: Protocol;
   readonly acquisitions: number;
   /** Writes the store accepted. */
   readonly increments: number;
@@ -49,9 +57,17 @@ const config = JSON.parse(process.argv[2] as string) as WorkerConfig;
 const random = mulberry32(config.seed);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// Before the locker draws any value: the coordinator can then tell whose a queue entry is.
+tagValues(config.id);
 const store = await openStore(config.storeUrl, config.id, config.mode === 'fenced');
 const acquire = await lockFor(config);
-const report = { acquisitions: 0, increments: 0, refused: 0, aborts: {} as Record<string, number> };
+const report = {
+  protocol: config.protocol,
+  acquisitions: 0,
+  increments: 0,
+  refused: 0,
+  aborts: {} as Record<string, number>,
+};
 // Ready: the coordinator sends the time to stop once every worker is.
 process.send?.('ready');
 const until = await new Promise<number>((resolve) => process.once('message', resolve));
@@ -110,6 +126,7 @@ type Acquire = ((signal: AbortSignal) => Promise<Held>) & { close(): Promise<voi
 
 async function lockFor(config: WorkerConfig): Promise<Acquire> {
   if (config.mode === 'no-nx') return brokenLock(config);
+  if (config.protocol === 'go') return goLock(config);
   const locker = await createLocker(config.lock);
   const never = new AbortController().signal;
   const acquire = async (signal: AbortSignal): Promise<Held> => {
@@ -121,6 +138,16 @@ async function lockFor(config: WorkerConfig): Promise<Acquire> {
     };
   };
   return Object.assign(acquire, { close: () => locker.close() });
+}
+
+/** Go rueidislock's protocol (no token: Go draws none). */
+async function goLock(config: WorkerConfig): Promise<Acquire> {
+  const locker = await GoLocker.connect(config.lock.url as string, config.lock.keyValidityMs ?? 0);
+  const acquire = async (signal: AbortSignal): Promise<Held> => {
+    const held = await locker.withContext(config.name, signal);
+    return { signal: held.signal, token: undefined, release: () => held.release() };
+  };
+  return Object.assign(acquire, { close: async () => locker.close() });
 }
 
 /** The negative control: a lock that takes its key whoever holds it. */
