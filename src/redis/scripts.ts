@@ -55,15 +55,21 @@ end`;
  */
 const QUEUE = `
 local RUN = '#run'
-local queue, roles, tickets, wakes, handoffs, now_ms
-local function start_queue()
+local queue, roles, tickets, wakes, handoffs
+-- The server's time in ms, read once per script and only when needed.
+local function now_ms()
   local now = server_time()
-  now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 local function drop(v)
   redis.call('ZREM', queue, v)
-  redis.call('HDEL', roles, v, '#' .. v)
   redis.call('DEL', tickets .. v, wakes .. v, handoffs .. v)
+  -- The last one out takes the roles (and the run of handoffs) with it.
+  if redis.call('EXISTS', queue) == 0 then
+    redis.call('DEL', roles)
+  else
+    redis.call('HDEL', roles, v, '#' .. v)
+  end
 end
 -- The first two entries listen. One that was promoted (it has a role) and whose ticket is
 -- gone is dropped; then the first two get their roles, and each newly promoted one a ticket
@@ -86,7 +92,7 @@ local function promote(validity)
         if had[i] ~= role then
           redis.call('HSET', roles, v, role)
           if not had[i] and redis.call('EXISTS', tickets .. v) == 0 then
-            redis.call('SET', tickets .. v, -(now_ms + validity), 'PX', validity)
+            redis.call('SET', tickets .. v, -(now_ms() + validity), 'PX', validity)
           end
           redis.call('SET', wakes .. v, role, 'PX', validity)
         end
@@ -101,7 +107,7 @@ local function join(v, validity)
   -- value, not by arrival, and a deputy pushed back that way would keep its role.
   if not redis.call('ZSCORE', queue, v) then
     local last = tonumber(redis.call('ZRANGE', queue, -1, -1, 'WITHSCORES')[2]) or 0
-    redis.call('ZADD', queue, math.max(now_ms, last + 1), v)
+    redis.call('ZADD', queue, math.max(now_ms(), last + 1), v)
   end
   promote(validity)
   return redis.call('ZRANK', queue, v)
@@ -198,10 +204,12 @@ local fenced = #KEYS > n
 local fence, my_ticket, my_wake, my_handoff = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
 local rank, joined, handed
 if queue then
-  start_queue()
-  -- A head that is gone makes way for the deputy (which this may be).
-  promote(validity)
-  rank = redis.call('ZRANK', queue, value)
+  local queued = redis.call('EXISTS', queue) == 1
+  if queued then
+    -- A head that is gone makes way for the deputy (which this may be).
+    promote(validity)
+    rank = redis.call('ZRANK', queue, value)
+  end
   joined = not rank
   -- A release handed us the keys (and dropped us from the queue) before this attempt: a
   -- waiter that heard of it too late takes them here, with this attempt's expiry.
@@ -209,8 +217,7 @@ if queue then
   if handed then
     condition, from = 'FROM', value
   -- Behind others already queued: join them, and take only keys that hold our value already.
-  elseif not rank and condition == 'NX'
-    and (redis.call('EXISTS', queue) == 1 or apart == 'queue') then
+  elseif not rank and condition == 'NX' and (queued or apart == 'queue') then
     rank = join(value, validity)
     if rank > 0 then condition, from = 'FROM', value end
   end
@@ -272,8 +279,8 @@ if queue then
     -- renewed once a quarter of it has passed, so that the deputy, which watches the head's,
     -- is woken that often and no more.
     local deadline = tonumber(redis.call('GET', my_ticket)) or 0
-    if deadline - now_ms < 0.75 * validity then
-      redis.call('SET', my_ticket, now_ms + validity, 'PX', validity)
+    if deadline - now_ms() < 0.75 * validity then
+      redis.call('SET', my_ticket, now_ms() + validity, 'PX', validity)
       renewed = 1
     end
   end
@@ -440,23 +447,28 @@ queue, roles, tickets, wakes, handoffs = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARG
 local min_ticket_ms, max_run, validity = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local apart, token = ARGV[11], ARGV[12]
 local fence = KEYS[n + 1]
-start_queue()
-drop(value)
+local queued = redis.call('EXISTS', queue) == 1
+if queued then
+  drop(value)
+else
+  -- A holder handed the lock keeps its handoff key until now; an empty queue, no roles.
+  redis.call('DEL', tickets .. value, wakes .. value, handoffs .. value, roles)
+end
 local all = n > 0 and not apart
 for i = 1, n do
   if redis.call('GET', KEYS[i]) ~= value then all = false end
 end
 local replies = {}
-if all then
+if all and queued then
   local head = promote(validity)[1]
   local run = tonumber(redis.call('HGET', roles, RUN)) or 0
   -- A negative deadline is one its promoter set: the waiter has not answered yet.
   local deadline = head and tonumber(redis.call('GET', tickets .. head)) or 0
   -- The head's token, drawn at its last attempt, must be the last one drawn: the greatest.
   local reserved = head and redis.call('HGET', roles, '#' .. head)
-  if deadline - now_ms >= min_ticket_ms and run < max_run
+  if deadline - now_ms() >= min_ticket_ms and run < max_run
     and reserved and reserved == redis.call('GET', fence) then
-    local ttl = deadline - now_ms
+    local ttl = deadline - now_ms()
     drop(head)
     redis.call('SET', handoffs .. head, reserved, 'PX', ttl)
     for i = 1, n do
@@ -477,7 +489,7 @@ for i = 1, n do
     replies[i] = redis.call('DEL', key)
   end
 end
-promote(validity)
+if queued then promote(validity) end
 return replies
 `,
   ),
