@@ -1,10 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { createClient } from '@redis/client';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createLocker, type LockError, type Locker } from '../src/index.js';
+import { createLocker, DEFAULTS, type LockError, type Locker } from '../src/index.js';
+import { MAX_HANDOFF_RUN } from '../src/redis/commands.js';
 import { type Client, calls, connect, keysOf } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
-import { bound, until, watched } from './helpers/wait.js';
+import { bound, sleep, until, watched } from './helpers/wait.js';
 
 // A Go rueidislock on the same keys, played command for command as its lock.go sends them: per
 // key, in key order, `SET key value NX PXAT deadline` and `GET key` pipelined together; each
@@ -133,6 +135,168 @@ test('Go extensions and deletions by another value leave a tracklock holder alon
   assert.equal(await admin.mGet(keysOf('kept')), values);
   assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
   assert.is(await lock.release(), true);
+});
+
+/** Keys the server expired so far (INFO stats). */
+async function expiredKeys(admin: Client): Promise<number> {
+  const stats = String(await admin.sendCommand(['INFO', 'stats']));
+  return Number(/expired_keys:(\d+)/.exec(stats)?.[1]);
+}
+
+test("a Go holder's release wakes the queue's head by push, which takes the lock without waiting for an expiry", async ({
+  admin,
+  locker,
+  go,
+}) => {
+  assert.is(await goTry(go.client, 'pushed', 'go-holder'), 3);
+  const waiting = watched(locker.withContext('pushed', { waitTimeoutMs: 10_000 }));
+  await until(async () => (await admin.zCard('rueidislock:q:pushed')) === 1);
+  const [head] = (await admin.zRange('rueidislock:q:pushed', 0, -1)) as [string];
+  assert.is(await admin.hGet('rueidislock:r:pushed', head), 'head');
+  // Its attempt found the keys held for 30 s, and it sleeps up to half a validity (15 s).
+  const scripts = await calls(admin, 'evalsha');
+  const expired = await expiredKeys(admin);
+  for (const key of keysOf('pushed')) {
+    assert.is(await goScript(go.client, DELKEY, key, 'go-holder'), 1);
+  }
+  const lock = await waiting.promise;
+  // Each attempt was woken by one of the three deletions' pushes (Go's delkey is an EVAL, not
+  // an EVALSHA), and no key expired meanwhile.
+  const attempts = (await calls(admin, 'evalsha')) - scripts;
+  assert.ok(attempts >= 1 && attempts <= 3, `${attempts} attempts for 3 deletions`);
+  assert.is(await expiredKeys(admin), expired, 'a key expired');
+  const values = await admin.mGet(keysOf('pushed'));
+  assert.ok(values.filter((value) => value === head).length >= 2, String(values));
+  assert.is(await lock.release(), true);
+});
+
+/**
+ * A Go rueidislock waiting for `name`, played as lock.go's WithContext does it: each try draws
+ * a value and takes the keys in order, each by SET NX PXAT and GET pipelined, until a majority
+ * is its own or has failed (after a majority it takes the rest too); a try that failed deletes
+ * by value (delkey) what it took, then waits for an invalidation of any of the keys that came
+ * after it last tried that key (or ExtendInterval), and tries again.
+ */
+class GoWaiter {
+  readonly #client: GoClient;
+  readonly #keys: string[];
+  /** Keys invalidated since they were last tried (rueidislock's per-key channel). */
+  readonly #pending = new Set<string>();
+  #wake: (() => void) | undefined;
+  tries = 0;
+
+  constructor(go: Go, name: string) {
+    this.#client = go.client;
+    this.#keys = keysOf(name);
+    go.client.on('invalidate', (key: Buffer | string | null) => {
+      for (const changed of key === null ? this.#keys : [key.toString()]) {
+        if (this.#keys.includes(changed)) this.#pending.add(changed);
+      }
+      this.#wake?.();
+    });
+  }
+
+  /** Wait until a majority of the keys is ours: the value and the keys taken. */
+  async acquire(signal: AbortSignal): Promise<{ value: string; keys: string[] }> {
+    const majority = (this.#keys.length + 1) / 2;
+    for (;;) {
+      signal.throwIfAborted();
+      this.tries++;
+      const value = randomUUID();
+      const taken: string[] = [];
+      let failed = 0;
+      let next = 0;
+      for (; next < this.#keys.length && taken.length < majority && failed < majority; next++) {
+        const key = this.#keys[next] as string;
+        this.#pending.delete(key);
+        if (await goAcquire(this.#client, key, value)) taken.push(key);
+        else failed++;
+      }
+      if (taken.length >= majority) {
+        for (const key of this.#keys.slice(next)) {
+          if (await goAcquire(this.#client, key, value)) taken.push(key);
+        }
+        return { value, keys: taken };
+      }
+      for (const key of taken) await goScript(this.#client, DELKEY, key, value);
+      if (this.#pending.size === 0) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            signal.removeEventListener('abort', done);
+            this.#wake = undefined;
+            resolve();
+          };
+          const timer = setTimeout(done, GO_VALIDITY_MS / 2); // ExtendInterval
+          signal.addEventListener('abort', done);
+          this.#wake = done;
+        });
+      }
+    }
+  }
+}
+
+test('a Go waiter is not starved by tracklock lockers passing and handing the lock among themselves', async ({
+  server,
+  go,
+}) => {
+  // The Go side tracks with NOLOOP, as docs/rueidislock.md asks.
+  await go.client.sendCommand(['CLIENT', 'TRACKING', 'ON', 'NOLOOP']);
+  const name = 'contended';
+  const t1 = await createLocker({ url: server.url });
+  const t2 = await createLocker({ url: server.url });
+  const goWaiter = new GoWaiter(go, name);
+  // A lock passes at most localHandoffs times in a row within t1 before a release goes to the
+  // queue, and the queue's release deletes the keys instead of handing them over at least
+  // every (MAX_HANDOFF_RUN + 1)th time in a run: so at least one release in
+  // (localHandoffs + 1) * (MAX_HANDOFF_RUN + 1) gives the Go waiter a race for the keys. A fair
+  // race is lost half the time: RACES of them in a row are all lost once in 2 ** RACES runs
+  // (and once in 10 ** 5 runs were the Go waiter to win only one race in three).
+  const RACES = 30;
+  const limit = (DEFAULTS.localHandoffs + 1) * (MAX_HANDOFF_RUN + 1) * RACES;
+  const stop = new AbortController();
+  let releases = 0;
+  let releasesBeforeGo: number | undefined;
+  let holders = 0;
+  let overlaps = 0;
+  const hold = async () => {
+    if (holders++ > 0) overlaps++;
+    // Holds it a while: the queue's head renews its reserved token after each local pass
+    // (whose new token makes the old one stale) before the next release, so that the queue's
+    // handoffs stick and the Go waiter gets its race from MAX_HANDOFF_RUN's deletions.
+    await sleep(5);
+    holders--;
+  };
+  const loop = async (locker: Locker) => {
+    while (releases < limit && !stop.signal.aborted) {
+      const lock = await locker
+        .withContext(name, { signal: stop.signal, waitTimeoutMs: 20_000 })
+        .catch(() => undefined);
+      if (!lock) return;
+      await hold();
+      releases++;
+      await lock.release();
+    }
+    stop.abort();
+  };
+  const goLoop = async () => {
+    const held = await goWaiter.acquire(stop.signal).catch(() => undefined);
+    if (!held) return;
+    releasesBeforeGo = releases;
+    await hold();
+    for (const key of held.keys) await goScript(go.client, DELKEY, key, held.value);
+    stop.abort();
+  };
+  try {
+    await Promise.all([loop(t1), loop(t1), loop(t2), goLoop()]);
+  } finally {
+    await Promise.all([t1.close(), t2.close()]);
+  }
+  assert.is(overlaps, 0, 'two holders');
+  assert.ok(
+    releasesBeforeGo !== undefined,
+    `the Go waiter never got the lock in ${releases} tracklock releases (${goWaiter.tries} tries)`,
+  );
 });
 
 test.run();
