@@ -150,6 +150,7 @@ test("a Go holder's release wakes the queue's head by push, which takes the lock
 }) => {
   assert.is(await goTry(go.client, 'pushed', 'go-holder'), 3);
   const waiting = watched(locker.withContext('pushed', { waitTimeoutMs: 10_000 }));
+  waiting.promise.catch(() => {}); // awaited below; a failure before must not end the run
   await until(async () => (await admin.zCard('rueidislock:q:pushed')) === 1);
   const [head] = (await admin.zRange('rueidislock:q:pushed', 0, -1)) as [string];
   assert.is(await admin.hGet('rueidislock:r:pushed', head), 'head');
@@ -173,9 +174,10 @@ test("a Go holder's release wakes the queue's head by push, which takes the lock
 /**
  * A Go rueidislock waiting for `name`, played as lock.go's WithContext does it: each try draws
  * a value and takes the keys in order, each by SET NX PXAT and GET pipelined, until a majority
- * is its own or has failed (after a majority it takes the rest too); a try that failed deletes
- * by value (delkey) what it took, then waits for an invalidation of any of the keys that came
- * after it last tried that key (or ExtendInterval), and tries again.
+ * is its own or has failed (after a majority it takes the rest too); each key's step first
+ * drains that key's pending invalidation. A try that failed deletes by value (delkey) what it
+ * took, then waits for an invalidation of any of the keys that came after its step (or
+ * ExtendInterval), and tries again.
  */
 class GoWaiter {
   readonly #client: GoClient;
@@ -212,12 +214,15 @@ class GoWaiter {
         if (await goAcquire(this.#client, key, value)) taken.push(key);
         else failed++;
       }
-      if (taken.length >= majority) {
-        for (const key of this.#keys.slice(next)) {
-          if (await goAcquire(this.#client, key, value)) taken.push(key);
+      // The keys after the decision go through the same per-key step: after a majority they are
+      // taken too; after a majority failed they are only drained, not tried.
+      for (const key of this.#keys.slice(next)) {
+        this.#pending.delete(key);
+        if (taken.length >= majority && (await goAcquire(this.#client, key, value))) {
+          taken.push(key);
         }
-        return { value, keys: taken };
       }
+      if (taken.length >= majority) return { value, keys: taken };
       for (const key of taken) await goScript(this.#client, DELKEY, key, value);
       if (this.#pending.size === 0) {
         await new Promise<void>((resolve) => {
@@ -293,6 +298,12 @@ test('a Go waiter is not starved by tracklock lockers passing and handing the lo
     await Promise.all([t1.close(), t2.close()]);
   }
   assert.is(overlaps, 0, 'two holders');
+  // KNOWN FAILURE, a bug in src/ (not in this test), reported with issue 13's tests: the race
+  // a deleting release gives the Go waiter is not fair. On the deletion's invalidations the
+  // queue's head takes every key in one script, while Go takes them one after another, a round
+  // trip each, and needs keyMajority of them before the head's script runs: it gets key 0 at
+  // best, the head the majority. Under steady contention the Go waiter then never gets the
+  // lock: in 12 of 20 runs not in the 2430 releases here (about 30 deleting releases).
   assert.ok(
     releasesBeforeGo !== undefined,
     `the Go waiter never got the lock in ${releases} tracklock releases (${goWaiter.tries} tries)`,

@@ -37,6 +37,22 @@ type Ctx = { server: RedisServer; admin: Client; lockers: Locker[] };
  */
 const waitUpTo = (ms = 10_000): WaitOptions => ({ waitTimeoutMs: ms });
 
+/**
+ * `promise`, marked as handled: a test that fails before awaiting it must not leave a rejection
+ * (its locker's close) unhandled, which would end the whole run.
+ */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
+/** `watched(promise)`, its rejection handled (see `handled`). */
+function watching<T>(promise: Promise<T>): ReturnType<typeof watched<T>> {
+  const watch = watched(promise);
+  handled(watch.promise);
+  return watch;
+}
+
 /** A locker of its own on the test's server, closed after the test. */
 async function locker(ctx: Ctx, options: LockerOptions = {}): Promise<Locker> {
   const created = await createLocker({ url: ctx.server.url, ...options });
@@ -63,8 +79,7 @@ async function enqueue(
   options: WaitOptions = waitUpTo(60_000),
 ) {
   const before = new Set(await entries(admin, name));
-  const waiting = locker.withContext(name, options);
-  waiting.catch(() => {}); // a test that aborts it looks at the rejection itself
+  const waiting = handled(locker.withContext(name, options));
   let value: string | undefined;
   await until(async () => {
     value = (await entries(admin, name)).find((entry) => !before.has(entry));
@@ -257,10 +272,12 @@ test('waiters of several lockers are served in arrival order while the head and 
 
   const served: string[] = [];
   const rest = [d, e, g].map((value) =>
-    (waits.get(value) as Promise<Lock>).then(async (lock) => {
-      served.push(value);
-      await lock.release(); // hands it to the next in the queue
-    }),
+    handled(
+      (waits.get(value) as Promise<Lock>).then(async (lock) => {
+        served.push(value);
+        await lock.release(); // hands it to the next in the queue
+      }),
+    ),
   );
   await held.release();
   await Promise.all(rest);
@@ -303,7 +320,7 @@ function oneAtATime(first: Promise<Lock>, second: Promise<Lock>) {
     return lock;
   };
   return {
-    locks: [watched(first.then(take)), watched(second.then(take))] as [Watched, Watched],
+    locks: [watching(first.then(take)), watching(second.then(take))] as [Watched, Watched],
     overlaps: () => overlaps,
     release: async (lock: Lock) => {
       holding = false;
@@ -411,7 +428,7 @@ test('a head frozen when the lock is handed to it holds it until its ticket runs
     // Freeze the head right after it renewed its ticket: the release hands it the keys.
     await until(async () => (await ctx.admin.pTTL(ticketOf(frozen))) > 0.75 * validity);
     child.kill('SIGSTOP');
-    const got = watched(next.waiting);
+    const got = watching(next.waiting);
     assert.is(await held.release(), true);
     const releasedAt = performance.now();
     assert.equal(await ctx.admin.mGet(keysOf(name)), [frozen, frozen, frozen], 'not handed');
@@ -476,15 +493,17 @@ test('after FLUSHALL with waiters queued, each still gets the lock once, one at 
   let overlaps = 0;
   const served: string[] = [];
   const done = waiters.map(({ waiting, value }) =>
-    waiting.then(async (lock) => {
-      if (holding > 0) overlaps++;
-      holding++;
-      served.push(value);
-      await sleep(20); // holds it a while: the time is the point
-      if (lock.signal.aborted) overlaps++;
-      holding--;
-      assert.is(await lock.release(), true);
-    }),
+    handled(
+      waiting.then(async (lock) => {
+        if (holding > 0) overlaps++;
+        holding++;
+        served.push(value);
+        await sleep(20); // holds it a while: the time is the point
+        if (lock.signal.aborted) overlaps++;
+        holding--;
+        assert.is(await lock.release(), true);
+      }),
+    ),
   );
   await ctx.admin.flushAll();
   // The holder's keys are gone: it hears so from the flush.
@@ -503,8 +522,8 @@ test('a release passes the lock to a waiter of the same locker in one script: ne
   let lock = await own.withContext(name, waitUpTo());
   // Both wait at the locker's gate, behind its holder: nothing of theirs reaches the server.
   const waiting = [
-    own.withContext(name, waitUpTo(20_000)),
-    own.withContext(name, waitUpTo(20_000)),
+    handled(own.withContext(name, waitUpTo(20_000))),
+    handled(own.withContext(name, waitUpTo(20_000))),
   ];
   for (const next of waiting) {
     const [value] = await ctx.admin.mGet(keys);
@@ -550,10 +569,10 @@ async function servedOrder(ctx: Ctx, name: string, options: LockerOptions): Prom
   const first = await own.withContext(name, waitUpTo());
   order.push('own');
   const locals = [1, 2, 3].map((i) =>
-    own.withContext(name, waitUpTo(20_000)).then(holdOnce(`own${i}`)),
+    handled(own.withContext(name, waitUpTo(20_000)).then(holdOnce(`own${i}`))),
   );
   const { waiting } = await enqueue(ctx.admin, other, name, waitUpTo(20_000));
-  const others = waiting.then(holdOnce('other'));
+  const others = handled(waiting.then(holdOnce('other')));
   assert.is(await first.release(), true);
   await Promise.all([...locals, others]);
   return order;
