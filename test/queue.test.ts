@@ -286,6 +286,36 @@ test('waiters of several lockers are served in arrival order while the head and 
   assert.equal(await queueKeys(ctx.admin), []);
 });
 
+test('waiters arriving back to back, each as soon as the one before is queued, keep their arrival order', async (ctx) => {
+  const [holder, ...waiting] = await Promise.all(Array.from({ length: 11 }, () => locker(ctx)));
+  // KNOWN FAILURE on this branch, a bug in src/ at 15afe1e (not in this test), reported with
+  // issue 13's tests: entries are scored by the server's time in whole milliseconds, and two
+  // arrivals in the same millisecond are ordered by their random values instead. Fails in
+  // some rounds of most runs. (Main has since scored entries strictly in arrival order.)
+  for (let round = 0; round < 10; round++) {
+    const name = `back-to-back-${round}`;
+    const held = await (holder as Locker).withContext(name, waitUpTo());
+    const arrived: string[] = [];
+    const served: Promise<unknown>[] = [];
+    for (const next of waiting) {
+      const before = new Set(await entries(ctx.admin, name));
+      served.push(handled(next.withContext(name, waitUpTo(30_000)).then((lock) => lock.release())));
+      // Looked for without a pause, so that the next one arrives right after.
+      const deadline = performance.now() + 10_000;
+      let queued: string | undefined;
+      for (let looks = 0; queued === undefined && looks < 100_000; looks++) {
+        if (performance.now() > deadline) break;
+        queued = (await entries(ctx.admin, name)).find((entry) => !before.has(entry));
+      }
+      assert.ok(queued, 'a waiter was not queued within 10 s');
+      arrived.push(queued as string);
+    }
+    assert.equal(await entries(ctx.admin, name), arrived, `round ${round}: not in arrival order`);
+    assert.is(await held.release(), true);
+    await Promise.all(served);
+  }
+});
+
 /**
  * `name` held by a locker of `validity` in this process, a waiter process queued as its head,
  * then two waiters here (the deputy and a third), the head having renewed its ticket itself.
