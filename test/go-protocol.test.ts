@@ -1,10 +1,12 @@
 import { createClient } from '@redis/client';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createLocker, type LockError, type Locker } from '../src/index.js';
+import { createLocker, DEFAULTS, type LockError, type Locker } from '../src/index.js';
+import { MAX_HANDOFF_RUN } from '../src/redis/commands.js';
+import { forkHelper, message } from './helpers/child.js';
 import { type Client, calls, connect, keysOf } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
-import { bound, until, watched } from './helpers/wait.js';
+import { bound, sleep, until, watched } from './helpers/wait.js';
 
 // A Go rueidislock on the same keys, played command for command as its lock.go sends them: per
 // key, in key order, `SET key value NX PXAT deadline` and `GET key` pipelined together; each
@@ -133,6 +135,110 @@ test('Go extensions and deletions by another value leave a tracklock holder alon
   assert.equal(await admin.mGet(keysOf('kept')), values);
   assert.not.ok(lock.signal.aborted, String(lock.signal.reason));
   assert.is(await lock.release(), true);
+});
+
+/** Keys the server expired so far (INFO stats). */
+async function expiredKeys(admin: Client): Promise<number> {
+  const stats = String(await admin.sendCommand(['INFO', 'stats']));
+  return Number(/expired_keys:(\d+)/.exec(stats)?.[1]);
+}
+
+test("a Go holder's release wakes the queue's head by push, which takes the lock without waiting for an expiry", async ({
+  admin,
+  locker,
+  go,
+}) => {
+  assert.is(await goTry(go.client, 'pushed', 'go-holder'), 3);
+  const waiting = watched(locker.withContext('pushed', { waitTimeoutMs: 10_000 }));
+  waiting.promise.catch(() => {}); // awaited below; a failure before must not end the run
+  await until(async () => (await admin.zCard('rueidislock:q:pushed')) === 1);
+  const [head] = (await admin.zRange('rueidislock:q:pushed', 0, -1)) as [string];
+  assert.is(await admin.hGet('rueidislock:r:pushed', head), 'head');
+  // Its attempt found the keys held for 30 s, and it sleeps up to half a validity (15 s).
+  const scripts = await calls(admin, 'evalsha');
+  const expired = await expiredKeys(admin);
+  for (const key of keysOf('pushed')) {
+    assert.is(await goScript(go.client, DELKEY, key, 'go-holder'), 1);
+  }
+  const lock = await waiting.promise;
+  // Each attempt was woken by one of the three deletions' pushes (Go's delkey is an EVAL, not
+  // an EVALSHA), and no key expired meanwhile.
+  const attempts = (await calls(admin, 'evalsha')) - scripts;
+  assert.ok(attempts >= 1 && attempts <= 3, `${attempts} attempts for 3 deletions`);
+  assert.is(await expiredKeys(admin), expired, 'a key expired');
+  const values = await admin.mGet(keysOf('pushed'));
+  assert.ok(values.filter((value) => value === head).length >= 2, String(values));
+  assert.is(await lock.release(), true);
+});
+
+test('a Go waiter is not starved by tracklock lockers passing and handing the lock among themselves', async ({
+  server,
+}) => {
+  const name = 'contended';
+  const t1 = await createLocker({ url: server.url });
+  const t2 = await createLocker({ url: server.url });
+  // A lock passes at most localHandoffs times in a row within t1 before a release goes to the
+  // queue, and the queue's release deletes the keys instead of handing them over at least
+  // every (MAX_HANDOFF_RUN + 1)th time in a run: so at least one release in
+  // (localHandoffs + 1) * (MAX_HANDOFF_RUN + 1) gives the Go waiter a race for the keys. A fair
+  // race is lost half the time: RACES of them in a row are all lost once in 2 ** RACES runs.
+  const RACES = 30;
+  const limit = (DEFAULTS.localHandoffs + 1) * (MAX_HANDOFF_RUN + 1) * RACES;
+  const stop = new AbortController();
+  let releases = 0;
+  /** Releases when the Go waiter's first try went out, and when it held the lock. */
+  let goStarted: number | undefined;
+  let goHeld: number | undefined;
+  let holders = 0;
+  let overlaps = 0;
+  const loop = async (locker: Locker) => {
+    while (!stop.signal.aborted && (goStarted === undefined || releases - goStarted < limit)) {
+      const lock = await locker
+        .withContext(name, { signal: stop.signal, waitTimeoutMs: 20_000 })
+        .catch(() => undefined);
+      if (!lock) return;
+      if (holders++ > 0) overlaps++;
+      // Holds it a while: the queue's head renews its reserved token after each local pass
+      // (whose new token makes the old one stale) before the next release, so that the queue's
+      // handoffs stick and the Go waiter gets its race from MAX_HANDOFF_RUN's deletions.
+      await sleep(5);
+      holders--;
+      releases++;
+      await lock.release();
+    }
+    stop.abort();
+  };
+  // The Go service is a process of its own, as it would be: played in this one, its second
+  // key's SET could never go out before the head's attempt, which this event loop sends first.
+  const loops = Promise.all([loop(t1), loop(t1), loop(t2)]);
+  const child = forkHelper('./go-waiter.ts', [server.url, name]);
+  let released: Promise<string> | undefined;
+  try {
+    child.on('message', (m: unknown) => {
+      if (!String(m).startsWith('held:') || goHeld !== undefined) return;
+      goHeld = releases;
+      // The Go waiter holds a majority of the keys: no tracklock lock may be held meanwhile.
+      if (holders++ > 0) overlaps++;
+      stop.abort();
+      released = message(child, 'released');
+      child.send('release');
+    });
+    await message(child, 'ready', 30_000); // a loaded machine starts a process slowly
+    goStarted = releases;
+    await loops;
+    if (released) {
+      await released;
+      holders--;
+    }
+  } finally {
+    child.kill('SIGKILL');
+    await Promise.all([t1.close(), t2.close()]);
+  }
+  assert.is(overlaps, 0, 'two holders');
+  assert.ok(
+    goHeld !== undefined,
+    `the Go waiter never got the lock in ${releases - (goStarted ?? 0)} tracklock releases`,
+  );
 });
 
 test.run();
