@@ -475,7 +475,10 @@ if all and queued then
       redis.call('SET', KEYS[i], head, 'PX', ttl)
       replies[i] = 1
     end
-    redis.call('HINCRBY', roles, RUN, 1)
+    -- Counted on: the head's drop took the roles hash with it if it was the last in line
+    -- (then it lives as long as a fence key, in case nobody releases again).
+    redis.call('HSET', roles, RUN, run + 1)
+    if redis.call('EXISTS', queue) == 0 then redis.call('PEXPIRE', roles, 10 * validity) end
     promote(validity)
     return replies
   end
