@@ -9,7 +9,7 @@ import { abortedWithin, bound, sleep, until, watched } from './helpers/wait.js';
 
 // The queue (the default): a release gives the keys to the first queued waiter. Each test counts
 // commands or kills processes, so each gets a server of its own.
-const test = suite<{ server: RedisServer; lockers: Locker[] }>('direct handoff');
+const test = suite<{ server: RedisServer; lockers: Locker[] }>('handoff');
 
 test.before.each(async (ctx) => {
   ctx.server = await startRedisServer();
@@ -32,7 +32,6 @@ async function lockers(
       await createLocker({
         url: ctx.server.url,
         keyValidityMs: 30_000,
-        directHandoff: true,
         ...options,
       }),
     );

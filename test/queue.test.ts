@@ -291,10 +291,6 @@ test('waiters of several lockers are served in arrival order while the head and 
 
 test('waiters arriving back to back, each as soon as the one before is queued, keep their arrival order', async (ctx) => {
   const [holder, ...waiting] = await Promise.all(Array.from({ length: 11 }, () => locker(ctx)));
-  // KNOWN FAILURE on this branch, a bug in src/ at 15afe1e (not in this test), reported with
-  // issue 13's tests: entries are scored by the server's time in whole milliseconds, and two
-  // arrivals in the same millisecond are ordered by their random values instead. Fails in
-  // some rounds of most runs. (Main has since scored entries strictly in arrival order.)
   for (let round = 0; round < 10; round++) {
     const name = `back-to-back-${round}`;
     const held = await (holder as Locker).withContext(name, waitUpTo());
@@ -382,15 +378,6 @@ test('a head killed while queued is replaced by its deputy within about a validi
     // head would wait for its backstop, 60 validities.
     assert.ok(tookOverMs < 2 * validity, `the deputy took over ${tookOverMs} ms after`);
     assert.equal(await traces(ctx.admin, name, head), [], 'the dead head is still there');
-    // KNOWN FAILURE, a bug in src/ (not in this test), reported with issue 13's tests: the
-    // deputy renews its own ticket only at its attempts, where it also reads how long the head's
-    // ticket has left, and then sleeps that long plus tryNextAfterMs. Woken by the head's last
-    // renewal, it renewed its own ticket a moment after the head did, so its own runs out
-    // between the head's and its wake-up: the attempt that buries the dead head buries the
-    // deputy too, and queues it again behind the third waiter, which becomes the head. The queue
-    // then reads [third, deputy]. Fails whenever the deputy's attempt came within
-    // tryNextAfterMs of the head's renewal (the usual case; on a loaded machine it may come
-    // later, and the test passes).
     const who = (value: string) =>
       value === deputy.value ? 'deputy' : value === third.value ? 'third' : value;
     assert.equal((await entries(ctx.admin, name)).map(who), ['deputy', 'third'], 'arrival order');

@@ -37,10 +37,10 @@ async function loadedOn(servers: readonly RedisServer[], options: LockerOptions)
   }
 }
 
-test('a direct-handoff release on a fresh server finds its script loaded', async () => {
+test('a release through the queue on a fresh server finds its script loaded', async () => {
   const server = await startRedisServer();
   const admin = await connect(server.url);
-  const locker = await createLocker({ url: server.url, directHandoff: true });
+  const locker = await createLocker({ url: server.url });
   try {
     const lock = await locker.withContext('fresh', bound(10_000));
     assert.is(await lock.release(), true);
