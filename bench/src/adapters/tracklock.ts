@@ -105,14 +105,14 @@ export const tracklockM2LocalInf = variant({
 export const tracklockNodes3 = variant({
   id: 'tracklock-nodes3',
   settings:
-    'nodes (3 URLs); keyMajority 2 (default with 3 nodes), other options default (no queue on several servers: waiters race)',
+    'nodes (3 URLs); keyMajority 2 (default with 3 nodes), other options default (waiters queue beside key 0; no handoff across servers)',
   topology: 'nodes3',
 });
 
 export const tracklockCluster3 = variant({
   id: 'tracklock-cluster3',
   settings:
-    'cluster (3 root nodes); keyMajority 2, other options default (no queue on several servers: waiters race)',
+    'cluster (3 root nodes); keyMajority 2, other options default (waiters queue beside key 0; no handoff across servers)',
   topology: 'cluster3',
 });
 
