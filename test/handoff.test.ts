@@ -3,6 +3,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type Locker, type LockerOptions } from '../src/index.js';
 import { exited, forkHelper, message } from './helpers/child.js';
+import { checkMutex } from './helpers/mutex-check.js';
 import { calls, connect, keysOf, queued } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 import { abortedWithin, bound, sleep, until, watched } from './helpers/wait.js';
@@ -165,22 +166,7 @@ test('a waiter process killed while queued holds the lock up for at most its val
 
 test('never two holders: three lockers, two waiters each, many handoffs', async (ctx) => {
   const all = await lockers(ctx, 3, { keyValidityMs: 2000 });
-  let holder: string | null = null;
-  let overlaps = 0;
-  let acquisitions = 0;
-  const worker = async (locker: Locker, id: string) => {
-    for (let i = 0; i < 25; i++) {
-      const lock = await locker.withContext('mutex', bound(20_000));
-      if (holder !== null) overlaps++;
-      holder = id;
-      acquisitions++;
-      await sleep(Math.random() * 3); // holds the lock a while: the time is the point
-      if (lock.signal.aborted) overlaps++;
-      holder = null;
-      await lock.release();
-    }
-  };
-  await Promise.all(all.flatMap((locker, l) => [worker(locker, `${l}a`), worker(locker, `${l}b`)]));
+  const { acquisitions, overlaps } = await checkMutex(all, 'mutex', 25, 20_000);
   assert.is(acquisitions, 150);
   assert.is(overlaps, 0);
 });

@@ -1,6 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type Lock, type Locker, type LockerOptions } from '../src/index.js';
+import { checkMutex } from './helpers/mutex-check.js';
 import { calls, connect, keysOf } from './helpers/redis.js';
 import { startRedisCluster } from './helpers/redis-cluster.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
@@ -209,24 +210,7 @@ for (const kind of KINDS) {
   test('never two holders: three lockers, two waiters each, many turns', async (ctx) => {
     const name = await ctx.spread.name('mutex');
     const all = await lockers(ctx, 3, { keyValidityMs: 2000 });
-    let holder: string | null = null;
-    let overlaps = 0;
-    let acquisitions = 0;
-    const worker = async (locker: Locker, id: string) => {
-      for (let i = 0; i < 15; i++) {
-        const lock = await locker.withContext(name, bound(30_000));
-        if (holder !== null) overlaps++;
-        holder = id;
-        acquisitions++;
-        await sleep(Math.random() * 3); // holds the lock a while: the time is the point
-        if (lock.signal.aborted) overlaps++;
-        holder = null;
-        await lock.release();
-      }
-    };
-    await Promise.all(
-      all.flatMap((locker, l) => [worker(locker, `${l}a`), worker(locker, `${l}b`)]),
-    );
+    const { acquisitions, overlaps } = await checkMutex(all, name, 15, 30_000);
     assert.is(acquisitions, 90);
     assert.is(overlaps, 0);
   });

@@ -361,33 +361,23 @@ export const MATRIX: readonly Scenario[] = [
     everyoneAfterFault: true,
     fault: headHandoff('kill'),
   },
-  {
-    // The flush takes the held keys while the holder's connection stays open: a waiter can
-    // take them before the holder hears of it (as with an outside DEL), but the next token is
-    // the server's clock, greater than every earlier one.
-    name: 'FLUSHALL while 3 or more wait in the queue, 3 times',
-    mode: 'tracklock',
-    topology: 'server',
-    safe: false,
-    workers: 5,
-    workMs: 50,
-    durationMs: 6000,
-    expectAbort: 'ERR_LOCK_LOST changed',
-    everyoneAfterFault: true,
-    fault: flushQueued,
-  },
-  {
-    name: 'FLUSHALL while 3 or more wait in the queue, 3 times',
-    mode: 'fenced',
-    topology: 'server',
-    safe: true,
-    workers: 5,
-    workMs: 50,
-    durationMs: 6000,
-    expectAbort: 'ERR_LOCK_LOST changed',
-    everyoneAfterFault: true,
-    fault: flushQueued,
-  },
+  // The flush takes the held keys while the holder's connection stays open: a waiter can take
+  // them before the holder hears of it (as with an outside DEL), but the next token is the
+  // server's clock, greater than every earlier one: safe only fenced.
+  ...(['tracklock', 'fenced'] as const).map(
+    (mode): Scenario => ({
+      name: 'FLUSHALL while 3 or more wait in the queue, 3 times',
+      mode,
+      topology: 'server',
+      safe: mode === 'fenced',
+      workers: 5,
+      workMs: 50,
+      durationMs: 6000,
+      expectAbort: 'ERR_LOCK_LOST changed',
+      everyoneAfterFault: true,
+      fault: flushQueued,
+    }),
+  ),
   {
     name: 'Go rueidislock protocol in 2 of 5 workers',
     mode: 'tracklock',
