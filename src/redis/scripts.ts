@@ -216,10 +216,10 @@ if queue then
   handed = not rank and my_handoff and redis.call('EXISTS', my_handoff) == 1
   if handed then
     condition, from = 'FROM', value
-  -- Behind others already queued: join them, and take only keys that hold our value already.
+  -- Behind others already queued: join them without touching the keys (a handoff to us
+  -- before this attempt left its handoff key, with the keys' expiry: see handed above).
   elseif not rank and condition == 'NX' and (queued or apart == 'queue') then
     rank = join(value, validity)
-    if rank > 0 then condition, from = 'FROM', value end
   end
 end
 local tried = (not rank or rank == 0 or condition ~= 'NX') and apart ~= 'queue'
