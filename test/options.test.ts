@@ -195,12 +195,14 @@ async function oldServer(answer: (command: string) => string): Promise<Server> {
 const urlOf = (server: Server) =>
   `redis://127.0.0.1:${(server.address() as { port: number }).port}`;
 
-test('a server without RESP3 (before 6.0) is refused with ERR_SERVER_VERSION', async () => {
+test("a server without RESP3 (before 6.0) is refused with ERR_SERVER_VERSION under tracking: 'on'", async () => {
   const server = await oldServer(() => "-ERR unknown command 'HELLO'\r\n");
   try {
-    const error = await createLocker({ url: urlOf(server), connectTimeoutMs: 2000 }).catch(
-      (e: unknown) => e,
-    );
+    const error = await createLocker({
+      url: urlOf(server),
+      connectTimeoutMs: 2000,
+      tracking: 'on',
+    }).catch((e: unknown) => e);
     assert.instance(error, LockError);
     assert.is((error as LockError).code, 'ERR_SERVER_VERSION');
     assert.match((error as Error).message, /6\.0/);
@@ -301,6 +303,8 @@ test('DEFAULTS holds the documented defaults', () => {
       extendIntervalMs: 2500,
       tryNextAfterMs: 20,
       keyMajority: 2,
+      tracking: 'auto',
+      pollIntervalMs: 100,
       noLoopTracking: true,
       fallbackSetPx: false,
       queue: true,

@@ -24,6 +24,13 @@ export interface WaitOptions extends AcquireOptions {
 
 /** A distributed lock client on one Redis connection. Create it with {@link createLocker}. */
 export interface Locker {
+  /**
+   * How this locker hears that a lock's keys changed: `'push'`, by invalidation pushes (a
+   * waiter retries at once, a holder re-checks at once), or `'poll'`, because the options said
+   * `tracking: 'off'` or a server refused pushes: waiters retry within `pollIntervalMs`, and
+   * holders read their keys every `pollIntervalMs`.
+   */
+  readonly mode: 'push' | 'poll';
   /** Wait until the lock is ours. */
   withContext(name: string, options?: WaitOptions): Promise<Lock>;
   /** Take the lock if it is free now, else reject with `NotLockedError`. Never waits. */

@@ -5,6 +5,9 @@ import { MAX_TIMER_MS } from '../shared/timing.js';
 /** The options that decide how long a waiter sleeps. */
 export type SleepRules = Pick<ResolvedOptions, 'backstopMs' | 'tryNextAfterMs' | 'keyValidityMs'>;
 
+/** The options that decide how often a waiter polls. */
+export type PollRules = Pick<ResolvedOptions, 'pollIntervalMs' | 'keyValidityMs'>;
+
 /** The waiter's place in the queue, from the reply of the server that holds the queue. */
 export function placeIn(outcomes: readonly Outcome<KeyState>[]): QueueState | undefined {
   for (const outcome of outcomes) {
@@ -42,4 +45,29 @@ export function sleepFor(
   if (place.role === 'deputy') return Math.min(renewal, soon);
   const late = Math.min(MAX_TIMER_MS, rules.backstopMs * Math.max(1, place.rank - 1));
   return place.watchMs >= 0 ? Math.min(late, soon) : late;
+}
+
+/**
+ * Where no invalidation wakes a waiter (polling), how long it sleeps at most before it looks
+ * again, by its place. The head, or without a queue every waiter, first 2 ms, doubling with each
+ * busy attempt (`polls`) up to `pollIntervalMs`: a lock released soon is noticed within a few
+ * ms, and a long hold costs about one attempt per `pollIntervalMs`. The deputy every
+ * `pollIntervalMs`. A waiter further back the further back it is, but at least every quarter
+ * validity: once promoted, its ticket is good for one validity, and a listener that does not
+ * answer in time is dropped from the queue. Each pause is jittered to between half and all of
+ * it, so that the waiters of many processes do not poll in step.
+ */
+export function pollFor(
+  place: QueueState | undefined,
+  polls: number,
+  rules: PollRules,
+  random: () => number = Math.random,
+): number {
+  const every = rules.pollIntervalMs;
+  const ms = listensToKeys(place)
+    ? Math.min(every, 2 * 2 ** Math.min(polls, 30))
+    : place?.role === 'deputy'
+      ? every
+      : Math.min(every * Math.max(1, (place?.rank ?? 1) - 1), Math.floor(rules.keyValidityMs / 4));
+  return Math.max(1, Math.round(ms * (0.5 + random() / 2)));
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { KeyState, KeyStore, Outcome } from '../redis/store.js';
 import { LockReleasedError } from '../shared/errors.js';
 import { judge, type Rules } from './attempt.js';
-import type { HeldLock, HeldLockInit } from './lock.js';
+import type { HeldLock, LockTaken } from './lock.js';
 import type { NameState } from './names.js';
 
 /** The released lock that is passed on. */
@@ -17,7 +17,7 @@ export interface PassDeps {
   readonly store: KeyStore;
   readonly rules: Rules;
   /** Hold the passed keys for the next waiter (its `parent` signal). */
-  hold(init: Omit<HeldLockInit, 'onEnd' | 'onDeleting' | 'letGo' | 'queue'>): HeldLock;
+  hold(init: LockTaken): HeldLock;
   /** Let go of `keys` held under `value` (through the queue, if there is one). */
   giveBack(keys: readonly string[], value: string): void;
   /** Keys whose server answered after the majority was decided join the lock later. */

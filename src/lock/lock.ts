@@ -31,7 +31,15 @@ export interface HeldLockInit {
    * locker may pass them to a waiter of its own instead; by default, the store's release.
    */
   readonly letGo?: (reason: unknown) => Promise<Outcome<boolean>[]> | undefined;
+  /**
+   * Where no invalidation tells of a changed key (polling), read the keys this often, in ms,
+   * to notice a loss between extensions.
+   */
+  readonly pollMs?: number | undefined;
 }
+
+/** What taking a lock found, before the locker adds how it follows the lock. */
+export type LockTaken = Omit<HeldLockInit, 'onEnd' | 'onDeleting' | 'letGo' | 'queue' | 'pollMs'>;
 
 /**
  * One held lock, its ownership half (etcd's `Mutex`, where `KeepAlive` is the `Session`): which
@@ -61,6 +69,8 @@ export class HeldLock {
   /** Per key, the last check that found its expiry shortened: when it was sent, and the expiry. */
   readonly #shortened: ({ readonly sentAt: number; readonly expiresBy: number } | undefined)[] = [];
   #expiryTimer: NodeJS.Timeout | undefined;
+  /** Polling: reads the keys every `pollMs`. */
+  #poller: NodeJS.Timeout | undefined;
   /** Keys being read, keys due for a read, and the pending read of them. */
   readonly #checking = new Set<number>();
   readonly #recheck = new Set<number>();
@@ -99,6 +109,7 @@ export class HeldLock {
     }
     if (parent) this.#unhookParent = onAbort(parent, () => this.#finish(parent.reason));
     this.#keepAlive.start(init.sentAt);
+    if (init.pollMs !== undefined) this.#poller = setInterval(() => this.#poll(), init.pollMs);
     this.#evaluate(init.now);
   }
 
@@ -167,6 +178,12 @@ export class HeldLock {
       this.#flushChecks = undefined;
       this.#checkDue();
     });
+  }
+
+  /** Polling: read every key that is ours, as an invalidation of each would have us do. */
+  #poll(): void {
+    for (const i of this.#ownedIndexes()) this.#recheck.add(i);
+    this.#checkDue();
   }
 
   /** Read the keys due for a check that no check in flight is reading. */
@@ -304,6 +321,7 @@ export class HeldLock {
     this.#held = false;
     this.#keepAlive.stop();
     clearTimeout(this.#expiryTimer);
+    clearInterval(this.#poller);
     clearImmediate(this.#flushChecks);
     this.#unhookParent();
     this.#controller.abort(reason);

@@ -27,9 +27,9 @@ import type { AcquireOptions, Locker, WaitOptions } from './api.js';
 import { failureError, judge, type Mode } from './attempt.js';
 import { createHandle, type Lock } from './handle.js';
 import { Leftovers } from './leftovers.js';
-import { listensToKeys, placeIn, sleepFor } from './listening.js';
+import { listensToKeys, placeIn, pollFor, sleepFor } from './listening.js';
 import { passes, passOn } from './local-handoff.js';
-import { HeldLock, type HeldLockInit } from './lock.js';
+import { HeldLock, type LockTaken } from './lock.js';
 import { type NameState, Names } from './names.js';
 import { type Ticket, Tickets } from './tickets.js';
 import { withLock } from './with-lock.js';
@@ -53,6 +53,8 @@ export class RedisLocker implements Locker {
    * server, orders who listens and tries, and hands nothing over (see `Turn`).
    */
   readonly #spread: boolean;
+  /** No invalidation comes from some server (see `tracking`): waiters poll, holders check. */
+  #polling: boolean;
   /** Aborts (with LockerClosedError) when close() starts: every waiter listens to it. */
   readonly #closing = new AbortController();
   #closed: Promise<void> | undefined;
@@ -61,6 +63,11 @@ export class RedisLocker implements Locker {
     this.#options = options;
     this.#leftovers = new Leftovers(options.keyValidityMs);
     this.#spread = options.topology.kind !== 'server';
+    this.#polling = options.tracking === 'off';
+  }
+
+  get mode(): 'push' | 'poll' {
+    return this.#polling ? 'poll' : 'push';
   }
 
   async connect(): Promise<void> {
@@ -69,6 +76,11 @@ export class RedisLocker implements Locker {
       dropped: (store, served) => {
         this.#names.dropped((name) => this.#storeFor(name) === store, served);
         this.#queueDropped(store, served);
+      },
+      polling: (reason) => {
+        // Once per locker, however many of its servers refuse pushes.
+        if (!this.#polling) process.emitWarning(reason, { code: 'TRACKLOCK_POLLING' });
+        this.#polling = true;
       },
     });
   }
@@ -176,6 +188,8 @@ export class RedisLocker implements Locker {
       ? this.#tickets.issue(name, this.#queueOf(name), parent)
       : undefined;
     let held: HeldLock | undefined;
+    /** Attempts in a row that found the lock busy while listening to its keys (polling). */
+    let polls = 0;
     try {
       for (let failures = 0; ; ) {
         const epoch = state.gate.epoch;
@@ -194,7 +208,9 @@ export class RedisLocker implements Locker {
         waiting.throwIfAborted();
         if ('busy' in attempt) {
           failures = 0;
-          await state.gate.sleep(epoch, this.#listen(state, ticket, attempt), waiting);
+          const sleepMs = this.#listen(state, ticket, attempt, polls);
+          polls = listensToKeys(attempt.place) ? polls + 1 : 0;
+          await state.gate.sleep(epoch, sleepMs, waiting);
         } else {
           failures++;
           const backoff = this.#options.tryNextAfterMs * 2 ** Math.min(failures - 1, 20);
@@ -226,23 +242,27 @@ export class RedisLocker implements Locker {
   /**
    * What the active waiter listens to until its next attempt, by its place in the queue (see
    * `sleepFor`): the head (or, without a queue, every waiter) to the keys; the deputy to the
-   * head's ticket; the others only to their wake key. Returns how long it sleeps at most.
+   * head's ticket; the others only to their wake key. Returns how long it sleeps at most: when
+   * polling, no longer than its next poll (see `pollFor`; `polls`: its busy attempts so far).
    */
   #listen(
     state: NameState,
     ticket: Ticket | undefined,
     busy: { readonly retryInMs: number; readonly place?: QueueState | undefined },
+    polls: number,
   ): number {
     const { place } = busy;
     state.listening = listensToKeys(place);
     if (ticket) this.#tickets.watch(ticket, place?.watching);
+    const sleepMs = sleepFor(place, busy.retryInMs, this.#options);
+    if (this.#polling) return Math.min(sleepMs, pollFor(place, polls, this.#options));
     if (ticket && place?.watching) {
       // Redis pushes only what was read outside a script, or declared in one: read it here.
       const store = this.#storeFor(ticket.name);
       const key0 = lockKey(this.#options.keyPrefix, 0, ticket.name);
       store.watch(ticket.queue.tickets + place.watching, key0).catch(() => {});
     }
-    return sleepFor(place, busy.retryInMs, this.#options);
+    return sleepMs;
   }
 
   /**
@@ -441,10 +461,7 @@ export class RedisLocker implements Locker {
    * Start holding a lock whose keys `owned` are ours since `sentAt`; one taken by waiting
    * (`mode` 'wait') keeps its name's gate until it ends.
    */
-  #hold(
-    init: Omit<HeldLockInit, 'onEnd' | 'onDeleting' | 'letGo' | 'queue'>,
-    mode: Mode,
-  ): HeldLock {
+  #hold(init: LockTaken, mode: Mode): HeldLock {
     const { name } = init;
     const state = this.#names.state(name);
     const gated = mode === 'wait';
@@ -452,6 +469,7 @@ export class RedisLocker implements Locker {
     const lock = new HeldLock(this.#storeFor(name), this.#options, {
       ...init,
       queue,
+      pollMs: this.#polling ? this.#options.pollIntervalMs : undefined,
       onEnd: (ended) => this.#names.ended(name, state, ended, gated),
       onDeleting: (deletion, sent) =>
         void this.#leftovers.track(this.#storeFor(name), deletion, sent),

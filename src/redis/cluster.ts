@@ -11,6 +11,7 @@ import {
   cannotServe,
   checkServer,
   connectError,
+  pollingReason,
   withinConnectTimeout,
 } from './connect.js';
 import { SplitStore } from './split.js';
@@ -39,19 +40,50 @@ export class ClusterConnection implements Connection {
     this.#cluster = cluster;
   }
 
+  /**
+   * Connect within connectTimeoutMs; with tracking 'auto', over RESP2 without tracking (the
+   * locker polls) when the nodes refuse pushes.
+   */
   static async connect(
     options: ResolvedOptions,
     cluster: RedisClusterOptions,
     events: ConnectionEvents,
   ): Promise<ClusterConnection> {
+    const started = performance.now();
+    const push = options.tracking !== 'off';
+    try {
+      return await ClusterConnection.#connect(options, cluster, events, push);
+    } catch (error) {
+      const cause = error instanceof LockError ? error.cause : undefined;
+      const reason = pollingReason(cause, describeRoots(cluster));
+      if (!push || options.tracking !== 'auto' || reason === undefined) throw error;
+      events.polling(reason);
+      const left = Math.max(1, Math.round(options.connectTimeoutMs - (performance.now() - started)));
+      return ClusterConnection.#connect({ ...options, connectTimeoutMs: left }, cluster, events, false);
+    }
+  }
+
+  static async #connect(
+    options: ResolvedOptions,
+    cluster: RedisClusterOptions,
+    events: ConnectionEvents,
+    push: boolean,
+  ): Promise<ClusterConnection> {
     const client = newCluster(
       cluster,
-      new InvalidationRouter(options.noLoopTracking, events.invalidated),
+      push ? new InvalidationRouter(options.noLoopTracking, events.invalidated) : undefined,
     );
     let lastError: Error | undefined;
+    let refuse: (error: Error) => void = () => {};
+    // node-redis retries a refused handshake until the connect timeout: an answer that says
+    // the cluster cannot serve us (as asked) ends the wait at once.
+    const refused = new Promise<never>((_, reject) => {
+      refuse = reject;
+    });
     const onError = (error: Error) => {
       // Keep an error that says why over the hang-up that follows it.
       if (!lastError || !cannotServe(lastError)) lastError = error;
+      if (cannotServe(error)) refuse(error);
     };
     client.on('error', onError);
     // Node connections that are up, by address. An error alone does not say the connection
@@ -73,7 +105,7 @@ export class ClusterConnection implements Connection {
       up.add(address(node));
       events.invalidated(null);
     });
-    const ready = client.connect().then(() =>
+    const connected = client.connect().then(() =>
       Promise.all(
         client.masters.map(async (master) => {
           const node = await client.nodeClient(master);
@@ -81,6 +113,8 @@ export class ClusterConnection implements Connection {
         }),
       ),
     );
+    connected.catch(() => {}); // a refusal may settle the race first
+    const ready = Promise.race([connected, refused]);
     ready.catch(() => {}); // the race reports it
     try {
       await withinConnectTimeout(ready, options.connectTimeoutMs, () => lastError);
@@ -131,7 +165,8 @@ export function checkClusterName(name: string): void {
   }
 }
 
-function newCluster(cluster: RedisClusterOptions, router: InvalidationRouter) {
+/** The cluster client: RESP3 with `router` hearing every node's pushes, or RESP2 (polling). */
+function newCluster(cluster: RedisClusterOptions, router: InvalidationRouter | undefined) {
   return createCluster({
     ...cluster,
     // A master that is down fails its keys at once instead of holding up the majority, and the
@@ -141,8 +176,8 @@ function newCluster(cluster: RedisClusterOptions, router: InvalidationRouter) {
     topologyRefreshOnReconnectionAttemptStrategy:
       cluster.topologyRefreshOnReconnectionAttemptStrategy ?? 100,
     useReplicas: false,
-    RESP: 3,
-    clientSideCache: router,
+    // Typed as RESP3 either way: tracklock reads raw replies (sendCommand), alike in both.
+    ...((router ? { RESP: 3, clientSideCache: router } : { RESP: 2 }) as unknown as { RESP: 3 }),
   });
 }
 

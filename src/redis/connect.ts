@@ -7,6 +7,12 @@ import { loadScripts } from './scripts.js';
 import type { KeyOps, StoreEvents } from './store.js';
 
 /**
+ * How a server tells the locker that a key changed: by invalidation pushes, or not at all
+ * (the locker polls).
+ */
+export type Wakeups = 'push' | 'poll';
+
+/**
  * One topology's connection (ServerConnection, NodesConnection, ClusterConnection): it owns
  * its node-redis client(s), and the operations on the keys they reach: one server's
  * `LockCommands`, or a `SplitStore` that spreads each lock's keys over several.
@@ -21,7 +27,7 @@ export interface Connection {
  * What a connection reports. It does not know the `KeyStore` built on it: topology.ts adds
  * that when it passes `dropped` on to the lock logic (see StoreEvents).
  */
-export interface ConnectionEvents extends Pick<StoreEvents, 'invalidated'> {
+export interface ConnectionEvents extends Pick<StoreEvents, 'invalidated' | 'polling'> {
   /** A connection dropped: the keys `served` accepts may be gone. */
   dropped(served: (key: string) => boolean): void;
 }
@@ -39,30 +45,45 @@ export async function withinConnectTimeout(
 }
 
 /**
- * Why a server that answered cannot serve locks, if its answer says so: it is older than 6.0
- * (it refuses HELLO 3), it refuses the credentials, or it does not speak RESP at all (node-redis
- * cannot parse what it sent: an HTTP server, a TLS port spoken to in plain text). Retrying
- * cannot help any of these.
+ * Why a server that answered cannot serve locks as asked, if its answer says so: it refuses
+ * `CLIENT TRACKING` (an ACL without `client|tracking`, a renamed CLIENT, a server or proxy
+ * without it), it refuses `HELLO 3` (RESP2 only: before 6.0, a renamed HELLO, many proxies),
+ * it refuses the credentials, or it does not speak RESP at all (node-redis cannot parse what
+ * it sent: an HTTP server, a TLS port spoken to in plain text). Retrying cannot help any of
+ * these; polling (see `tracking`) helps the first two.
  */
-export function cannotServe(error: unknown): 'credentials' | 'resp3' | 'protocol' | undefined {
+export function cannotServe(
+  error: unknown,
+): 'tracking' | 'resp3' | 'credentials' | 'protocol' | undefined {
   if (!(error instanceof Error)) return undefined;
-  if (error instanceof ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) {
+  const { message } = error;
+  if (/client\|tracking|'CLIENT'|subcommand 'TRACKING'/i.test(message)) return 'tracking';
+  if (error instanceof ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message)) {
     return 'credentials';
   }
-  if (/HELLO|NOPROTO|unknown command/i.test(error.message)) return 'resp3';
-  if (/^Unknown RESP type/.test(error.message)) return 'protocol';
+  if (/HELLO|NOPROTO|unknown command/i.test(message)) return 'resp3';
+  if (/^Unknown RESP type/.test(message)) return 'protocol';
   return undefined;
 }
+
+/** The way out when a server refuses pushes, for the errors. */
+const POLLING = "tracking: 'auto' (the default) or 'off' to poll instead";
 
 /** Say what a failed connect means for the user. */
 export function connectError(error: unknown, timeoutMs: number, address: string): unknown {
   if (error instanceof LockError) return error;
   const message = error instanceof Error ? error.message : String(error);
   switch (cannotServe(error)) {
+    case 'tracking':
+      return new LockError(
+        'ERR_CONNECT',
+        `the Redis server at ${address} refused CLIENT TRACKING (${message}), which tracking: 'on' needs for invalidation pushes: allow the user +client|tracking, or pass ${POLLING}`,
+        { cause: error },
+      );
     case 'resp3':
       return new LockError(
         'ERR_SERVER_VERSION',
-        `the Redis server at ${address} refused RESP3 (${message}): tracklock needs Redis 6.0 or later for invalidation pushes`,
+        `the Redis server at ${address} refused RESP3 (${message}), which tracking: 'on' needs for invalidation pushes (Redis 6.0 or later): pass ${POLLING}`,
         { cause: error },
       );
     case 'credentials':
@@ -84,6 +105,18 @@ export function connectError(error: unknown, timeoutMs: number, address: string)
         { cause: error },
       );
   }
+}
+
+/**
+ * Why a server that refused pushes in the handshake (`error`) can still serve locks by
+ * polling, or `undefined` when polling would not help either.
+ */
+export function pollingReason(error: unknown, address: string): string | undefined {
+  const why = cannotServe(error);
+  if (why !== 'tracking' && why !== 'resp3') return undefined;
+  const message = error instanceof Error ? error.message : String(error);
+  const refused = why === 'tracking' ? 'CLIENT TRACKING' : 'RESP3 (HELLO 3)';
+  return `the Redis server at ${address} refused ${refused} (${message}): tracklock polls it instead of waiting for invalidation pushes (waiters retry within pollIntervalMs, holders read their keys every pollIntervalMs); pass tracking: 'off' to poll without this warning, or 'on' to refuse such a server`;
 }
 
 /** Load the scripts, warn of clock skew, and refuse a server without what the options need. */

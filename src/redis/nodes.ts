@@ -133,6 +133,7 @@ function nodeEvents(
   n: number,
 ): ConnectionEvents {
   return {
+    polling: events.polling,
     dropped: () => events.dropped((key) => (parseKey(prefix, key)?.index ?? -1) % n === j),
     invalidated: (key) => {
       const parsed = key === null ? undefined : parseKey(prefix, key);

@@ -10,6 +10,8 @@ import {
   cannotServe,
   checkServer,
   connectError,
+  pollingReason,
+  type Wakeups,
   withinConnectTimeout,
 } from './connect.js';
 import { InvalidationRouter } from './tracking.js';
@@ -17,20 +19,33 @@ import { InvalidationRouter } from './tracking.js';
 /**
  * node-redis builds a class with every command on it for each new set of client options (some
  * 20 ms of CPU each) and caches only the last set: with a different URL per node, every node
- * paid it again, one after another. Build the class once, as node-redis' cluster client does,
- * and give each connection its own options.
+ * paid it again, one after another. Build the class once per protocol, as node-redis' cluster
+ * client does, and give each connection its own options.
  */
-const clientFactory = () => RedisClient.factory({ RESP: 3 });
-let newClient: ReturnType<typeof clientFactory> | undefined;
-type Client = ReturnType<NonNullable<typeof newClient>>;
+const pushClients = () => RedisClient.factory({ RESP: 3 });
+type Client = ReturnType<ReturnType<typeof pushClients>>;
+type Factory = (options: RedisClientOptions) => Client;
+const factories: Record<Wakeups, () => Factory> = {
+  push: pushClients as () => Factory,
+  // The same client, speaking RESP2: what a caller of sendCommand sees does not differ.
+  poll: () => RedisClient.factory({ RESP: 2 }) as unknown as Factory,
+};
+const newClients: { [mode in Wakeups]?: Factory } = {};
 
 type ReconnectStrategy = (retries: number, cause: Error) => false | Error | number;
 
-/** One Redis server, over one RESP3 connection that tracks what it reads. */
+/**
+ * One Redis server, over one connection: RESP3 tracking what it reads (`push`), or, where the
+ * server refuses that or the options say so, RESP2 without tracking (`poll`).
+ */
 export class ServerConnection implements Connection {
   /** The lock's commands on this server's keys. */
   readonly ops: LockCommands;
-  readonly #client: Client;
+  #client: Client;
+  /** How this server tells of changed keys: it changes once, from push to poll, if refused. */
+  #mode: Wakeups;
+  readonly #options: ResolvedOptions;
+  readonly #events: ConnectionEvents;
   #closed = false;
   /** The client options' reconnect strategy, as node-redis would apply it. */
   readonly #reconnectIn: ReconnectStrategy;
@@ -38,92 +53,141 @@ export class ServerConnection implements Connection {
   #wasReady = false;
   /** `ready` rejected: the server cannot serve locks, trying again will not change that. */
   #failed = false;
+  /** Passed the checks at connect. */
+  #checked = false;
   /** The pause before the next attempt of the first connect. */
   #retry: NodeJS.Timeout | undefined;
   /** Where the server is, for error messages. */
   readonly address: string;
   /**
    * Resolves once the server has answered the handshake and passed the checks; rejects when it
-   * refused RESP3 or failed a check. Until then the client keeps trying in the background.
+   * cannot serve locks (as the `tracking` option asks) or failed a check. Until then the client
+   * keeps trying in the background.
    */
   readonly ready: Promise<void>;
   /** The client's last error, to say why a connection did not come up in time. */
   lastError: Error | undefined;
 
-  private constructor(
-    client: Client,
-    options: ResolvedOptions,
-    events: ConnectionEvents,
-    oneOfSeveral: boolean,
-  ) {
+  private constructor(options: ResolvedOptions, events: ConnectionEvents, oneOfSeveral: boolean) {
     const prefix = options.keyPrefix;
     this.ops = new LockCommands(
-      (args) => client.sendCommand(args),
+      (args) => this.#client.sendCommand(args),
       (keys) => fenceKey(prefix, parseKey(prefix, keys[0] as string)?.name ?? ''),
       oneOfSeveral ? 'raised' : 'in-script',
       options,
     );
-    this.#client = client;
+    this.#options = options;
+    this.#events = events;
     this.#reconnectIn = reconnectStrategy(options.client);
     this.address = describeAddress(options.client);
+    this.#mode = options.tracking === 'off' ? 'poll' : 'push';
+    this.#client = this.#newClient();
+    let resolveReady = () => {};
     this.ready = new Promise<void>((resolve, reject) => {
-      let checked = false;
-      const fail = (error: unknown) => {
+      resolveReady = resolve;
+      this.#fail = (error: unknown) => {
         this.#failed = true;
         clearTimeout(this.#retry);
         reject(error);
       };
-      let up = false;
-      client.on('error', (error: Error) => {
-        // Once failed, keep the error that says why (a protocol error is followed by the
-        // hang-up it provokes).
-        if (!this.#failed) this.lastError = error;
-        if (up && !client.isReady) {
-          up = false;
-          events.dropped(() => true);
-        }
-        // node-redis retries a failed handshake for ever; a server that answered that it
-        // cannot serve us will not change its mind. Let go of it now: no socket stays open.
-        if (!checked && !this.#failed && cannotServe(error) !== undefined) {
-          fail(error);
-          client.destroy();
-        }
-      });
-      client.on('ready', () => {
-        up = true;
-        this.#wasReady = true;
-        if (checked) {
-          // Invalidations sent while the connection was down are lost, and the new connection
-          // tracks nothing yet: every waiter must retry and every held key be read again.
-          events.invalidated(null);
-          return;
-        }
-        checkServer((args) => client.sendCommand(args), options, this.address).then(
-          () => {
-            checked = true;
-            resolve();
-          },
-          // A server that cannot serve locks is final; a connection lost mid-check is not:
-          // the next 'ready' checks again.
-          (error: unknown) => {
-            if (error instanceof LockError) fail(error);
-            else this.lastError = error instanceof Error ? error : new Error(String(error));
-          },
-        );
-      });
-      this.#connect(0, fail);
     });
     this.ready.catch(() => {}); // whoever awaits it reports it
+    this.#use(this.#client, resolveReady);
+  }
+
+  /** Reject `ready` for good. */
+  #fail: (error: unknown) => void = () => {};
+
+  /** A client for the current mode; its reconnect strategy defers to ours (see #connect). */
+  #newClient(): Client {
+    const push = this.#mode === 'push';
+    const options = this.#options;
+    const clientOptions = {
+      ...options.client,
+      RESP: push ? 3 : 2,
+      socket: {
+        ...options.client.socket,
+        // Until the first 'ready', node-redis gives up after each failed attempt: the
+        // connection times the next (see #connect).
+        reconnectStrategy: (retries: number, cause: Error) =>
+          this.#wasReady ? this.#reconnectIn(retries, cause) : false,
+      },
+      clientSideCache: push
+        ? new InvalidationRouter(options.noLoopTracking, this.#events.invalidated)
+        : undefined,
+    } as RedisClientOptions;
+    const factory = (newClients[this.#mode] ??= factories[this.#mode]());
+    return factory(clientOptions);
+  }
+
+  /** Follow `client` through its handshake, checks, drops and reconnects. */
+  #use(client: Client, resolve: () => void): void {
+    const events = this.#events;
+    let up = false;
+    client.on('error', (error: Error) => {
+      if (client !== this.#client) return;
+      // Once failed, keep the error that says why (a protocol error is followed by the
+      // hang-up it provokes).
+      if (!this.#failed) this.lastError = error;
+      if (up && !client.isReady) {
+        up = false;
+        events.dropped(() => true);
+      }
+      if (this.#checked || this.#failed) return;
+      // Refused pushes: with tracking 'auto', poll over a new connection instead.
+      const reason =
+        this.#mode === 'push' && this.#options.tracking === 'auto'
+          ? pollingReason(error, this.address)
+          : undefined;
+      if (reason !== undefined) {
+        this.#mode = 'poll';
+        forget(client);
+        this.#client = this.#newClient();
+        events.polling(reason);
+        this.#use(this.#client, resolve);
+        return;
+      }
+      // node-redis retries a failed handshake for ever; a server that answered that it
+      // cannot serve us will not change its mind. Let go of it now: no socket stays open.
+      if (cannotServe(error) !== undefined) {
+        this.#fail(error);
+        forget(client);
+      }
+    });
+    client.on('ready', () => {
+      up = true;
+      this.#wasReady = true;
+      if (this.#checked) {
+        // Invalidations sent while the connection was down are lost, and the new connection
+        // tracks nothing yet: every waiter must retry and every held key be read again.
+        events.invalidated(null);
+        return;
+      }
+      checkServer((args) => client.sendCommand(args), this.#options, this.address).then(
+        () => {
+          this.#checked = true;
+          resolve();
+        },
+        // A server that cannot serve locks is final; a connection lost mid-check is not:
+        // the next 'ready' checks again.
+        (error: unknown) => {
+          if (error instanceof LockError) this.#fail(error);
+          else this.lastError = error instanceof Error ? error : new Error(String(error));
+        },
+      );
+    });
+    this.#connect(client, 0);
   }
 
   /**
-   * One attempt of the first connect. node-redis gives up after each failed one (see `start`),
-   * and the pause before the next is this timer, which `destroy()` clears: node-redis' own
-   * pause cannot be cancelled, and kept a process alive for up to 2.2 s after it gave up.
+   * One attempt of the first connect. node-redis gives up after each failed one (see
+   * #newClient), and the pause before the next is this timer, which `destroy()` clears:
+   * node-redis' own pause cannot be cancelled, and kept a process alive for up to 2.2 s after
+   * it gave up.
    */
-  #connect(attempt: number, fail: (error: unknown) => void): void {
-    this.#client.connect().catch((error: unknown) => {
-      if (this.#closed || this.#failed || this.#wasReady) return;
+  #connect(client: Client, attempt: number): void {
+    client.connect().catch((error: unknown) => {
+      if (this.#closed || this.#failed || this.#wasReady || client !== this.#client) return;
       const cause = error instanceof Error ? error : new Error(String(error));
       let retryIn: false | Error | number;
       try {
@@ -132,9 +196,9 @@ export class ServerConnection implements Connection {
         retryIn = thrown instanceof Error ? thrown : new Error(String(thrown));
       }
       // The client options' strategy said to stop: the connection will not come.
-      if (retryIn === false) fail(cause);
-      else if (retryIn instanceof Error) fail(retryIn);
-      else this.#retry = setTimeout(() => this.#connect(attempt + 1, fail), retryIn);
+      if (retryIn === false) this.#fail(cause);
+      else if (retryIn instanceof Error) this.#fail(retryIn);
+      else this.#retry = setTimeout(() => this.#connect(client, attempt + 1), retryIn);
     });
   }
 
@@ -148,21 +212,7 @@ export class ServerConnection implements Connection {
     events: ConnectionEvents,
     oneOfSeveral: boolean,
   ): ServerConnection {
-    const router = new InvalidationRouter(options.noLoopTracking, events.invalidated);
-    let reconnectIn: ReconnectStrategy = () => false;
-    const clientOptions: RedisClientOptions = {
-      ...options.client,
-      RESP: 3,
-      clientSideCache: router,
-      socket: { ...options.client.socket, reconnectStrategy: (...args) => reconnectIn(...args) },
-    };
-    newClient ??= clientFactory();
-    const server = new ServerConnection(newClient(clientOptions), options, events, oneOfSeveral);
-    // Until the first 'ready', node-redis gives up after each failed attempt: the connection
-    // times the next (see #connect).
-    reconnectIn = (retries, cause) =>
-      server.#wasReady ? server.#reconnectIn(retries, cause) : false;
-    return server;
+    return new ServerConnection(options, events, oneOfSeveral);
   }
 
   /** Connected, and through the handshake. */
@@ -196,9 +246,16 @@ export class ServerConnection implements Connection {
     clearTimeout(this.#retry);
     // Whatever isOpen says: close() clears it at once, yet keeps the socket until Redis answers
     // what is pending, and a frozen Redis never does. (destroy() is idempotent.)
-    this.#client.destroy();
-    this.#client.removeAllListeners();
+    forget(this.#client);
   }
+}
+
+/** Close a client now and stop hearing from it. */
+function forget(client: Client): void {
+  client.destroy();
+  client.removeAllListeners();
+  // A late socket error must not go unhandled.
+  client.on('error', () => {});
 }
 
 /**

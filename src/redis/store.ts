@@ -70,6 +70,11 @@ export interface StoreEvents {
    * lost them, and a waiter that reconnects first can take them.
    */
   dropped(store: KeyStore, served: (key: string) => boolean): void;
+  /**
+   * A server refused invalidation pushes, and is polled instead (with `tracking: 'auto'`):
+   * `reason` says which server and why.
+   */
+  polling(reason: string): void;
 }
 
 /**

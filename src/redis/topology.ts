@@ -61,6 +61,7 @@ async function open(
   let store: KeyStore | undefined;
   const connection = await connect({
     invalidated: events.invalidated,
+    polling: events.polling,
     // Before the store exists, no lock holds its keys.
     dropped: (served) => {
       if (store) events.dropped(store, served);

@@ -79,6 +79,21 @@ export interface LockerOptions {
    */
   keyMajority?: number;
   /**
+   * How waiters and holders learn that a key changed. `'on'`: invalidation pushes (RESP3 and
+   * `CLIENT TRACKING`), refusing a server that cannot send them. `'off'`: polling, over RESP2,
+   * on any server. `'auto'`: pushes where the server allows them, else polling, with one
+   * warning (`TRACKLOCK_POLLING`) that names why; `locker.mode` says which it got.
+   * @default 'auto'
+   */
+  tracking?: 'auto' | 'on' | 'off';
+  /**
+   * When polling (see `tracking`): the longest a waiter sleeps between attempts (the first
+   * pauses are shorter: 2 ms doubling, with jitter, never past the holder's expiry), and how
+   * often a held lock reads its keys to notice a loss between extensions, in ms.
+   * @default 100
+   */
+  pollIntervalMs?: number;
+  /**
    * Track keys with `CLIENT TRACKING ON OPTOUT NOLOOP`, so the locker's own writes do not echo
    * back as invalidations. Every RESP3 server accepts NOLOOP; it covers writes made inside
    * scripts from Redis 7.0.5 on, below that an extension costs one extra `GET` per key.
@@ -138,6 +153,8 @@ export const DEFAULTS = Object.freeze({
   extendIntervalMs: 2500,
   tryNextAfterMs: 20,
   keyMajority: 2,
+  tracking: 'auto',
+  pollIntervalMs: 100,
   noLoopTracking: true,
   fallbackSetPx: false,
   queue: true,
@@ -165,6 +182,8 @@ export interface ResolvedOptions {
   readonly tryNextAfterMs: number;
   readonly keyMajority: number;
   readonly keyCount: number;
+  readonly tracking: Tracking;
+  readonly pollIntervalMs: number;
   readonly noLoopTracking: boolean;
   readonly fallbackSetPx: boolean;
   /** Waiters queue (the `queue` option). */
@@ -182,6 +201,9 @@ export interface ResolvedOptions {
   readonly commandTimeoutMs: number;
   readonly connectTimeoutMs: number;
 }
+
+/** The `tracking` option: pushes, polling, or the best the server allows. */
+export type Tracking = 'auto' | 'on' | 'off';
 
 /** Where the keys live. */
 export type Topology =

@@ -8,6 +8,7 @@ import {
   type ResolvedGroup,
   type ResolvedOptions,
   type Topology,
+  type Tracking,
 } from './options.js';
 import { MAX_TIMER_MS } from './timing.js';
 
@@ -104,6 +105,8 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
     tryNextAfterMs: duration('tryNextAfterMs', options.tryNextAfterMs, DEFAULTS.tryNextAfterMs),
     keyMajority,
     keyCount: 2 * keyMajority - 1,
+    tracking: tracking(options.tracking),
+    pollIntervalMs: duration('pollIntervalMs', options.pollIntervalMs, DEFAULTS.pollIntervalMs),
     noLoopTracking: flag('noLoopTracking', options.noLoopTracking, DEFAULTS.noLoopTracking),
     fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
     queue,
@@ -152,6 +155,14 @@ function checkNumber(name: string, value: unknown, unit = ''): asserts value is 
         ? 'null'
         : `a ${typeof value}`;
   throw new TypeError(`${name} must be a number${unit}, got ${got}`);
+}
+
+function tracking(value: unknown): Tracking {
+  const chosen = value ?? DEFAULTS.tracking;
+  if (chosen !== 'auto' && chosen !== 'on' && chosen !== 'off') {
+    throw new TypeError(`tracking must be 'auto', 'on' or 'off', got ${String(value)}`);
+  }
+  return chosen;
 }
 
 function flag(name: string, value: unknown, fallback: boolean): boolean {
