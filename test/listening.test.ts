@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { listensToKeys, sleepFor } from '../src/lock/listening.js';
+import { listensToKeys, pollFor, sleepFor } from '../src/lock/listening.js';
 import type { QueueState } from '../src/redis/store.js';
 
 // How long a busy waiter sleeps, by its place in the queue: no Redis needed.
@@ -47,6 +47,33 @@ test('a waiter further back sleeps for the backstop, longer the further back', (
 
 test('behind listeners that have not answered, a waiter looks when their tickets run out', () => {
   assert.is(sleepFor(place({ rank: 5, watchMs: 700 }), 900, rules), 720);
+});
+
+// Polling (no invalidation pushes): how soon a waiter looks again, at both ends of the jitter.
+const polling = { keyValidityMs: 1000, pollIntervalMs: 100 };
+const [low, high] = [() => 0, () => 0.999_999];
+
+test('when polling, the head looks after 2 ms, doubling up to pollIntervalMs, jittered to half', () => {
+  const head = place({ role: 'head', rank: 0 });
+  assert.equal(
+    [0, 1, 2, 3, 4, 5, 6, 40].map((polls) => pollFor(head, polls, polling, high)),
+    [2, 4, 8, 16, 32, 64, 100, 100],
+  );
+  assert.equal(
+    [0, 1, 5, 6].map((polls) => pollFor(head, polls, polling, low)),
+    [1, 2, 32, 50],
+  );
+  // Without a queue, every waiter polls like the head.
+  assert.is(pollFor(undefined, 6, polling, high), 100);
+});
+
+test('when polling, the deputy looks every pollIntervalMs, and a waiter further back less often, yet within a quarter validity', () => {
+  assert.is(pollFor(place({ role: 'deputy', rank: 1 }), 0, polling, high), 100);
+  assert.is(pollFor(place({ rank: 2 }), 0, polling, high), 100);
+  assert.is(pollFor(place({ rank: 3 }), 0, polling, high), 200);
+  // A promoted listener that does not answer within its ticket's validity loses its place.
+  assert.is(pollFor(place({ rank: 50 }), 0, polling, high), 250);
+  assert.is(pollFor(place({ rank: 50 }), 0, polling, low), 125);
 });
 
 test.run();
