@@ -58,8 +58,16 @@ export class ClusterConnection implements Connection {
       const reason = pollingReason(cause, describeRoots(cluster));
       if (!push || options.tracking !== 'auto' || reason === undefined) throw error;
       events.polling(reason);
-      const left = Math.max(1, Math.round(options.connectTimeoutMs - (performance.now() - started)));
-      return ClusterConnection.#connect({ ...options, connectTimeoutMs: left }, cluster, events, false);
+      const left = Math.max(
+        1,
+        Math.round(options.connectTimeoutMs - (performance.now() - started)),
+      );
+      return ClusterConnection.#connect(
+        { ...options, connectTimeoutMs: left },
+        cluster,
+        events,
+        false,
+      );
     }
   }
 

@@ -116,8 +116,8 @@ export class ServerConnection implements Connection {
         ? new InvalidationRouter(options.noLoopTracking, this.#events.invalidated)
         : undefined,
     } as RedisClientOptions;
-    const factory = (newClients[this.#mode] ??= factories[this.#mode]());
-    return factory(clientOptions);
+    newClients[this.#mode] ??= factories[this.#mode]();
+    return (newClients[this.#mode] as Factory)(clientOptions);
   }
 
   /** Follow `client` through its handshake, checks, drops and reconnects. */

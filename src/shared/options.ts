@@ -19,7 +19,8 @@ export interface LockerOptions {
   url?: string;
   /**
    * Options for node-redis' `createClient` (TLS, auth, socket, reconnect strategy…).
-   * tracklock sets `RESP: 3` and its own `clientSideCache`; passing others for those is an error.
+   * tracklock sets `RESP` (3, or 2 when polling) and its own `clientSideCache`; passing
+   * either is an error.
    * @default {} (node-redis' own defaults)
    */
   client?: RedisClientOptions;
@@ -34,7 +35,8 @@ export interface LockerOptions {
   nodes?: readonly NodeOptions[];
   /**
    * A Redis Cluster: node-redis `createCluster` options (`rootNodes`, `defaults` for every node
-   * connection…). tracklock sets `RESP: 3`, its `clientSideCache` and `useReplicas: false`.
+   * connection…). tracklock sets `RESP` (3, or 2 when polling), its `clientSideCache` and
+   * `useReplicas: false`.
    * Lock names must not contain a `{hashtag}`. Not with `url`, `client`, `nodes` or `groups`.
    * @default none: one server, at `url`
    */

@@ -178,7 +178,9 @@ function clientOptions(options: LockerOptions): RedisClientOptions {
     throw new TypeError('client must be an object of node-redis client options');
   }
   if (client.RESP !== undefined && client.RESP !== 3) {
-    throw new TypeError('client.RESP must be 3 (or unset): invalidation pushes need RESP3');
+    throw new TypeError(
+      `client.RESP is chosen by tracklock (3 for invalidation pushes, 2 when polling: see the tracking option); leave it unset, got ${String(client.RESP)}`,
+    );
   }
   if (client.clientSideCache !== undefined) {
     throw new TypeError('client.clientSideCache is set by tracklock itself; leave it unset');
@@ -227,7 +229,9 @@ function resolveTopology(options: LockerOptions, client: RedisClientOptions): To
       throw new TypeError('with cluster, put client options in cluster.defaults, not client');
     }
     if (cluster.RESP !== undefined && cluster.RESP !== 3) {
-      throw new TypeError('cluster.RESP must be 3 (or unset): invalidation pushes need RESP3');
+      throw new TypeError(
+        `cluster.RESP is chosen by tracklock (3 for invalidation pushes, 2 when polling: see the tracking option); leave it unset, got ${String(cluster.RESP)}`,
+      );
     }
     if (cluster.clientSideCache !== undefined) {
       throw new TypeError('cluster.clientSideCache is set by tracklock itself; leave it unset');
