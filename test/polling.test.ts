@@ -261,6 +261,27 @@ test('a cluster whose nodes refuse CLIENT TRACKING is polled', async (ctx) => {
   }
 });
 
+test('a locker whose reconnect is refused CLIENT TRACKING goes on by polling', async (ctx) => {
+  const [holder, waiter] = [
+    await locker(ctx, { keyValidityMs: 60_000 }),
+    await locker(ctx, { keyValidityMs: 60_000 }),
+  ];
+  assert.is(holder.mode, 'push');
+  // The server's rules change (a managed service's update), and the connections drop.
+  await ctx.admin.sendCommand(['ACL', 'SETUSER', 'default', '-client|tracking']);
+  await ctx.admin.sendCommand(['CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes']);
+  await until(() => holder.mode === 'poll' && waiter.mode === 'poll');
+  assert.match(ctx.warnings[0]?.message ?? '', /refused CLIENT TRACKING/);
+  await handsOver(holder, waiter, 'changed');
+});
+
+test('with queue: false, every polling locker tries the keys itself', async (ctx) => {
+  const options: LockerOptions = { tracking: 'off', queue: false, keyValidityMs: 60_000 };
+  const [holder, waiter] = [await locker(ctx, options), await locker(ctx, options)];
+  await handsOver(holder, waiter, 'racing');
+  assert.is(await ctx.admin.exists('rueidislock:q:racing'), 0, 'a queue was made');
+});
+
 test('pollIntervalMs and tracking are checked', async () => {
   for (const bad of [0, 1.5, -1]) {
     const error = await createLocker({ pollIntervalMs: bad }).catch((e: unknown) => e);

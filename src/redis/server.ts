@@ -133,8 +133,9 @@ export class ServerConnection implements Connection {
         up = false;
         events.dropped(() => true);
       }
-      if (this.#checked || this.#failed) return;
-      // Refused pushes: with tracking 'auto', poll over a new connection instead.
+      if (this.#failed) return;
+      // Refused pushes: with tracking 'auto', poll over a new connection instead, at connect
+      // or at a reconnect (the server's rules changed, or a failover reached another).
       const reason =
         this.#mode === 'push' && this.#options.tracking === 'auto'
           ? pollingReason(error, this.address)
@@ -149,7 +150,7 @@ export class ServerConnection implements Connection {
       }
       // node-redis retries a failed handshake for ever; a server that answered that it
       // cannot serve us will not change its mind. Let go of it now: no socket stays open.
-      if (cannotServe(error) !== undefined) {
+      if (!this.#checked && cannotServe(error) !== undefined) {
         this.#fail(error);
         forget(client);
       }
