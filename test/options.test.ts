@@ -305,6 +305,7 @@ test('DEFAULTS holds the documented defaults', () => {
       keyMajority: 2,
       tracking: 'auto',
       pollIntervalMs: 100,
+      checkIntervalMs: 500,
       noLoopTracking: true,
       fallbackSetPx: false,
       queue: true,

@@ -169,8 +169,8 @@ test('a polling waiter looks often at first, then about once per pollIntervalMs'
   await (await waiting).release();
 });
 
-test('a polling holder notices its keys deleted within pollIntervalMs, not at its next extension', async (ctx) => {
-  const holder = await locker(ctx, { tracking: 'off', keyValidityMs: 60_000, pollIntervalMs: 50 });
+test('a polling holder notices its keys deleted within checkIntervalMs, not at its next extension', async (ctx) => {
+  const holder = await locker(ctx, { tracking: 'off', keyValidityMs: 60_000, checkIntervalMs: 50 });
   const lock = await holder.withContext('deleted', bound());
   await ctx.admin.del(keysOf('deleted').slice(0, 2));
   // The next extension is 30 s away.
@@ -282,11 +282,13 @@ test('with queue: false, every polling locker tries the keys itself', async (ctx
   assert.is(await ctx.admin.exists('rueidislock:q:racing'), 0, 'a queue was made');
 });
 
-test('pollIntervalMs and tracking are checked', async () => {
+test('pollIntervalMs, checkIntervalMs and tracking are checked', async () => {
   for (const bad of [0, 1.5, -1]) {
-    const error = await createLocker({ pollIntervalMs: bad }).catch((e: unknown) => e);
-    assert.instance(error, RangeError);
-    assert.match((error as Error).message, /pollIntervalMs/);
+    for (const name of ['pollIntervalMs', 'checkIntervalMs']) {
+      const error = await createLocker({ [name]: bad }).catch((e: unknown) => e);
+      assert.instance(error, RangeError);
+      assert.match((error as Error).message, new RegExp(name));
+    }
   }
   const error = await createLocker({ tracking: 'yes' as 'on' }).catch((e: unknown) => e);
   assert.instance(error, TypeError);

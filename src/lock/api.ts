@@ -28,7 +28,7 @@ export interface Locker {
    * How this locker hears that a lock's keys changed: `'push'`, by invalidation pushes (a
    * waiter retries at once, a holder re-checks at once), or `'poll'`, because the options said
    * `tracking: 'off'` or a server refused pushes: waiters retry within `pollIntervalMs`, and
-   * holders read their keys every `pollIntervalMs`.
+   * holders read their keys every `checkIntervalMs`.
    */
   readonly mode: 'push' | 'poll';
   /** Wait until the lock is ours. */

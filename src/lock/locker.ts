@@ -469,7 +469,7 @@ export class RedisLocker implements Locker {
     const lock = new HeldLock(this.#storeFor(name), this.#options, {
       ...init,
       queue,
-      pollMs: this.#polling ? this.#options.pollIntervalMs : undefined,
+      pollMs: this.#polling ? this.#options.checkIntervalMs : undefined,
       onEnd: (ended) => this.#names.ended(name, state, ended, gated),
       onDeleting: (deletion, sent) =>
         void this.#leftovers.track(this.#storeFor(name), deletion, sent),

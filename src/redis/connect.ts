@@ -116,7 +116,7 @@ export function pollingReason(error: unknown, address: string): string | undefin
   if (why !== 'tracking' && why !== 'resp3') return undefined;
   const message = error instanceof Error ? error.message : String(error);
   const refused = why === 'tracking' ? 'CLIENT TRACKING' : 'RESP3 (HELLO 3)';
-  return `the Redis server at ${address} refused ${refused} (${message}): tracklock polls it instead of waiting for invalidation pushes (waiters retry within pollIntervalMs, holders read their keys every pollIntervalMs); pass tracking: 'off' to poll without this warning, or 'on' to refuse such a server`;
+  return `the Redis server at ${address} refused ${refused} (${message}): tracklock polls it instead of waiting for invalidation pushes (waiters retry within pollIntervalMs, holders read their keys every checkIntervalMs); pass tracking: 'off' to poll without this warning, or 'on' to refuse such a server`;
 }
 
 /** Load the scripts, warn of clock skew, and refuse a server without what the options need. */

@@ -89,12 +89,17 @@ export interface LockerOptions {
    */
   tracking?: 'auto' | 'on' | 'off';
   /**
-   * When polling (see `tracking`): the longest a waiter sleeps between attempts (the first
-   * pauses are shorter: 2 ms doubling, with jitter, never past the holder's expiry), and how
-   * often a held lock reads its keys to notice a loss between extensions, in ms.
+   * When polling (see `tracking`): the longest a waiter sleeps between attempts, in ms (the
+   * first pauses are shorter: 2 ms doubling, with jitter, never past the holder's expiry).
    * @default 100
    */
   pollIntervalMs?: number;
+  /**
+   * When polling: how often a held lock reads its keys, in ms, to notice between extensions
+   * that it was taken (forced, deleted, flushed, evicted). Each read is one script call.
+   * @default 500
+   */
+  checkIntervalMs?: number;
   /**
    * Track keys with `CLIENT TRACKING ON OPTOUT NOLOOP`, so the locker's own writes do not echo
    * back as invalidations. Every RESP3 server accepts NOLOOP; it covers writes made inside
@@ -157,6 +162,7 @@ export const DEFAULTS = Object.freeze({
   keyMajority: 2,
   tracking: 'auto',
   pollIntervalMs: 100,
+  checkIntervalMs: 500,
   noLoopTracking: true,
   fallbackSetPx: false,
   queue: true,
@@ -186,6 +192,7 @@ export interface ResolvedOptions {
   readonly keyCount: number;
   readonly tracking: Tracking;
   readonly pollIntervalMs: number;
+  readonly checkIntervalMs: number;
   readonly noLoopTracking: boolean;
   readonly fallbackSetPx: boolean;
   /** Waiters queue (the `queue` option). */

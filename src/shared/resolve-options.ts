@@ -107,6 +107,7 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
     keyCount: 2 * keyMajority - 1,
     tracking: tracking(options.tracking),
     pollIntervalMs: duration('pollIntervalMs', options.pollIntervalMs, DEFAULTS.pollIntervalMs),
+    checkIntervalMs: duration('checkIntervalMs', options.checkIntervalMs, DEFAULTS.checkIntervalMs),
     noLoopTracking: flag('noLoopTracking', options.noLoopTracking, DEFAULTS.noLoopTracking),
     fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
     queue,
