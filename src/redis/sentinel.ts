@@ -16,9 +16,10 @@ import { InvalidationRouter } from './tracking.js';
 
 /**
  * A primary found through Redis Sentinel, with node-redis' sentinel client: it asks the
- * sentinels which server is the primary, sends every command there, and on a failover (the
- * sentinels' `switch-master`, or a command that finds the primary gone or read-only) asks
- * again and connects to the new one. All of a lock's keys are on that one primary.
+ * sentinels which server is the primary and connects to it, and on a failover (the sentinels'
+ * `switch-master`, or a command sent while it has no primary) asks again and connects to the
+ * new one. The commands go on that connection (see Primary). All of a lock's keys are on that
+ * one primary.
  *
  * The lock logic hears of the primary's connection as of one server's: it dropped (every key
  * may be gone: a held lock is lost at once), and it is back (on the same server or on a new

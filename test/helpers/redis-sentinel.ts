@@ -1,13 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '@redis/client';
 import { killOnExit } from './reaper.js';
+import { poll, removeOnExit } from './redis-cluster.js';
 import { freePorts, type RedisServer, startRedisServer } from './redis-server.js';
 
 export interface RedisSentinelOptions {
@@ -44,7 +43,6 @@ export interface RedisSentinelSet {
   stop(): Promise<void>;
 }
 
-const POLL_MS = 50;
 const COMMAND_TIMEOUT_MS = 1_000;
 
 export async function startRedisSentinel(
@@ -64,7 +62,6 @@ export async function startRedisSentinel(
       ...sentinels.map((sentinel) => sentinel.stop()),
     ]);
     await rm(dir, { recursive: true, force: true });
-    dirs.delete(dir);
   };
   try {
     // A replica syncs at once (no diskless-sync delay) and pings its master every second.
@@ -264,38 +261,6 @@ async function ask(port: number, args: string[]): Promise<unknown> {
     clearTimeout(timer);
     if (client.isOpen) client.destroy();
   }
-}
-
-/** Call `check` every POLL_MS until it is true; errors count as not yet. Bounded by `deadline`. */
-async function poll(deadline: number, what: string, check: () => Promise<boolean>): Promise<void> {
-  let last: unknown;
-  for (;;) {
-    try {
-      if (await check()) return;
-      last = undefined;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() >= deadline) {
-      const cause = last instanceof Error ? `: ${last.message}` : '';
-      throw new Error(`timed out waiting for ${what}${cause}`);
-    }
-    await sleep(POLL_MS);
-  }
-}
-
-const dirs = new Set<string>();
-let hooked = false;
-
-/** Remove `dir` when this process exits, if `stop()` did not. */
-function removeOnExit(dir: string): void {
-  if (!hooked) {
-    process.once('exit', () => {
-      for (const each of dirs) rmSync(each, { recursive: true, force: true });
-    });
-  }
-  hooked = true;
-  dirs.add(dir);
 }
 
 function left(deadline: number): number {
