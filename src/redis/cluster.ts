@@ -11,7 +11,7 @@ import {
   cannotServe,
   checkServer,
   connectError,
-  pollingReason,
+  pushOrPoll,
   withinConnectTimeout,
 } from './connect.js';
 import { SplitStore } from './split.js';
@@ -44,31 +44,14 @@ export class ClusterConnection implements Connection {
    * Connect within connectTimeoutMs; with tracking 'auto', over RESP2 without tracking (the
    * locker polls) when the nodes refuse pushes.
    */
-  static async connect(
+  static connect(
     options: ResolvedOptions,
     cluster: RedisClusterOptions,
     events: ConnectionEvents,
   ): Promise<ClusterConnection> {
-    const started = performance.now();
-    const push = options.tracking !== 'off';
-    try {
-      return await ClusterConnection.#connect(options, cluster, events, push);
-    } catch (error) {
-      const cause = error instanceof LockError ? error.cause : undefined;
-      const reason = pollingReason(cause, describeRoots(cluster));
-      if (!push || options.tracking !== 'auto' || reason === undefined) throw error;
-      events.polling(reason);
-      const left = Math.max(
-        1,
-        Math.round(options.connectTimeoutMs - (performance.now() - started)),
-      );
-      return ClusterConnection.#connect(
-        { ...options, connectTimeoutMs: left },
-        cluster,
-        events,
-        false,
-      );
-    }
+    return pushOrPoll(options, describeRoots(cluster), events, (resolved, push) =>
+      ClusterConnection.#connect(resolved, cluster, events, push),
+    );
   }
 
   static async #connect(

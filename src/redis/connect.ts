@@ -119,6 +119,35 @@ export function pollingReason(error: unknown, address: string): string | undefin
   return `the Redis server at ${address} refused ${refused} (${message}): tracklock polls it instead of waiting for invalidation pushes (waiters retry within pollIntervalMs, holders read their keys every checkIntervalMs); pass tracking: 'off' to poll without this warning, or 'on' to refuse such a server`;
 }
 
+/**
+ * Connect a topology's client(s) with pushes (`push`: RESP3 and tracking), unless the options
+ * say `tracking: 'off'`; with `'auto'`, when the server refuses pushes (a `LockError` whose
+ * cause `pollingReason` reads), tell `events.polling` and connect again without them, in what
+ * is left of connectTimeoutMs.
+ */
+export async function pushOrPoll<T>(
+  options: ResolvedOptions,
+  address: string,
+  events: Pick<ConnectionEvents, 'polling'>,
+  connect: (options: ResolvedOptions, push: boolean) => Promise<T>,
+): Promise<T> {
+  const started = performance.now();
+  const push = options.tracking !== 'off';
+  try {
+    return await connect(options, push);
+  } catch (error) {
+    const cause = error instanceof LockError ? error.cause : undefined;
+    const reason = pollingReason(cause, address);
+    if (!push || options.tracking !== 'auto' || reason === undefined) throw error;
+    events.polling(reason);
+    const spent = Math.round(performance.now() - started);
+    return connect(
+      { ...options, connectTimeoutMs: Math.max(1, options.connectTimeoutMs - spent) },
+      false,
+    );
+  }
+}
+
 /** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
 export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {
   // All in one round trip: node-redis pipelines what is sent together.

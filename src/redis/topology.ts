@@ -3,6 +3,7 @@ import { ClusterConnection, checkClusterName } from './cluster.js';
 import type { Connection, ConnectionEvents } from './connect.js';
 import { Groups } from './groups.js';
 import { NodesConnection } from './nodes.js';
+import { SentinelConnection } from './sentinel.js';
 import { ServerConnection } from './server.js';
 import type { KeyStore, Placement, StoreEvents } from './store.js';
 
@@ -25,6 +26,10 @@ export async function connectPlacement(
       );
       return { ...everyName(store), checkName: checkClusterName };
     }
+    case 'sentinel':
+      return everyName(
+        await open(events, (on) => SentinelConnection.connect(options, topology.sentinel, on)),
+      );
     case 'groups': {
       // Every set must be usable: each serves its share of the names.
       const stores = await Promise.allSettled(

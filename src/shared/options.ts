@@ -1,4 +1,4 @@
-import type { RedisClientOptions, RedisClusterOptions } from '@redis/client';
+import type { RedisClientOptions, RedisClusterOptions, RedisSentinelOptions } from '@redis/client';
 
 /** One Redis server of several: a `redis://` URL, or node-redis client options. */
 export type NodeOptions = string | RedisClientOptions;
@@ -29,24 +29,36 @@ export interface LockerOptions {
    * every lock (so which address reaches a node does not matter), over its own connection.
    * Each entry is a URL or client options (laid over `client`). `keyMajority` defaults to one
    * key per node, so the lock outlives the loss of a minority of them; the number of nodes
-   * must divide `2 * keyMajority - 1`. Not with `url`, `cluster` or `groups`.
+   * must divide `2 * keyMajority - 1`. Not with `url`, `cluster`, `sentinel` or `groups`.
    * @default none: one server, at `url`
    */
   nodes?: readonly NodeOptions[];
   /**
    * A Redis Cluster: node-redis `createCluster` options (`rootNodes`, `defaults` for every node
    * connection…). tracklock sets `RESP` (3, or 2 when polling), its `clientSideCache` and
-   * `useReplicas: false`.
-   * Lock names must not contain a `{hashtag}`. Not with `url`, `client`, `nodes` or `groups`.
+   * `useReplicas: false`. Lock names must not contain a `{hashtag}`. Not with `url`, `client`,
+   * `nodes`, `sentinel` or `groups`.
    * @default none: one server, at `url`
    */
   cluster?: RedisClusterOptions;
+  /**
+   * A primary found through Redis Sentinel: node-redis `createSentinel` options (`name`,
+   * `sentinelRootNodes`, `nodeClientOptions` for the connection to the primary,
+   * `sentinelClientOptions`…). Every key of every lock is on the primary, and the locker
+   * follows it on a failover: a lock held then is lost (its signal aborts), waiters are served
+   * by the new primary (see docs/topologies.md for what a failover can cost). tracklock sets
+   * `RESP` (3, or 2 when polling), its `clientSideCache`, `masterPoolSize: 1` and
+   * `replicaPoolSize: 0`. Not with
+   * `url`, `client`, `nodes`, `cluster` or `groups`.
+   * @default none: one server, at `url`
+   */
+  sentinel?: RedisSentinelOptions;
   /**
    * Several independent sets of `nodes`; each lock name lives on one set, chosen by rendezvous
    * hashing of the name with each set's id, so adding a set moves about 1/n of the names. A
    * set is an array of nodes, whose id is its position in `groups` ('0', '1', …), or
    * `{ id, nodes }` with an id of your own. Every process must give the sets the same ids.
-   * Not with `url`, `nodes` or `cluster`.
+   * Not with `url`, `nodes`, `cluster` or `sentinel`.
    * @default none: one server, at `url`
    */
   groups?: readonly (readonly NodeOptions[] | GroupOptions)[];
@@ -219,6 +231,7 @@ export type Topology =
   | { readonly kind: 'server' }
   | { readonly kind: 'nodes'; readonly nodes: readonly RedisClientOptions[] }
   | { readonly kind: 'cluster'; readonly cluster: RedisClusterOptions }
+  | { readonly kind: 'sentinel'; readonly sentinel: RedisSentinelOptions }
   | { readonly kind: 'groups'; readonly groups: readonly ResolvedGroup[] };
 
 export interface ResolvedGroup {

@@ -1,4 +1,4 @@
-import type { RedisClientOptions } from '@redis/client';
+import type { RedisClientOptions, RedisSentinelOptions } from '@redis/client';
 import {
   DEFAULTS,
   describeAddress,
@@ -17,6 +17,7 @@ const KNOWN = new Set([
   'client',
   'nodes',
   'cluster',
+  'sentinel',
   'groups',
   'directHandoff',
   ...Object.keys(DEFAULTS),
@@ -193,13 +194,21 @@ function clientOptions(options: LockerOptions): RedisClientOptions {
 }
 
 function resolveTopology(options: LockerOptions, client: RedisClientOptions): Topology {
-  const chosen = (['url', 'nodes', 'cluster', 'groups'] as const).filter(
+  const chosen = (['url', 'nodes', 'cluster', 'sentinel', 'groups'] as const).filter(
     (key) => options[key] !== undefined,
   );
   if (chosen.length > 1) {
     throw new TypeError(
-      `pass one of url, nodes, cluster and groups, not ${chosen.join(' and ')}: each says where the keys live`,
+      `pass one of url, nodes, cluster, sentinel and groups, not ${chosen.join(' and ')}: each says where the keys live`,
     );
+  }
+  if (options.sentinel !== undefined) {
+    if (options.client !== undefined) {
+      throw new TypeError(
+        'with sentinel, put client options in sentinel.nodeClientOptions (the primary) and sentinel.sentinelClientOptions (the sentinels), not client',
+      );
+    }
+    return { kind: 'sentinel', sentinel: sentinelOptions(options.sentinel) };
   }
   if (options.nodes !== undefined) {
     return { kind: 'nodes', nodes: nodeList('nodes', options.nodes, client) };
@@ -250,6 +259,74 @@ function resolveTopology(options: LockerOptions, client: RedisClientOptions): To
     return { kind: 'cluster', cluster };
   }
   return { kind: 'server' };
+}
+
+/** node-redis `createSentinel` options, refusing those tracklock sets itself. */
+function sentinelOptions(sentinel: unknown): RedisSentinelOptions {
+  if (typeof sentinel !== 'object' || sentinel === null) {
+    throw new TypeError(
+      'sentinel must be node-redis createSentinel options: { name, sentinelRootNodes, ... }',
+    );
+  }
+  const given = sentinel as Partial<RedisSentinelOptions>;
+  if (typeof given.name !== 'string' || given.name === '') {
+    throw new TypeError(
+      'sentinel.name must be the name the sentinels monitor the primary under (`sentinel monitor <name> ...`)',
+    );
+  }
+  const roots = given.sentinelRootNodes;
+  if (!Array.isArray(roots) || roots.length === 0) {
+    throw new TypeError('sentinel.sentinelRootNodes must be a non-empty array of { host, port }');
+  }
+  roots.forEach((node: unknown, i) => {
+    const { host, port } = (node ?? {}) as { host?: unknown; port?: unknown };
+    if (typeof host !== 'string' || typeof port !== 'number') {
+      throw new TypeError(
+        `sentinel.sentinelRootNodes[${i}] must be { host, port } of a sentinel (a string and a number)`,
+      );
+    }
+  });
+  for (const [name, options] of [
+    ['sentinel', given],
+    ['sentinel.nodeClientOptions', given.nodeClientOptions ?? {}],
+  ] as [string, { RESP?: unknown; clientSideCache?: unknown }][]) {
+    if (options.RESP !== undefined && options.RESP !== 3) {
+      throw new TypeError(
+        `${name}.RESP is chosen by tracklock (3 for invalidation pushes, 2 when polling: see the tracking option); leave it unset`,
+      );
+    }
+    if (options.clientSideCache !== undefined) {
+      throw new TypeError(`${name}.clientSideCache is set by tracklock itself; leave it unset`);
+    }
+  }
+  if (given.replicaPoolSize !== undefined && given.replicaPoolSize !== 0) {
+    throw new TypeError(
+      'sentinel.replicaPoolSize must be 0 (or unset): a lock reads its keys on the primary',
+    );
+  }
+  if (given.masterPoolSize !== undefined && given.masterPoolSize !== 1) {
+    throw new TypeError(
+      'sentinel.masterPoolSize must be 1 (or unset): the connection that reads a key is the one that hears when it changes',
+    );
+  }
+  if (given.maxCommandRediscovers !== undefined) {
+    throw new TypeError(
+      'sentinel.maxCommandRediscovers is set by tracklock itself; leave it unset',
+    );
+  }
+  if (given.keyPrefix !== undefined) {
+    throw new TypeError(
+      "sentinel.keyPrefix would prefix the lock keys behind tracklock's back: use the keyPrefix option",
+    );
+  }
+  for (const name of ['nodeClientOptions', 'sentinelClientOptions'] as const) {
+    if ((given[name] as { url?: unknown } | undefined)?.url !== undefined) {
+      throw new TypeError(
+        `sentinel.${name}.url cannot be used: the sentinels say where the primary is (${name === 'nodeClientOptions' ? 'nodeClientOptions' : 'sentinelRootNodes'} sets the rest)`,
+      );
+    }
+  }
+  return given as RedisSentinelOptions;
 }
 
 /** Each node's client options: its own laid over the shared `client`. */

@@ -317,7 +317,11 @@ function parseSlots(reply: unknown): Range[] {
 }
 
 /** Call `check` every POLL_MS until it is true; errors count as not yet. Bounded by `deadline`. */
-async function poll(deadline: number, what: string, check: () => Promise<boolean>): Promise<void> {
+export async function poll(
+  deadline: number,
+  what: string,
+  check: () => Promise<boolean>,
+): Promise<void> {
   let last: unknown;
   for (;;) {
     try {
@@ -338,7 +342,7 @@ const dirs = new Set<string>();
 let hooked = false;
 
 /** Remove `dir` when this process exits, if `stop()` did not (the servers die with it too). */
-function removeOnExit(dir: string): void {
+export function removeOnExit(dir: string): void {
   if (!hooked) {
     process.once('exit', () => {
       for (const each of dirs) rmSync(each, { recursive: true, force: true });
