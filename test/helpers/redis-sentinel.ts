@@ -65,7 +65,12 @@ export async function startRedisSentinel(
   };
   try {
     // A replica syncs at once (no diskless-sync delay) and pings its master every second.
-    const replicationArgs = ['--repl-diskless-sync-delay', '0', '--repl-ping-replica-period', '1'];
+    // A replica keeps the primary's snapshot in its working directory: the temp one, not the
+    // repository.
+    const replicationArgs = [
+      ...['--repl-diskless-sync-delay', '0', '--repl-ping-replica-period', '1'],
+      ...['--dir', dir],
+    ];
     const primary = await startRedisServer({ args: replicationArgs, timeoutMs: left(deadline) });
     servers.push(primary);
     const replica = await startRedisServer({
