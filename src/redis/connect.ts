@@ -2,6 +2,7 @@ import { ErrorReply } from '@redis/client';
 import { LockError } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { within } from '../shared/timing.js';
+import { readInfo, warnOfEviction } from './eviction.js';
 import type { SendTo } from './lua.js';
 import { loadScripts } from './scripts.js';
 import type { KeyOps, StoreEvents } from './store.js';
@@ -89,12 +90,12 @@ export function connectError(error: unknown, timeoutMs: number, address: string)
 /** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
 export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {
   // All in one round trip: node-redis pipelines what is sent together.
-  const [, , reply] = await Promise.all([
+  const [, , info] = await Promise.all([
     loadScripts(send),
     options.fallbackSetPx ? undefined : warnOfClockSkew(send, options.marginMs, address),
-    send(['INFO', 'server']),
+    readInfo(send, 'server'),
+    warnOfEviction(send, options, address),
   ]);
-  const info = String(reply);
   const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);
   if (!version) return; // a Redis-compatible server that does not say; let commands speak
   const [major, minor] = [Number(version[1]), Number(version[2])];
