@@ -41,12 +41,15 @@ export async function withinConnectTimeout(
 
 /**
  * Why a server that answered cannot serve locks, if its answer says so: it is older than 6.0
- * (it refuses HELLO 3), it refuses the credentials, or it does not speak RESP at all (node-redis
- * cannot parse what it sent: an HTTP server, a TLS port spoken to in plain text). Retrying
- * cannot help any of these.
+ * (it refuses HELLO 3), it refuses the credentials, TLS does not trust its certificate, or it
+ * does not speak RESP at all (node-redis cannot parse what it sent: an HTTP server, a TLS port
+ * spoken to in plain text). Retrying cannot help any of these.
  */
-export function cannotServe(error: unknown): 'credentials' | 'resp3' | 'protocol' | undefined {
+export function cannotServe(
+  error: unknown,
+): 'credentials' | 'resp3' | 'protocol' | 'certificate' | undefined {
   if (!(error instanceof Error)) return undefined;
+  if (UNTRUSTED.test(String((error as { code?: unknown }).code))) return 'certificate';
   if (error instanceof ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message)) {
     return 'credentials';
   }
@@ -54,6 +57,13 @@ export function cannotServe(error: unknown): 'credentials' | 'resp3' | 'protocol
   if (/^Unknown RESP type/.test(error.message)) return 'protocol';
   return undefined;
 }
+
+/**
+ * Node's codes (OpenSSL's verify errors, and the name check) for a server certificate that TLS
+ * does not trust: not signed by a trusted CA, expired, issued for another name. Not ERR_SSL_*
+ * alerts (a server that wants a client certificate says so with one).
+ */
+const UNTRUSTED = /^(?!ERR_SSL_)(.*CERT.*|UNABLE_TO_.*|INVALID_CA|HOSTNAME_MISMATCH)$/;
 
 /** Say what a failed connect means for the user. */
 export function connectError(error: unknown, timeoutMs: number, address: string): unknown {
@@ -70,6 +80,12 @@ export function connectError(error: unknown, timeoutMs: number, address: string)
       return new LockError(
         'ERR_CONNECT',
         `the Redis server at ${address} refused the credentials (${message}): check the username and password (in the URL or the client options) and the user's ACL`,
+        { cause: error },
+      );
+    case 'certificate':
+      return new LockError(
+        'ERR_CONNECT',
+        `the TLS certificate of the server at ${address} is not trusted (${message}): check the CA (socket.ca) and the name it was issued for (socket.servername)`,
         { cause: error },
       );
     case 'protocol':
