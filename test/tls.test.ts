@@ -65,17 +65,22 @@ const KINDS: readonly Kind[] = [
   },
 ];
 
-/** The users of the clients connected to `server` now (asked over TLS, as `default`). */
-async function usersOn(server: RedisServer, ca: string): Promise<string[]> {
+/** `args` on `server`, over TLS as `default`. */
+async function ask(server: RedisServer, ca: string, args: string[]): Promise<unknown> {
   const client = createClient({ url: server.url, socket: { tls: true, ca } });
   client.on('error', () => {});
   await client.connect();
   try {
-    const list = String(await client.sendCommand(['CLIENT', 'LIST']));
-    return [...list.matchAll(/ user=(\S+)/g)].map((match) => match[1] as string);
+    return await client.sendCommand(args);
   } finally {
     client.destroy();
   }
+}
+
+/** The users of the clients connected to `server` now. */
+async function usersOn(server: RedisServer, ca: string): Promise<string[]> {
+  const list = String(await ask(server, ca, ['CLIENT', 'LIST']));
+  return [...list.matchAll(/ user=(\S+)/g)].map((match) => match[1] as string);
 }
 
 /** `error` and its causes' messages, to look for a leaked password. */
@@ -123,6 +128,10 @@ for (const kind of KINDS) {
       assert.is(await next.release(), true);
     } finally {
       await Promise.all([first.close(), second.close()]);
+    }
+    // The ACL (with CLUSTER SLOTS in a cluster) refused nothing.
+    for (const server of setup.servers) {
+      assert.equal(await ask(server, files.ca, ['ACL', 'LOG']), [], `refused on ${server.port}`);
     }
   });
 
