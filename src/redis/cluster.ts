@@ -4,6 +4,7 @@ import { LockError } from '../shared/errors.js';
 import { hashtag, slotFenceKey } from '../shared/keys.js';
 import { describeAddress, type ResolvedOptions } from '../shared/options.js';
 import { settleWithin } from '../shared/timing.js';
+import { nodeDefaults } from './cluster-defaults.js';
 import { LockCommands } from './commands.js';
 import {
   type Connection,
@@ -163,7 +164,7 @@ function newCluster(cluster: RedisClusterOptions, router: InvalidationRouter | u
     // A master that is down fails its keys at once instead of holding up the majority, and the
     // slot map is read again 100 ms after a node connection drops (node-redis waits 5 s), so
     // that a failover is followed quickly.
-    defaults: { disableOfflineQueue: true, ...cluster.defaults },
+    defaults: { disableOfflineQueue: true, ...nodeDefaults(cluster) },
     topologyRefreshOnReconnectionAttemptStrategy:
       cluster.topologyRefreshOnReconnectionAttemptStrategy ?? 100,
     useReplicas: false,

@@ -2,6 +2,7 @@ import { ErrorReply } from '@redis/client';
 import { LockError } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { within } from '../shared/timing.js';
+import { readInfo, warnOfEviction } from './eviction.js';
 import type { SendTo } from './lua.js';
 import { loadScripts } from './scripts.js';
 import type { KeyOps, StoreEvents } from './store.js';
@@ -48,15 +49,16 @@ export async function withinConnectTimeout(
  * Why a server that answered cannot serve locks as asked, if its answer says so: it refuses
  * `CLIENT TRACKING` (an ACL without `client|tracking`, a renamed CLIENT, a server or proxy
  * without it), it refuses `HELLO 3` (RESP2 only: before 6.0, a renamed HELLO, many proxies),
- * it refuses the credentials, or it does not speak RESP at all (node-redis cannot parse what
- * it sent: an HTTP server, a TLS port spoken to in plain text). Retrying cannot help any of
- * these; polling (see `tracking`) helps the first two.
+ * it refuses the credentials, TLS does not trust its certificate, or it does not speak RESP
+ * at all (node-redis cannot parse what it sent: an HTTP server, a TLS port spoken to in plain
+ * text). Retrying cannot help any of these; polling (see `tracking`) helps the first two.
  */
 export function cannotServe(
   error: unknown,
-): 'tracking' | 'resp3' | 'credentials' | 'protocol' | undefined {
+): 'tracking' | 'resp3' | 'credentials' | 'protocol' | 'certificate' | undefined {
   if (!(error instanceof Error)) return undefined;
   const { message } = error;
+  if (UNTRUSTED.test(String((error as { code?: unknown }).code))) return 'certificate';
   if (/client\|tracking|'CLIENT'|subcommand 'TRACKING'/i.test(message)) return 'tracking';
   if (error instanceof ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message)) {
     return 'credentials';
@@ -68,6 +70,13 @@ export function cannotServe(
 
 /** The way out when a server refuses pushes, for the errors. */
 const POLLING = "tracking: 'auto' (the default) or 'off' to poll instead";
+
+/**
+ * Node's codes (OpenSSL's verify errors, and the name check) for a server certificate that TLS
+ * does not trust: not signed by a trusted CA, expired, issued for another name. Not ERR_SSL_*
+ * alerts (a server that wants a client certificate says so with one).
+ */
+const UNTRUSTED = /^(?!ERR_SSL_)(.*CERT.*|UNABLE_TO_.*|INVALID_CA|HOSTNAME_MISMATCH)$/;
 
 /** Say what a failed connect means for the user. */
 export function connectError(error: unknown, timeoutMs: number, address: string): unknown {
@@ -90,6 +99,12 @@ export function connectError(error: unknown, timeoutMs: number, address: string)
       return new LockError(
         'ERR_CONNECT',
         `the Redis server at ${address} refused the credentials (${message}): check the username and password (in the URL or the client options) and the user's ACL`,
+        { cause: error },
+      );
+    case 'certificate':
+      return new LockError(
+        'ERR_CONNECT',
+        `the TLS certificate of the server at ${address} is not trusted (${message}): check the CA (socket.ca) and the name it was issued for (socket.servername)`,
         { cause: error },
       );
     case 'protocol':
@@ -151,12 +166,12 @@ export async function pushOrPoll<T>(
 /** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
 export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {
   // All in one round trip: node-redis pipelines what is sent together.
-  const [, , reply] = await Promise.all([
+  const [, , info] = await Promise.all([
     loadScripts(send),
     options.fallbackSetPx ? undefined : warnOfClockSkew(send, options.marginMs, address),
-    send(['INFO', 'server']),
+    readInfo(send, 'server'),
+    warnOfEviction(send, options, address),
   ]);
-  const info = String(reply);
   const version = /redis_version:(\d+)\.(\d+)\.(\d+)/.exec(info);
   if (!version) return; // a Redis-compatible server that does not say; let commands speak
   const [major, minor] = [Number(version[1]), Number(version[2])];

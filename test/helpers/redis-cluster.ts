@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { createClient } from '@redis/client';
-import { freePorts, type RedisServer, startRedisServer } from './redis-server.js';
+import { freePorts, type RedisServer, type ServerTls, startRedisServer } from './redis-server.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -17,6 +17,10 @@ export interface RedisClusterOptions {
   replicasPerMaster?: number | undefined;
   /** Bound on the whole start, and the default bound of `failover` and `settle`. Default 30 s. */
   timeoutMs?: number | undefined;
+  /** Every connection over TLS: clients', the cluster bus and replication (see RedisServer). */
+  tls?: ServerTls | undefined;
+  /** Appended to every node's args (ACL users, say). The helper itself connects as `default`. */
+  args?: string[] | undefined;
 }
 
 /** A throwaway Redis Cluster of `redis-server` child processes, each a `RedisServer`. */
@@ -63,6 +67,7 @@ const COMMAND_TIMEOUT_MS = 1_000;
 export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<RedisCluster> {
   const masters = options.masters ?? 3;
   const replicasPerMaster = options.replicasPerMaster ?? 0;
+  const { tls } = options;
   const timeoutMs = options.timeoutMs ?? 30_000;
   if (!Number.isInteger(masters) || masters < 3) throw new Error('a cluster needs 3+ masters');
   if (!Number.isInteger(replicasPerMaster) || replicasPerMaster < 0) {
@@ -73,7 +78,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const dir = await mkdtemp(join(tmpdir(), 'tracklock-cluster-'));
   removeOnExit(dir);
   const servers: RedisServer[] = [];
-  const nodes = new Nodes();
+  const nodes = new Nodes(tls && { tls: true, ca: readFileSync(tls.caFile, 'utf8') });
   const stop = async () => {
     nodes.close();
     await Promise.allSettled(servers.map((server) => server.stop()));
@@ -107,7 +112,10 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
             '0',
             '--repl-ping-replica-period',
             '1',
+            ...(tls ? ['--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
+            ...(options.args ?? []),
           ],
+          tls,
           // Also the bound of each later restart().
           timeoutMs: Math.min(10_000, remaining(deadline)),
         });
@@ -118,7 +126,8 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     if (failed) throw failed.reason;
 
     const cli = process.env.REDIS_CLI_BIN ?? 'redis-cli';
-    const args = ['--cluster', 'create', ...servers.map((server) => `127.0.0.1:${server.port}`)];
+    const args = tls ? ['--tls', '--cacert', tls.caFile] : [];
+    args.push('--cluster', 'create', ...servers.map((server) => `127.0.0.1:${server.port}`));
     args.push('--cluster-replicas', String(replicasPerMaster), '--cluster-yes');
     try {
       await execFileAsync(cli, args, { timeout: remaining(deadline), killSignal: 'SIGKILL' });
@@ -177,11 +186,17 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
 /** One `CLUSTER SLOTS` entry, as ports: [start, end, master, ...replicas]. */
 type Range = [number, number, number, ...number[]];
 
+/** The socket options of a TLS connection to a node. */
+interface NodeTls {
+  readonly tls: true;
+  readonly ca: string;
+}
+
 /** A connection to one node, for the helper's own questions: no reconnection, bounded connect. */
-function nodeClient(url: string) {
+function nodeClient(url: string, tls: NodeTls | undefined) {
   const client = createClient({
     url,
-    socket: { connectTimeout: COMMAND_TIMEOUT_MS, reconnectStrategy: false },
+    socket: { connectTimeout: COMMAND_TIMEOUT_MS, reconnectStrategy: false, ...tls },
   });
   client.on('error', () => {});
   return client;
@@ -191,6 +206,11 @@ function nodeClient(url: string) {
 class Nodes {
   #clients = new Map<RedisServer, Promise<ReturnType<typeof nodeClient>>>();
   #closed = false;
+  readonly #tls: NodeTls | undefined;
+
+  constructor(tls: NodeTls | undefined) {
+    this.#tls = tls;
+  }
 
   /** `args` on `server`, bounded by COMMAND_TIMEOUT_MS; a failed connection is made anew. */
   async send(server: RedisServer, args: string[]): Promise<unknown> {
@@ -198,7 +218,7 @@ class Nodes {
     let pending = this.#clients.get(server);
     if (!pending) {
       // unref: a forgotten cluster must not keep the test process alive (nor do its servers).
-      pending = nodeClient(server.url)
+      pending = nodeClient(server.url, this.#tls)
         .connect()
         .then((connected) => {
           connected.unref();

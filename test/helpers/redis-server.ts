@@ -36,6 +36,18 @@ export interface RedisServerOptions {
   args?: string[] | undefined;
   /** Bound on each start (and restart), retries included. Default 10 s. */
   timeoutMs?: number | undefined;
+  /**
+   * Listen with TLS only (`--port 0`, `--tls-port`), with this certificate; clients are not
+   * asked for one. `url` is then `rediss://`.
+   */
+  tls?: ServerTls | undefined;
+}
+
+/** The files of a TLS server (see tls.ts `makeCertificates`). */
+export interface ServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
 }
 
 /** Ask the kernel for a free port on 127.0.0.1. */
@@ -81,9 +93,16 @@ export async function startRedisServer(
   const options: RedisServerOptions = Array.isArray(argsOrOptions)
     ? { args: argsOrOptions, timeoutMs }
     : argsOrOptions;
+  const { tls } = options;
   const extraArgs = options.args ?? [];
+  const listen = (port: number) =>
+    tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.certFile]
+          .concat(['--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile])
+          .concat(['--tls-auth-clients', 'no'])
+      : ['--port', String(port)];
   const timeout = options.timeoutMs ?? 10_000;
-  const started = await launch(options.port, extraArgs, timeout);
+  const started = await launch(options.port, [listen, extraArgs], timeout);
   const { port } = started;
   let current = started.process;
 
@@ -96,7 +115,7 @@ export async function startRedisServer(
     await exited;
   };
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     port,
     get pid() {
       return current.child.pid as number;
@@ -113,7 +132,7 @@ export async function startRedisServer(
     stop,
     restart: async () => {
       await stop();
-      current = (await launch(port, extraArgs, timeout)).process;
+      current = (await launch(port, [listen, extraArgs], timeout)).process;
     },
   };
 }
@@ -125,6 +144,9 @@ interface Process {
 
 class AddressInUse extends Error {}
 
+/** How the server listens on a port, and the rest of its args. */
+type Args = [listen: (port: number) => string[], extra: string[]];
+
 /**
  * Spawn until one process is ready. A port in use (a race with another process, or a killed
  * server's port not yet released) is retried: on a new free port when none was asked for, else
@@ -132,14 +154,14 @@ class AddressInUse extends Error {}
  */
 async function launch(
   wanted: number | undefined,
-  extraArgs: string[],
+  args: Args,
   timeoutMs: number,
 ): Promise<{ port: number; process: Process }> {
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 1; ; attempt++) {
     const port = wanted ?? (await freePort());
     try {
-      return { port, process: await spawnOnce(port, extraArgs, deadline - Date.now()) };
+      return { port, process: await spawnOnce(port, args, deadline - Date.now()) };
     } catch (error) {
       if (!(error instanceof AddressInUse) || attempt >= 20 || Date.now() + 100 >= deadline) {
         throw error;
@@ -149,21 +171,15 @@ async function launch(
   }
 }
 
-async function spawnOnce(port: number, extraArgs: string[], timeoutMs: number): Promise<Process> {
+async function spawnOnce(
+  port: number,
+  [listen, extraArgs]: Args,
+  timeoutMs: number,
+): Promise<Process> {
   const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
   const child: ChildProcess = spawn(
     bin,
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      ...extraArgs,
-    ],
+    [...listen(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   // Do not let the server outlive the test process, even if it dies while this waits.
