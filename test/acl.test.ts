@@ -1,6 +1,12 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createLocker, type Lock, type LockerOptions, LockLostError } from '../src/index.js';
+import {
+  createLocker,
+  type Lock,
+  type LockerOptions,
+  LockLostError,
+  UnavailableError,
+} from '../src/index.js';
 import { aclArgs, smallestAcl, withUser } from './helpers/acl.js';
 import { type Client, connect, stillHeldAgainst } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
@@ -152,3 +158,32 @@ for (const kind of KINDS)
 
     test.run();
   }
+
+const short = suite('an ACL that lacks a command');
+
+short(
+  'a waiter whose ACL lacks a command of the scripts is told so, instead of waiting for ever',
+  async () => {
+    const server = await startRedisServer(aclArgs(['-exists']));
+    try {
+      const locker = await createLocker({ url: withUser(server.url) });
+      try {
+        // No waitTimeoutMs: only the test's bound would end a wait that retried for ever.
+        const error = await locker.withContext('refused', bound(10_000)).catch((e: unknown) => e);
+        assert.instance(error, UnavailableError);
+        assert.match((error as Error).message, /ACL/);
+        assert.match((error as Error).message, /compatibility/);
+        assert.match(
+          String(((error as Error).cause as Error).message),
+          /user executing the script|NOPERM/,
+        );
+      } finally {
+        await locker.close();
+      }
+    } finally {
+      await server.stop();
+    }
+  },
+);
+
+short.run();

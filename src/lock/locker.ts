@@ -10,6 +10,7 @@ import type {
   Settled,
   Turn,
 } from '../redis/store.js';
+import { refusedByAcl } from '../redis/connect.js';
 import { connectPlacement } from '../redis/topology.js';
 import { LockerClosedError, NotLockedError, UnavailableError } from '../shared/errors.js';
 import {
@@ -203,6 +204,12 @@ export class RedisLocker implements Locker {
           return held;
         }
         failure = 'error' in attempt ? { cause: attempt.error } : undefined;
+        if (failure && refusedByAcl(failure.cause)) {
+          throw new UnavailableError(
+            `Redis refused a command of the attempt to take lock "${name}" for the user's ACL, which retrying cannot change: see the smallest ACL in docs/compatibility.md`,
+            failure.cause,
+          );
+        }
         // A waitTimeoutMs that ran out during the attempt ends the wait here, even if
         // invalidations keep waking the loop.
         waiting.throwIfAborted();

@@ -68,6 +68,17 @@ export function cannotServe(
   return undefined;
 }
 
+/**
+ * Whether Redis refused a command for the user's ACL: sent by us (NOPERM), or called by a
+ * script (Redis 7.0 words it otherwise). Retrying cannot help until someone changes the ACL.
+ */
+export function refusedByAcl(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    /NOPERM|user executing the script can't run this command/.test(error.message)
+  );
+}
+
 /** The way out when a server refuses pushes, for the errors. */
 const POLLING = "tracking: 'auto' (the default) or 'off' to poll instead";
 
