@@ -133,7 +133,11 @@ export async function measureCost(
       const [cycle, idle] = await Promise.all([
         cycleCost(worker, variant),
         variant.keepAlive
-          ? Promise.all(IDLE_LOCK_COUNTS.map((locks) => idleCost(ctx, worker, variant, locks)))
+          ? Promise.all(
+              IDLE_LOCK_COUNTS.filter((locks) => !variant.polls || locks === 1).map((locks) =>
+                idleCost(ctx, worker, variant, locks),
+              ),
+            )
           : Promise.resolve(null),
       ]);
       results.set(variant.id, { cycle, idle });
