@@ -130,7 +130,8 @@ function plannedSteps(args: Args): number {
   const perVariant = 1 + WAITER_COUNTS.length + WORKER_COUNTS.length + 1 + 1 + 1;
   return (
     1 +
-    variants.length * perVariant +
+    variants.length * perVariant -
+    variants.filter((v) => v.polls).length + // no memory step (Variant.polls)
     contentionVariants.length * WORKER_COUNTS.length +
     fairnessVariants(args).length * FAIRNESS_SHAPES.length +
     variants.filter((v) => v.signalsLoss).length +
@@ -245,7 +246,7 @@ async function run(
           throughput: p.throughput,
           uncontended: p.uncontended,
           cost: cost.get(v.id) as VariantResult['cost'],
-          memory: memory.get(v.id) as VariantResult['memory'],
+          memory: memory.get(v.id) ?? null,
           lossDetection: loss.get(v.id) ?? null,
           ...(fair ? { fairness: fair } : {}),
           handoffCdf: p.handoffCdf,

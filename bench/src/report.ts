@@ -11,6 +11,7 @@ import type {
   VariantResult,
 } from './results.js';
 import type { Summary } from './stats.js';
+import { isPolling, PUSH_ID } from './targets.js';
 
 const ms = (n: number | undefined) =>
   n === undefined ? '–' : n < 10 ? n.toFixed(3) : n.toFixed(1);
@@ -25,6 +26,8 @@ function table(header: string[], rows: string[][]): string {
 const TRACKLOCK_SUFFIXES: readonly [string, string][] = [
   ['-race', ' race'],
   ['-local-inf', ' localHandoffs ∞'],
+  ['-poll', ' poll'],
+  ['-poll10', ' poll 10 ms'],
   // Results of 0.2 (issue13-baseline.json): the directHandoff option, ignored since 0.3.
   ['-direct', ' direct'],
 ];
@@ -167,6 +170,26 @@ function floor(variants: readonly VariantResult[]): string[] {
   ];
 }
 
+/**
+ * Issue 14's figures in one line: tracklock at M=2 pushing against the same polling, or
+ * nothing when the run left either out.
+ */
+function polling(variants: readonly VariantResult[]): string[] {
+  const push = variants.find((v) => v.id === PUSH_ID);
+  const polls = variants.filter((v) => isPolling(v.id));
+  if (!push || polls.length === 0) return [];
+  const figures = (v: VariantResult) => {
+    const idle = v.cost.idle?.find((i) => i.locks === 1);
+    return [
+      `${name(v)}: handoff p50 / p99 ${p50p99(v.handoff.pair)}`,
+      `loss detected ${p50p99(v.lossDetection)}`,
+      `calls per acquire + release ${v.cost.cycle.callsPerCycle}`,
+      `idle calls/s of a held lock ${idle ? idle.callsPerSecond.toFixed(2) : '–'}`,
+    ].join(', ');
+  };
+  return ['', `**Polling against push** (issue 14): ${[push, ...polls].map(figures).join('; ')}.`];
+}
+
 function p50p99(s: Summary | null | undefined): string {
   return s ? `${ms(s.p50)} / ${ms(s.p99)}` : '–';
 }
@@ -174,7 +197,7 @@ function p50p99(s: Summary | null | undefined): string {
 export function renderReport(results: Results): string {
   const { ping, idlePing } = results.ping;
   const m = results.machine;
-  const memoryCount = results.variants[0]?.memory.count.toLocaleString('en-US');
+  const memoryCount = results.variants.find((v) => v.memory)?.memory?.count.toLocaleString('en-US');
   const out: string[] = [];
   out.push(
     `Mode ${results.mode}, ${results.durationSeconds} s; ${results.server}, Redis ${m.redis}; Node ${m.node}; ${m.cpus}; ${m.os}`,
@@ -256,7 +279,7 @@ export function renderReport(results: Results): string {
         const idle = v.cost.idle;
         const at = (locks: number, perLock: boolean) => {
           const found = idle?.find((i) => i.locks === locks);
-          if (!found) return 'none: expires after its TTL';
+          if (!found) return idle ? 'not measured' : 'none: expires after its TTL';
           const requests = perLock ? found.requestsPerSecondPerLock : found.requestsPerSecond;
           const calls = perLock ? found.callsPerSecond / found.locks : found.callsPerSecond;
           return `${requests.toFixed(2)} (${calls.toFixed(2)})`;
@@ -266,8 +289,8 @@ export function renderReport(results: Results): string {
           `${v.cost.cycle.requestsPerCycle} (${v.cost.cycle.callsPerCycle})`,
           at(1, false),
           at(1000, true),
-          `${int(v.memory.heapPerHeldBytes)} B`,
-          `${int(v.memory.heapPerWaiterBytes)} B`,
+          v.memory ? `${int(v.memory.heapPerHeldBytes)} B` : 'not measured',
+          v.memory ? `${int(v.memory.heapPerWaiterBytes)} B` : 'not measured',
           v.lossDetection ? p50p99(v.lossDetection) : 'no loss signal',
         ];
       }),
@@ -276,6 +299,7 @@ export function renderReport(results: Results): string {
     ...(memoryCount === undefined
       ? []
       : ['', `Memory at ${memoryCount} locks and ${memoryCount} waiters.`]),
+    ...polling(results.variants),
     '',
     '**Targets**',
     '',

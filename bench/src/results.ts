@@ -26,7 +26,8 @@ export interface VariantResult {
   readonly throughput: ThroughputResult[];
   readonly uncontended: UncontendedResult;
   readonly cost: CostResult;
-  readonly memory: MemoryResult;
+  /** null: not measured (a polling lock: Variant.polls). */
+  readonly memory: MemoryResult | null;
   /** null: the library has no signal for a lost lock. */
   readonly lossDetection: Summary | null;
   /**

@@ -12,6 +12,12 @@ const SCALE_ID = 'tracklock-scale';
 /** The floor and the poller issue 13 measures the handoff against. */
 const FLOOR_ID = 'bare-node-redis';
 const FAST_POLLER_ID = 'redis-semaphore-1ms';
+/** tracklock at its defaults, pushing: what the polling rows (issue 14) stand beside. */
+export const PUSH_ID = DEFAULTS_ID;
+
+/** A polling row (issue 14): `tracking: 'off'`. */
+export const isPolling = (id: string) => /^tracklock-.*-poll\d*$/.test(id);
+
 /** Contention worker counts issue 13 compares with the best peer's. */
 const CONTENDED_WORKERS = [4, 16];
 
@@ -49,7 +55,11 @@ export function computeTargets(results: Omit<Results, 'targets'>): Target[] {
   issue13Targets(results, push);
   const byId = new Map(results.variants.map((v) => [v.id, v]));
   const pingP50 = results.ping.ping?.p50;
-  for (const tracklock of results.variants.filter((v) => v.library === 'tracklock')) {
+  // The handoff and idle targets are the push design's: polling trades them away by design
+  // (a retry within pollIntervalMs, a read per pollIntervalMs), so its rows only report.
+  for (const tracklock of results.variants.filter(
+    (v) => v.library === 'tracklock' && !isPolling(v.id),
+  )) {
     const p50 = tracklock.handoff.pair?.p50;
     add(`${tracklock.id} handoff p50 ≤ 4 × PING p50 (ms)`, p50, pingP50 && 4 * pingP50);
     add(`${tracklock.id} handoff p99 ≤ 1 ms`, tracklock.handoff.pair?.p99, 1);

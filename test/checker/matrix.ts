@@ -258,7 +258,24 @@ const nodeRestart = async (env: FaultEnv) => {
   await env.servers[1]?.restart();
 };
 
-export const MATRIX: readonly Scenario[] = [
+/** The rows that push and poll alike (issue 14): each expected as its pushing row. */
+const POLLED = [
+  'no fault',
+  'Redis SIGSTOP for 1.5 validities',
+  'Redis kill -9, restart without persistence',
+  'CLIENT KILL TYPE normal, 8 times',
+  'holder SIGSTOP for 2 validities (GC pause)',
+  'queue head SIGSTOP while handed the lock, 2 validities',
+];
+
+/** A pushing row's fault with every worker polling (`tracking: 'off'`). */
+const polling = (scenario: Scenario): Scenario => ({
+  ...scenario,
+  name: `${scenario.name}; workers poll`,
+  tracking: 'off',
+});
+
+const PUSHED: readonly Scenario[] = [
   { name: 'no fault', mode: 'tracklock', topology: 'server', safe: true },
   {
     name: 'Redis SIGSTOP for 1.5 validities',
@@ -414,6 +431,20 @@ export const MATRIX: readonly Scenario[] = [
     safe: false,
     workMs: 50,
     fault: holderStop,
+  },
+];
+
+export const MATRIX: readonly Scenario[] = [
+  ...PUSHED,
+  ...PUSHED.filter((scenario) => POLLED.includes(scenario.name)).map(polling),
+  {
+    // One queue, its waiters woken by pushes or by their own polls: a handoff between them.
+    name: 'no fault; 2 of 4 workers poll, 2 push',
+    mode: 'tracklock',
+    topology: 'server',
+    safe: true,
+    workers: 4,
+    tracking: 'mixed',
   },
 ];
 

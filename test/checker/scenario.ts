@@ -51,6 +51,11 @@ export interface Scenario {
    * run leaves time for it): nobody is left behind for good.
    */
   readonly everyoneAfterFault?: boolean;
+  /**
+   * How the tracklock workers hear of a changed key: by default invalidation pushes; 'off'
+   * (the lock's `tracking: 'off'`): every one polls; 'mixed': the odd-numbered ones poll.
+   */
+  readonly tracking?: 'off' | 'mixed';
   /** Starts when the workers do; must undo what it did (resume, restart) before it returns. */
   fault?(env: FaultEnv): Promise<void>;
 }
@@ -229,6 +234,7 @@ function workerConfig(
     protocol: protocolOf(scenario, id, workers),
     lock: {
       ...where,
+      ...(polls(scenario, id) ? { tracking: 'off' } : {}),
       keyValidityMs: VALIDITY_MS,
       commandTimeoutMs: 100,
       // A 52 ms margin: timers on a loaded 2-core machine run late.
@@ -242,6 +248,10 @@ function workerConfig(
     startDelayMs: id !== 0 && scenario.slowWorker0 ? 300 : 0,
     firstWorkMs: id === 0 && scenario.slowWorker0 ? 600 : undefined,
   };
+}
+
+function polls(scenario: Scenario, id: number): boolean {
+  return scenario.tracking === 'off' || (scenario.tracking === 'mixed' && id % 2 === 1);
 }
 
 function protocolOf(scenario: Scenario, id: number, workers: number): Protocol {

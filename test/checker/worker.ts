@@ -128,6 +128,10 @@ async function lockFor(config: WorkerConfig): Promise<Acquire> {
   if (config.mode === 'no-nx') return brokenLock(config);
   if (config.protocol === 'go') return goLock(config);
   const locker = await createLocker(config.lock);
+  // A polling row whose workers pushed (or the reverse) would check the wrong thing.
+  if (locker.mode !== (config.lock.tracking === 'off' ? 'poll' : 'push')) {
+    throw new Error(`worker ${config.id}: tracking ${config.lock.tracking}, mode ${locker.mode}`);
+  }
   const never = new AbortController().signal;
   const acquire = async (signal: AbortSignal): Promise<Held> => {
     const lock = await locker.withContext(config.name, { signal });

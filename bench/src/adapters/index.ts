@@ -1,7 +1,8 @@
 /**
  * Every library variant, in the order of the tables: the main tables on one server, and the
  * "many servers" table, kept apart so its rows never change the main ones. The bare push locks
- * stand right after tracklock: the floor its own idea reaches on a plain client.
+ * stand right after tracklock (pushing, then polling: issue 14): the floor its own idea reaches
+ * on a plain client.
  */
 
 import { bareIoredis } from './bare-ioredis.js';
@@ -14,6 +15,8 @@ import {
   tracklockM1,
   tracklockM2,
   tracklockM2LocalInf,
+  tracklockM2Poll,
+  tracklockM2Poll10,
   tracklockM2Race,
   tracklockNodes3,
   tracklockScale,
@@ -25,6 +28,8 @@ export const VARIANTS: readonly Variant[] = [
   tracklockM1,
   tracklockM2,
   tracklockM2Race,
+  tracklockM2Poll,
+  tracklockM2Poll10,
   bareNodeRedis,
   bareIoredis,
   redlockDefault,

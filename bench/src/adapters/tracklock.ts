@@ -14,10 +14,13 @@ interface Setting {
   readonly topology?: Topology;
   readonly keyValidityMs?: number;
   readonly extendIntervalMs?: number;
+  /** Set: `tracking: 'off'`, the locker polls, at this `pollIntervalMs` (absent: its default). */
+  readonly poll?: { readonly pollIntervalMs?: number };
 }
 
 function variant(setting: Setting): Variant {
-  const { keyMajority, queue, localHandoffs, topology, keyValidityMs, extendIntervalMs } = setting;
+  const { keyMajority, queue, localHandoffs, topology, keyValidityMs, extendIntervalMs, poll } =
+    setting;
   // With 3 nodes the default is a majority of them, 2; a cluster keeps the plain default, 2.
   const keys = 2 * (keyMajority ?? DEFAULTS.keyMajority) - 1;
   return {
@@ -25,6 +28,7 @@ function variant(setting: Setting): Variant {
     library: 'tracklock',
     settings: setting.settings,
     keepAlive: { intervalMs: extendIntervalMs ?? DEFAULTS.extendIntervalMs, keys },
+    ...(poll ? { polls: { intervalMs: poll.pollIntervalMs ?? DEFAULTS.pollIntervalMs } } : {}),
     signalsLoss: true,
     isTracklock: true,
     ...(topology ? { topology } : {}),
@@ -37,7 +41,13 @@ function variant(setting: Setting): Variant {
         ...(localHandoffs === undefined ? {} : { localHandoffs }),
         ...(keyValidityMs === undefined ? {} : { keyValidityMs }),
         ...(extendIntervalMs === undefined ? {} : { extendIntervalMs }),
+        ...(poll === undefined ? {} : { tracking: 'off', ...poll }),
       });
+      // A polling row that pushed would measure the wrong thing.
+      if (locker.mode !== (poll ? 'poll' : 'push')) {
+        await locker.close();
+        throw new Error(`${setting.id}: the locker is in ${locker.mode} mode`);
+      }
       const acquire = async (name: string, signal?: AbortSignal): Promise<Held> => {
         const lock = await locker.withContext(name, signal ? { signal } : {});
         return {
@@ -99,6 +109,27 @@ export const tracklockM2LocalInf = variant({
     'keyMajority 2, localHandoffs Infinity (throughput over fairness), other options default',
   keyMajority: 2,
   localHandoffs: Number.POSITIVE_INFINITY,
+});
+
+/**
+ * Polling (issue 14): no invalidation pushes, as on a server that refuses `CLIENT TRACKING`. A
+ * waiter at the queue's head attempts 2 ms after its last, doubling to `pollIntervalMs`; a held
+ * lock reads its keys every `pollIntervalMs` to notice a loss between extensions.
+ */
+export const tracklockM2Poll = variant({
+  id: 'tracklock-m2-poll',
+  settings:
+    "keyMajority 2, tracking 'off' (polling; pollIntervalMs 100, its default), other options default",
+  keyMajority: 2,
+  poll: {},
+});
+
+/** The polling knob turned down: faster handoffs and loss detection, more reads. */
+export const tracklockM2Poll10 = variant({
+  id: 'tracklock-m2-poll10',
+  settings: "keyMajority 2, tracking 'off', pollIntervalMs 10, other options default",
+  keyMajority: 2,
+  poll: { pollIntervalMs: 10 },
 });
 
 /** The "many servers" table: every option at its default, only where the keys live differs. */

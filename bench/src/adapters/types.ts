@@ -50,6 +50,13 @@ export interface Variant {
   /** The settings, in the words of the library's README. */
   readonly settings: string;
   readonly keepAlive?: KeepAlive;
+  /**
+   * Set for a lock that polls (tracklock's `tracking: 'off'`): a held lock reads its keys every
+   * `intervalMs` on a timer of its own, so holding many at once costs that many timers and
+   * reads. The cost phase holds one only, and the memory phase leaves it out: at 1,000 or
+   * 10,000 locks they would measure how far a saturated process falls behind.
+   */
+  readonly polls?: { readonly intervalMs: number };
   /** Whether the library signals a loss of a held lock (tracklock's `lock.signal`). */
   readonly signalsLoss: boolean;
   /** Is this tracklock, whose targets are checked? */

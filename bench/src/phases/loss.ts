@@ -1,7 +1,8 @@
 /**
  * Loss detection: someone else DELs a majority of a held lock's keys; how long until the
  * holder's signal aborts? Only tracklock has such a signal; the peers learn of a loss at
- * their next extension at best.
+ * their next extension at best. Pushing, tracklock hears of it from the DEL's invalidation;
+ * polling, at its next read of the keys, within `pollIntervalMs`.
  */
 import { tracklockKeys } from '../adapters/tracklock.js';
 import type { Variant } from '../adapters/types.js';
@@ -30,8 +31,12 @@ export async function measureLoss(ctx: Context, variant: Variant): Promise<Summa
       const name = `lost${i}`;
       await worker.call({ op: 'hold', handle, name }, ROUND_TIMEOUT_MS);
       const lost = worker.call({ op: 'watchLoss', handle, name }, ROUND_TIMEOUT_MS);
-      // Let 'watchLoss' reach the worker first, so its reply time is the abort's, not the IPC's.
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      // Let 'watchLoss' reach the worker first, so its reply time is the abort's, not the IPC's;
+      // a polling lock reads its keys on a timer started when it was taken: a random pause
+      // over one period lands the DEL at a random phase of it (a fixed one would measure the
+      // same point of the cycle every round, its last: the timer started just before).
+      const phaseMs = variant.polls ? Math.random() * variant.polls.intervalMs : 0;
+      await new Promise((resolve) => setTimeout(resolve, 2 + phaseMs));
       const keys = tracklockKeys(namespace, name, keyMajority).slice(0, keyMajority);
       const at = now();
       await ctx.admin.del(...keys);
