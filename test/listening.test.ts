@@ -67,8 +67,15 @@ test('when polling, the head looks after 2 ms, doubling up to pollIntervalMs, ji
   assert.is(pollFor(undefined, 6, polling, high), 100);
 });
 
-test('when polling, the deputy looks every pollIntervalMs, and a waiter further back less often, yet within a quarter validity', () => {
-  assert.is(pollFor(place({ role: 'deputy', rank: 1 }), 0, polling, high), 100);
+test('when polling, the deputy looks as the head does: it is the head once the head has the lock', () => {
+  const deputy = place({ role: 'deputy', rank: 1, watching: 'h', watchMs: 900 });
+  assert.equal(
+    [0, 1, 2, 6, 40].map((polls) => pollFor(deputy, polls, polling, high)),
+    [2, 4, 8, 100, 100],
+  );
+});
+
+test('when polling, a waiter further back looks less often the further back, yet within a quarter validity', () => {
   assert.is(pollFor(place({ rank: 2 }), 0, polling, high), 100);
   assert.is(pollFor(place({ rank: 3 }), 0, polling, high), 200);
   // A promoted listener that does not answer within its ticket's validity loses its place.

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { abortable } from 'abort-controller-x';
+import { refusedByAcl } from '../redis/connect.js';
 import type {
   KeyState,
   KeyStore,
@@ -10,7 +11,6 @@ import type {
   Settled,
   Turn,
 } from '../redis/store.js';
-import { refusedByAcl } from '../redis/connect.js';
 import { connectPlacement } from '../redis/topology.js';
 import { LockerClosedError, NotLockedError, UnavailableError } from '../shared/errors.js';
 import {
@@ -189,8 +189,9 @@ export class RedisLocker implements Locker {
       ? this.#tickets.issue(name, this.#queueOf(name), parent)
       : undefined;
     let held: HeldLock | undefined;
-    /** Attempts in a row that found the lock busy while listening to its keys (polling). */
+    /** Attempts in a row that found the lock busy with the waiter in one place (polling). */
     let polls = 0;
+    let role: string | undefined;
     try {
       for (let failures = 0; ; ) {
         const epoch = state.gate.epoch;
@@ -215,8 +216,10 @@ export class RedisLocker implements Locker {
         waiting.throwIfAborted();
         if ('busy' in attempt) {
           failures = 0;
+          const now = attempt.place?.role ?? 'racing';
+          polls = now === role ? polls + 1 : 0;
+          role = now;
           const sleepMs = this.#listen(state, ticket, attempt, polls);
-          polls = listensToKeys(attempt.place) ? polls + 1 : 0;
           await state.gate.sleep(epoch, sleepMs, waiting);
         } else {
           failures++;

@@ -14,8 +14,11 @@ interface Setting {
   readonly topology?: Topology;
   readonly keyValidityMs?: number;
   readonly extendIntervalMs?: number;
-  /** Set: `tracking: 'off'`, the locker polls, at this `pollIntervalMs` (absent: its default). */
-  readonly poll?: { readonly pollIntervalMs?: number };
+  /**
+   * Set: `tracking: 'off'`, the locker polls, its waiters at this `pollIntervalMs` and its held
+   * locks at this `checkIntervalMs` (absent: their defaults).
+   */
+  readonly poll?: { readonly pollIntervalMs?: number; readonly checkIntervalMs?: number };
 }
 
 function variant(setting: Setting): Variant {
@@ -28,7 +31,8 @@ function variant(setting: Setting): Variant {
     library: 'tracklock',
     settings: setting.settings,
     keepAlive: { intervalMs: extendIntervalMs ?? DEFAULTS.extendIntervalMs, keys },
-    ...(poll ? { polls: { intervalMs: poll.pollIntervalMs ?? DEFAULTS.pollIntervalMs } } : {}),
+    // What a held lock's reads are timed by: where the loss phase drops its DEL.
+    ...(poll ? { polls: { intervalMs: poll.checkIntervalMs ?? DEFAULTS.checkIntervalMs } } : {}),
     signalsLoss: true,
     isTracklock: true,
     ...(topology ? { topology } : {}),
@@ -113,23 +117,25 @@ export const tracklockM2LocalInf = variant({
 
 /**
  * Polling (issue 14): no invalidation pushes, as on a server that refuses `CLIENT TRACKING`. A
- * waiter at the queue's head attempts 2 ms after its last, doubling to `pollIntervalMs`; a held
- * lock reads its keys every `pollIntervalMs` to notice a loss between extensions.
+ * waiter at the queue's head (and the deputy) attempts 2 ms after its last, doubling to
+ * `pollIntervalMs`; a held lock reads its keys every `checkIntervalMs` to notice a loss
+ * between extensions.
  */
 export const tracklockM2Poll = variant({
   id: 'tracklock-m2-poll',
   settings:
-    "keyMajority 2, tracking 'off' (polling; pollIntervalMs 100, its default), other options default",
+    "keyMajority 2, tracking 'off' (polling; pollIntervalMs 100 and checkIntervalMs 500, their defaults), other options default",
   keyMajority: 2,
   poll: {},
 });
 
-/** The polling knob turned down: faster handoffs and loss detection, more reads. */
+/** The polling knobs turned down: faster handoffs and loss detection, more reads. */
 export const tracklockM2Poll10 = variant({
   id: 'tracklock-m2-poll10',
-  settings: "keyMajority 2, tracking 'off', pollIntervalMs 10, other options default",
+  settings:
+    "keyMajority 2, tracking 'off', pollIntervalMs 10, checkIntervalMs 10, other options default",
   keyMajority: 2,
-  poll: { pollIntervalMs: 10 },
+  poll: { pollIntervalMs: 10, checkIntervalMs: 10 },
 });
 
 /** The "many servers" table: every option at its default, only where the keys live differs. */
