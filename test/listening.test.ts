@@ -75,12 +75,13 @@ test('when polling, the deputy looks as the head does: it is the head once the h
   );
 });
 
-test('when polling, a waiter further back looks less often the further back, yet within a quarter validity', () => {
-  assert.is(pollFor(place({ rank: 2 }), 0, polling, high), 100);
-  assert.is(pollFor(place({ rank: 3 }), 0, polling, high), 200);
+test('when polling, a waiter further back looks as soon at first, then less often the further back, yet within a quarter validity', () => {
+  assert.is(pollFor(place({ rank: 2 }), 0, polling, high), 2);
+  assert.is(pollFor(place({ rank: 2 }), 40, polling, high), 100);
+  assert.is(pollFor(place({ rank: 3 }), 40, polling, high), 200);
   // A promoted listener that does not answer within its ticket's validity loses its place.
-  assert.is(pollFor(place({ rank: 50 }), 0, polling, high), 250);
-  assert.is(pollFor(place({ rank: 50 }), 0, polling, low), 125);
+  assert.is(pollFor(place({ rank: 50 }), 40, polling, high), 250);
+  assert.is(pollFor(place({ rank: 50 }), 40, polling, low), 125);
 });
 
 test.run();

@@ -49,15 +49,17 @@ export function sleepFor(
 
 /**
  * Where no invalidation wakes a waiter (polling), how long it sleeps at most before it looks
- * again, by its place. The head, or without a queue every waiter, first 2 ms, doubling with each
- * busy attempt in that place (`polls`) up to `pollIntervalMs`: a lock released soon is noticed
- * within a few ms, and a long hold costs about one attempt per `pollIntervalMs`. The deputy
- * alike: it is the head as soon as the head takes the lock, and a deputy that slept a whole
- * `pollIntervalMs` then left the lock idle that long at every turn under contention. A waiter
- * further back the further back it is, but at least every quarter validity: once promoted, its
- * ticket is good for one validity, and a listener that does not answer in time is dropped from
- * the queue. Each pause is jittered to between half and all of it, so that the waiters of many
- * processes do not poll in step.
+ * again, by its place: first 2 ms, doubling with each busy attempt in the same role (`polls`),
+ * up to a cap. A lock released soon is noticed within a few ms, and a long hold costs about one
+ * attempt per cap. Under contention a waiter's role changes at nearly every look, so it keeps
+ * looking every few ms: a waiter does not know it was promoted (the head took the lock, the
+ * deputy is the head) until it looks, and one that slept a whole `pollIntervalMs` there left
+ * the lock idle that long at every turn. The cap is `pollIntervalMs` for the head (or, without
+ * a queue, every waiter) and the deputy; for a waiter further back, the further back the
+ * longer, so n waiters cost about log n times one, but at least every quarter validity: once
+ * promoted, its ticket is good for one validity, and a listener that does not answer in time is
+ * dropped from the queue. Each pause is jittered to between half and all of it, so that the
+ * waiters of many processes do not poll in step.
  */
 export function pollFor(
   place: QueueState | undefined,
@@ -66,9 +68,10 @@ export function pollFor(
   random: () => number = Math.random,
 ): number {
   const every = rules.pollIntervalMs;
-  const ms =
+  const cap =
     listensToKeys(place) || place?.role === 'deputy'
-      ? Math.min(every, 2 * 2 ** Math.min(polls, 30))
+      ? every
       : Math.min(every * Math.max(1, (place?.rank ?? 1) - 1), Math.floor(rules.keyValidityMs / 4));
+  const ms = Math.min(cap, 2 * 2 ** Math.min(polls, 30));
   return Math.max(1, Math.round(ms * (0.5 + random() / 2)));
 }
