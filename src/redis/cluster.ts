@@ -13,6 +13,7 @@ import {
   checkServer,
   connectError,
   pushOrPoll,
+  Refusals,
   withinConnectTimeout,
 } from './connect.js';
 import { SplitStore } from './split.js';
@@ -65,19 +66,8 @@ export class ClusterConnection implements Connection {
       cluster,
       push ? new InvalidationRouter(options.noLoopTracking, events.invalidated) : undefined,
     );
-    let lastError: Error | undefined;
-    let refuse: (error: Error) => void = () => {};
-    // node-redis retries a refused handshake until the connect timeout: an answer that says
-    // the cluster cannot serve us (as asked) ends the wait at once.
-    const refused = new Promise<never>((_, reject) => {
-      refuse = reject;
-    });
-    const onError = (error: Error) => {
-      // Keep an error that says why over the hang-up that follows it.
-      if (!lastError || !cannotServe(lastError)) lastError = error;
-      if (cannotServe(error)) refuse(error);
-    };
-    client.on('error', onError);
+    const refusals = new Refusals();
+    client.on('error', (error: Error) => refusals.heard(error));
     // Node connections that are up, by address. An error alone does not say the connection
     // dropped (a failed PING does not): reconnecting does, or an error that leaves the node's
     // client not ready (its reconnect strategy gave up). A client that node-redis closes
@@ -89,7 +79,7 @@ export class ClusterConnection implements Connection {
       events.dropped((key) => !client.slots[slotOf(key)]?.master.client?.isReady);
     };
     client.on('node-reconnecting', down).on('node-error', (error: Error, node: NodeAddress) => {
-      onError(error);
+      refusals.heard(error);
       if (!clientAt(client, node)?.isReady) down(node);
     });
     // A node connection that (re)connects tracks nothing yet, and missed what changed meanwhile.
@@ -106,15 +96,16 @@ export class ClusterConnection implements Connection {
       ),
     );
     connected.catch(() => {}); // a refusal may settle the race first
-    const ready = Promise.race([connected, refused]);
+    const ready = Promise.race([connected, refusals.refused]);
     ready.catch(() => {}); // the race reports it
     try {
-      await withinConnectTimeout(ready, options.connectTimeoutMs, () => lastError);
+      await withinConnectTimeout(ready, options.connectTimeoutMs, () => refusals.lastError);
     } catch (error) {
       client.destroy();
       // node-redis tries each root node once, and says only that none would do: the error of
       // the last one says why (refused, credentials, not Redis).
       const roots = describeRoots(cluster);
+      const { lastError } = refusals;
       if (error instanceof RootNodesUnavailableError && lastError) {
         if (cannotServe(lastError)) throw connectError(lastError, options.connectTimeoutMs, roots);
         throw new LockError(

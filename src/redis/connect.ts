@@ -146,6 +146,32 @@ export function pollingReason(error: unknown, address: string): string | undefin
 }
 
 /**
+ * The errors of a client that retries its handshake by itself (node-redis' cluster and
+ * sentinel clients): `lastError` keeps one that says why over the hang-up that follows it, and
+ * `refused` rejects at the first answer saying the server cannot serve us (`cannotServe`),
+ * which ends the wait for connectTimeoutMs at once.
+ */
+export class Refusals {
+  lastError: Error | undefined;
+  readonly refused: Promise<never>;
+  #refuse: (error: Error) => void = () => {};
+
+  constructor() {
+    this.refused = new Promise<never>((_, reject) => {
+      this.#refuse = reject;
+    });
+    this.refused.catch(() => {}); // whoever races it reports it
+  }
+
+  /** An error the client reported (node-redis reports some as strings). */
+  heard(error: unknown): void {
+    const reported = error instanceof Error ? error : new Error(String(error));
+    if (!this.lastError || !cannotServe(this.lastError)) this.lastError = reported;
+    if (cannotServe(reported)) this.#refuse(reported);
+  }
+}
+
+/**
  * Connect a topology's client(s) with pushes (`push`: RESP3 and tracking), unless the options
  * say `tracking: 'off'`; with `'auto'`, when the server refuses pushes (a `LockError` whose
  * cause `pollingReason` reads), tell `events.polling` and connect again without them, in what

@@ -11,6 +11,7 @@ import {
   checkServer,
   connectError,
   pushOrPoll,
+  Refusals,
   withinConnectTimeout,
 } from './connect.js';
 import { InvalidationRouter } from './tracking.js';
@@ -68,21 +69,10 @@ export class SentinelConnection implements Connection {
       sentinelOptions,
       track ? new InvalidationRouter(options.noLoopTracking, events.invalidated) : undefined,
     );
-    let lastError: Error | undefined;
-    let refuse: (error: Error) => void = () => {};
-    const refused = new Promise<never>((_, reject) => {
-      refuse = reject;
-    });
-    refused.catch(() => {}); // the race reports it
-    sentinel.on('error', (error: unknown) => {
-      // node-redis reports some errors as strings. Keep an error that says why over the
-      // hang-up that follows it.
-      const reported = error instanceof Error ? error : new Error(String(error));
-      if (!lastError || !cannotServe(lastError)) lastError = reported;
-      // A primary that answered that it cannot serve us will not change its mind (node-redis
-      // would ask the sentinels again, for up to 16 s).
-      if (cannotServe(reported)) refuse(reported);
-    });
+    // A primary that answered that it cannot serve us will not change its mind (node-redis
+    // would ask the sentinels again, for up to 16 s).
+    const refusals = new Refusals();
+    sentinel.on('error', (error: unknown) => refusals.heard(error));
     const primary = new Primary(sentinel, events);
     sentinel.on('topology-change', (change: { type: string }) => {
       // node-redis has destroyed the connections to the primary it knew, without an error:
@@ -104,14 +94,14 @@ export class SentinelConnection implements Connection {
     ready.catch(() => {}); // the race reports it
     try {
       await withinConnectTimeout(
-        Promise.race([ready, refused]),
+        Promise.race([ready, refusals.refused]),
         options.connectTimeoutMs,
-        () => lastError,
+        () => refusals.lastError,
       );
     } catch (error) {
       sentinel.destroy().catch(() => {});
       sentinel.removeAllListeners();
-      throw sentinelConnectError(error, lastError, options.connectTimeoutMs, address());
+      throw sentinelConnectError(error, refusals.lastError, options.connectTimeoutMs, address());
     }
     return new SentinelConnection(sentinel, primary, options);
   }
