@@ -1,13 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@redis/client';
-import { killOnExit } from './reaper.js';
 import { poll, removeOnExit } from './redis-cluster.js';
-import { freePorts, type RedisServer, startRedisServer } from './redis-server.js';
+import { freePorts, type RedisServer, spawnUntil, startRedisServer } from './redis-server.js';
 
 export interface RedisSentinelOptions {
   /** The master's name the sentinels monitor. Default 'locks'. */
@@ -180,52 +177,19 @@ interface Sentinel {
 async function startSentinel(file: string, port: number, timeoutMs: number): Promise<Sentinel> {
   const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
   // The config file must come first; the sentinel rewrites it, hence one file each.
-  const child: ChildProcess = spawn(bin, [file, '--sentinel'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  killOnExit(child);
-  const exited = once(child, 'exit');
-  exited.catch(() => {});
-  let output = '';
-  const collect = (chunk: string) => {
-    output += chunk;
-  };
-  child.stdout?.setEncoding('utf8').on('data', collect);
-  child.stderr?.setEncoding('utf8').on('data', collect);
+  const { child, exited } = await spawnUntil(
+    bin,
+    [file, '--sentinel'],
+    '+monitor master',
+    timeoutMs,
+    {
+      label: 'sentinel',
+      notRun: (error) => error,
+      exited: (code, output) =>
+        new Error(`sentinel on port ${port} exited with ${code}:\n${output}`),
+    },
+  );
   const running = () => child.exitCode === null && child.signalCode === null;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`sentinel did not start in ${timeoutMs} ms:\n${output}`)),
-        timeoutMs,
-      );
-      const check = () => {
-        if (output.includes('+monitor master')) {
-          clearTimeout(timer);
-          child.stdout?.off('data', check);
-          resolve();
-        }
-      };
-      child.stdout?.on('data', check);
-      child.once('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-      child.once('close', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`sentinel on port ${port} exited with ${code}:\n${output}`));
-      });
-    });
-  } catch (error) {
-    if (running()) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-    throw error;
-  }
-  child.unref();
-  child.stdout?.destroy();
-  child.stderr?.destroy();
   return {
     port,
     get running() {

@@ -177,29 +177,61 @@ async function spawnOnce(
   timeoutMs: number,
 ): Promise<Process> {
   const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
-  const child: ChildProcess = spawn(
+  return spawnUntil(
     bin,
     [...listen(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    'Ready to accept connections',
+    timeoutMs,
+    {
+      label: 'redis-server',
+      notRun: (error) =>
+        new Error(
+          `could not run ${bin}: ${error.message} (install redis-server or set REDIS_SERVER_BIN)`,
+        ),
+      exited: (code, output) => {
+        const message = `redis-server on port ${port} exited with ${code}:\n${output}`;
+        return output.includes('Address already in use')
+          ? new AddressInUse(message)
+          : new Error(message);
+      },
+    },
   );
-  // Do not let the server outlive the test process, even if it dies while this waits.
+}
+
+/**
+ * Spawn `bin` with `args` and resolve once its stdout shows `readyText`; reject (killing it)
+ * after `timeoutMs`, or with `errors`' error when it cannot run or exits first. The child does
+ * not outlive the test process, nor keep it alive.
+ */
+export async function spawnUntil(
+  bin: string,
+  args: readonly string[],
+  readyText: string,
+  timeoutMs: number,
+  errors: {
+    readonly label: string;
+    readonly notRun: (error: Error) => Error;
+    readonly exited: (code: number | null, output: string) => Error;
+  },
+): Promise<Process> {
+  const child: ChildProcess = spawn(bin, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Do not let the process outlive the test process, even if it dies while this waits.
   killOnExit(child);
   const exited = once(child, 'exit');
   exited.catch(() => {}); // 'error' instead of 'exit' when the binary is missing: handled below
   let output = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+  const collect = (chunk: string) => {
     output += chunk;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    output += chunk;
-  });
+  };
+  child.stdout?.setEncoding('utf8').on('data', collect);
+  child.stderr?.setEncoding('utf8').on('data', collect);
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`redis-server did not start in ${timeoutMs} ms:\n${output}`)),
+      () => reject(new Error(`${errors.label} did not start in ${timeoutMs} ms:\n${output}`)),
       Math.max(0, timeoutMs),
     );
     const check = () => {
-      if (output.includes('Ready to accept connections')) {
+      if (output.includes(readyText)) {
         clearTimeout(timer);
         child.stdout?.off('data', check);
         resolve();
@@ -208,19 +240,12 @@ async function spawnOnce(
     child.stdout?.on('data', check);
     child.once('error', (error) => {
       clearTimeout(timer);
-      reject(
-        new Error(
-          `could not run ${bin}: ${error.message} (install redis-server or set REDIS_SERVER_BIN)`,
-        ),
-      );
+      reject(errors.notRun(error));
     });
     // 'close', not 'exit': by then all of the output has been read.
     child.once('close', (code) => {
       clearTimeout(timer);
-      const message = `redis-server on port ${port} exited with ${code}:\n${output}`;
-      reject(
-        output.includes('Address already in use') ? new AddressInUse(message) : new Error(message),
-      );
+      reject(errors.exited(code, output));
     });
   });
   try {
@@ -232,7 +257,7 @@ async function spawnOnce(
     }
     throw error;
   }
-  // Do not let a forgotten server keep the test process alive.
+  // Do not let a forgotten process keep the test process alive.
   child.unref();
   child.stdout?.destroy();
   child.stderr?.destroy();
