@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import {
   createLocker,
   type Lock,
+  LockError,
   type LockerOptions,
   LockLostError,
   UnavailableError,
@@ -180,6 +181,28 @@ short(
       } finally {
         await locker.close();
       }
+    } finally {
+      await server.stop();
+    }
+  },
+);
+
+short(
+  'a user whose ACL lacks a command of the connect is told so at once, not after connectTimeoutMs',
+  async () => {
+    const server = await startRedisServer(aclArgs(['-script|load']));
+    try {
+      const started = performance.now();
+      const error = await createLocker({
+        url: withUser(server.url),
+        connectTimeoutMs: 60_000,
+      }).catch((e: unknown) => e);
+      assert.instance(error, LockError);
+      assert.is((error as LockError).code, 'ERR_CONNECT');
+      assert.match((error as Error).message, /ACL/);
+      assert.match((error as Error).message, /script\|load/);
+      assert.not.match((error as Error).message, /password/);
+      assert.ok(performance.now() - started < 30_000, 'it waited for connectTimeoutMs');
     } finally {
       await server.stop();
     }

@@ -141,6 +141,23 @@ test('bad sentinel options are refused with errors that name them', async ({ set
   );
 });
 
+test('a wrong password for the primary is a credentials error at once', async ({ set }) => {
+  const started = performance.now();
+  const error = await createLocker(
+    sentinelOptions(set, {
+      connectTimeoutMs: 60_000,
+      sentinel: {
+        name: set.name,
+        sentinelRootNodes: set.sentinelRootNodes,
+        nodeClientOptions: { password: 'wrong' },
+      },
+    }),
+  ).catch((e: unknown) => e);
+  assert.instance(error, LockError);
+  assert.match((error as Error).message, /refused the credentials/);
+  assert.ok(performance.now() - started < 30_000, 'it waited for connectTimeoutMs');
+});
+
 test('a name the sentinels do not monitor, or no sentinel, fails to connect and says why', async ({
   set,
 }) => {
@@ -246,6 +263,27 @@ failover(
     // A frozen primary keeps its connections open: the extension goes unanswered, and the signal
     // aborts before the keys could expire (1000 ms, less the margin).
     await failOver((set) => set.primary.pause(), 1500);
+  },
+);
+
+failover(
+  'a locker created while the primary is down connects once the sentinels have promoted the replica',
+  async () => {
+    const set = await startRedisSentinel();
+    try {
+      await set.primary.stop();
+      // The sentinels still name the dead primary for about a second, then vote and promote.
+      const locker = await createLocker(sentinelOptions(set, { connectTimeoutMs: 20_000 }));
+      try {
+        const lock = await locker.withContext('after', bound(10_000));
+        assert.is(await keysOn(set.replica.port, 'after'), 3, 'not on the new primary');
+        assert.is(await lock.release(), true);
+      } finally {
+        await locker.close();
+      }
+    } finally {
+      await set.stop();
+    }
   },
 );
 

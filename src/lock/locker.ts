@@ -39,7 +39,15 @@ import { withLock } from './with-lock.js';
 type Attempt =
   | { readonly lock: HeldLock }
   | { readonly busy: true; readonly retryInMs: number; readonly place?: QueueState | undefined }
-  | { readonly error: unknown; readonly renewed?: Ticket };
+  | {
+      readonly error: unknown;
+      readonly renewed?: Ticket;
+      /**
+       * The servers' ACLs refused enough keys' scripts that no retry can reach a majority: one
+       * of those refusals.
+       */
+      readonly refused?: unknown;
+    };
 
 export class RedisLocker implements Locker {
   readonly #options: ResolvedOptions;
@@ -205,10 +213,10 @@ export class RedisLocker implements Locker {
           return held;
         }
         failure = 'error' in attempt ? { cause: attempt.error } : undefined;
-        if (failure && refusedByAcl(failure.cause)) {
+        if ('refused' in attempt && attempt.refused !== undefined) {
           throw new UnavailableError(
             `Redis refused a command of the attempt to take lock "${name}" for the user's ACL, which retrying cannot change: see the smallest ACL in docs/compatibility.md`,
-            failure.cause,
+            attempt.refused,
           );
         }
         // A waitTimeoutMs that ran out during the attempt ends the wait here, even if
@@ -451,9 +459,16 @@ export class RedisLocker implements Locker {
       return { busy: true, retryInMs: verdict.retryInMs, place: known };
     }
     const error = failureError(verdict.failure);
+    const refusals = outcomes.flatMap((outcome) =>
+      outcome.status === 'rejected' && refusedByAcl(outcome.reason) ? [outcome.reason] : [],
+    );
+    const refused =
+      options.keyCount - refusals.length < options.keyMajority ? refusals[0] : undefined;
     // A handoff to the old value may be undone by the give-back: go on under a new one.
-    if (ticket && giveBack.leaveQueue) return { renewed: this.#tickets.renew(ticket), error };
-    return { error };
+    if (ticket && giveBack.leaveQueue) {
+      return { renewed: this.#tickets.renew(ticket), error, refused };
+    }
+    return { error, refused };
   }
 
   /**

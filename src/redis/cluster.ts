@@ -17,7 +17,7 @@ import {
   withinConnectTimeout,
 } from './connect.js';
 import { SplitStore } from './split.js';
-import { InvalidationRouter } from './tracking.js';
+import { InvalidationRouter, trackingOptions } from './tracking.js';
 
 /**
  * A Redis Cluster through node-redis' cluster client: each key goes, in a call of its own, to
@@ -159,8 +159,7 @@ function newCluster(cluster: RedisClusterOptions, router: InvalidationRouter | u
     topologyRefreshOnReconnectionAttemptStrategy:
       cluster.topologyRefreshOnReconnectionAttemptStrategy ?? 100,
     useReplicas: false,
-    // Typed as RESP3 either way: tracklock reads raw replies (sendCommand), alike in both.
-    ...((router ? { RESP: 3, clientSideCache: router } : { RESP: 2 }) as unknown as { RESP: 3 }),
+    ...trackingOptions(router),
   });
 }
 

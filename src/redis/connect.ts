@@ -59,11 +59,12 @@ export function cannotServe(
   if (!(error instanceof Error)) return undefined;
   const { message } = error;
   if (UNTRUSTED.test(String((error as { code?: unknown }).code))) return 'certificate';
-  if (/client\|tracking|'CLIENT'|subcommand 'TRACKING'/i.test(message)) return 'tracking';
+  // NOPERM for 'client|tracking', an unknown TRACKING subcommand, a renamed CLIENT.
+  if (/tracking/i.test(message)) return 'tracking';
   if (error instanceof ErrorReply && /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(message)) {
     return 'credentials';
   }
-  if (/HELLO|NOPROTO|unknown command/i.test(message)) return 'resp3';
+  if (/HELLO|NOPROTO/i.test(message)) return 'resp3';
   if (/^Unknown RESP type/.test(message)) return 'protocol';
   return undefined;
 }
@@ -200,8 +201,25 @@ export async function pushOrPoll<T>(
   }
 }
 
-/** Load the scripts, warn of clock skew, and refuse a server without what the options need. */
+/**
+ * Load the scripts, warn of clock skew and eviction, and refuse a server without what the
+ * options need: too old, or whose ACL refuses the user a command tracklock sends (final: a
+ * wait for connectTimeoutMs would not change the ACL).
+ */
 export async function checkServer(send: SendTo, options: ResolvedOptions, address: string) {
+  try {
+    await checkServerOnce(send, options, address);
+  } catch (error) {
+    if (!refusedByAcl(error)) throw error;
+    throw new LockError(
+      'ERR_CONNECT',
+      `the Redis server at ${address} refused the user a command tracklock needs (${(error as Error).message}): give the user the commands of the smallest ACL in docs/compatibility.md`,
+      { cause: error },
+    );
+  }
+}
+
+async function checkServerOnce(send: SendTo, options: ResolvedOptions, address: string) {
   // All in one round trip: node-redis pipelines what is sent together.
   const [, , info] = await Promise.all([
     loadScripts(send),

@@ -171,8 +171,8 @@ function majorityReady(
 }
 
 /**
- * A node that answered but cannot serve locks (refused RESP3 or the credentials, does not speak
- * RESP, failed a check).
+ * A node that answered but cannot serve locks (refused the credentials, or pushes under
+ * tracking 'on'; does not speak RESP, or TLS does not trust it; failed a check).
  */
 class NodeRefusedError extends Error {
   readonly address: string;

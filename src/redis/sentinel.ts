@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createSentinel, type RedisSentinelOptions } from '@redis/client';
 import { LockError } from '../shared/errors.js';
 import { fenceKey, parseKey } from '../shared/keys.js';
@@ -12,9 +13,13 @@ import {
   connectError,
   pushOrPoll,
   Refusals,
+  refusedByAcl,
   withinConnectTimeout,
 } from './connect.js';
-import { InvalidationRouter } from './tracking.js';
+import { InvalidationRouter, trackingOptions } from './tracking.js';
+
+/** The pause between connects while no primary answers. */
+const RETRY_MS = 200;
 
 /**
  * A primary found through Redis Sentinel, with node-redis' sentinel client: it asks the
@@ -54,8 +59,37 @@ export class SentinelConnection implements Connection {
     events: ConnectionEvents,
   ): Promise<SentinelConnection> {
     return pushOrPoll(options, describeRoots(sentinelOptions), events, (resolved, push) =>
-      SentinelConnection.#connect(resolved, sentinelOptions, events, push),
+      SentinelConnection.#retrying(resolved, sentinelOptions, events, push),
     );
+  }
+
+  /**
+   * Connect, again and again within connectTimeoutMs while no primary answers (it is down and
+   * the sentinels have not promoted another yet, or they are starting): node-redis gives up at
+   * once then (see `maxCommandRediscovers`). An answer that says it cannot serve us is final.
+   */
+  static async #retrying(
+    options: ResolvedOptions,
+    sentinelOptions: RedisSentinelOptions,
+    events: ConnectionEvents,
+    track: boolean,
+  ): Promise<SentinelConnection> {
+    const deadline = performance.now() + options.connectTimeoutMs;
+    for (;;) {
+      const left = Math.max(1, Math.round(deadline - performance.now()));
+      try {
+        const within = { ...options, connectTimeoutMs: left };
+        return await SentinelConnection.#connect(within, sentinelOptions, events, track);
+      } catch (error) {
+        const final =
+          !(error instanceof LockError) ||
+          error.code !== 'ERR_CONNECT' ||
+          cannotServe(error.cause) !== undefined ||
+          refusedByAcl(error.cause);
+        if (final || performance.now() + RETRY_MS >= deadline) throw error;
+        await sleep(RETRY_MS);
+      }
+    }
   }
 
   /** `track`: the primary's connection tracks what it reads (RESP3 and the router). */
@@ -69,8 +103,8 @@ export class SentinelConnection implements Connection {
       sentinelOptions,
       track ? new InvalidationRouter(options.noLoopTracking, events.invalidated) : undefined,
     );
-    // A primary that answered that it cannot serve us will not change its mind (node-redis
-    // would ask the sentinels again, for up to 16 s).
+    // What the sentinels' clients report (the primary's own errors come as the connect's
+    // rejection: see sentinelConnectError).
     const refusals = new Refusals();
     sentinel.on('error', (error: unknown) => refusals.heard(error));
     const primary = new Primary(sentinel, events);
@@ -219,8 +253,7 @@ function newSentinel(sentinel: RedisSentinelOptions, router: InvalidationRouter 
     // close() cannot clear. Once is enough: the sentinels' notifications (+sdown,
     // switch-master…) and the locker's next command (see Primary.send) make it look again.
     maxCommandRediscovers: 0,
-    // RESP2 when polling: the server may not know HELLO.
-    ...((router ? { RESP: 3, clientSideCache: router } : { RESP: 2 }) as unknown as { RESP: 3 }),
+    ...trackingOptions(router),
   });
 }
 
@@ -233,6 +266,9 @@ function sentinelConnectError(
   roots: string,
 ): unknown {
   if (error instanceof LockError) return error;
+  // The primary's refusal comes as the connect's rejection (node-redis passes its clients'
+  // errors on as events only when asked to), or, from a sentinel, as an event.
+  if (cannotServe(error)) return connectError(error, timeoutMs, roots);
   if (lastError && cannotServe(lastError)) return connectError(lastError, timeoutMs, roots);
   const cause = lastError ?? error;
   const message = cause instanceof Error ? cause.message : String(cause);

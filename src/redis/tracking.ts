@@ -4,6 +4,16 @@ type Invalidated = (key: string | null) => void;
 type CacheArgs = Parameters<BasicPooledClientSideCache['handleCache']>;
 
 /**
+ * The client options that choose how a connection hears of changed keys: RESP3 with `router`
+ * hearing its invalidation pushes, or, without one, RESP2 (the locker polls: the server may not
+ * know HELLO). Typed as RESP3 either way: tracklock reads raw replies (sendCommand), which do
+ * not differ.
+ */
+export function trackingOptions(router: InvalidationRouter | undefined): { RESP: 3 } {
+  return (router ? { RESP: 3, clientSideCache: router } : { RESP: 2 }) as unknown as { RESP: 3 };
+}
+
+/**
  * node-redis' client-side-cache hook, used as a router rather than a cache: it chooses the
  * tracking mode node-redis sends on every (re)connect and hands every invalidation push to
  * the locker. It never serves a reply from memory: an ownership check must read the server.

@@ -167,6 +167,21 @@ function tracking(value: unknown): Tracking {
   return chosen;
 }
 
+/**
+ * `RESP` and `clientSideCache` are tracklock's: RESP3 with its router for pushes, RESP2 when
+ * polling (`RESP: 3` is let through, as it was the only value once).
+ */
+function refuseOwnSettings(name: string, options: { RESP?: unknown; clientSideCache?: unknown }) {
+  if (options.RESP !== undefined && options.RESP !== 3) {
+    throw new TypeError(
+      `${name}.RESP is chosen by tracklock (3 for invalidation pushes, 2 when polling: see the tracking option); leave it unset, got ${String(options.RESP)}`,
+    );
+  }
+  if (options.clientSideCache !== undefined) {
+    throw new TypeError(`${name}.clientSideCache is set by tracklock itself; leave it unset`);
+  }
+}
+
 function flag(name: string, value: unknown, fallback: boolean): boolean {
   const on = value ?? fallback;
   if (typeof on !== 'boolean')
@@ -179,14 +194,7 @@ function clientOptions(options: LockerOptions): RedisClientOptions {
   if (typeof client !== 'object' || client === null) {
     throw new TypeError('client must be an object of node-redis client options');
   }
-  if (client.RESP !== undefined && client.RESP !== 3) {
-    throw new TypeError(
-      `client.RESP is chosen by tracklock (3 for invalidation pushes, 2 when polling: see the tracking option); leave it unset, got ${String(client.RESP)}`,
-    );
-  }
-  if (client.clientSideCache !== undefined) {
-    throw new TypeError('client.clientSideCache is set by tracklock itself; leave it unset');
-  }
+  refuseOwnSettings('client', client);
   if (options.url !== undefined && typeof options.url !== 'string') {
     throw new TypeError('url must be a string such as "redis://127.0.0.1:6379"');
   }
@@ -238,14 +246,7 @@ function resolveTopology(options: LockerOptions, client: RedisClientOptions): To
     if (options.client !== undefined) {
       throw new TypeError('with cluster, put client options in cluster.defaults, not client');
     }
-    if (cluster.RESP !== undefined && cluster.RESP !== 3) {
-      throw new TypeError(
-        `cluster.RESP is chosen by tracklock (3 for invalidation pushes, 2 when polling: see the tracking option); leave it unset, got ${String(cluster.RESP)}`,
-      );
-    }
-    if (cluster.clientSideCache !== undefined) {
-      throw new TypeError('cluster.clientSideCache is set by tracklock itself; leave it unset');
-    }
+    refuseOwnSettings('cluster', cluster);
     if (/[{}]/.test(options.keyPrefix ?? '')) {
       throw new TypeError(
         'keyPrefix must not contain braces with cluster: a hashtag in it would put every key of every lock in one slot',
@@ -290,14 +291,7 @@ function sentinelOptions(sentinel: unknown): RedisSentinelOptions {
     ['sentinel', given],
     ['sentinel.nodeClientOptions', given.nodeClientOptions ?? {}],
   ] as [string, { RESP?: unknown; clientSideCache?: unknown }][]) {
-    if (options.RESP !== undefined && options.RESP !== 3) {
-      throw new TypeError(
-        `${name}.RESP is chosen by tracklock (3 for invalidation pushes, 2 when polling: see the tracking option); leave it unset`,
-      );
-    }
-    if (options.clientSideCache !== undefined) {
-      throw new TypeError(`${name}.clientSideCache is set by tracklock itself; leave it unset`);
-    }
+    refuseOwnSettings(name, options);
   }
   if (given.replicaPoolSize !== undefined && given.replicaPoolSize !== 0) {
     throw new TypeError(
