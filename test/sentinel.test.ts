@@ -149,7 +149,7 @@ test('a wrong password for the primary is a credentials error at once', async ({
       sentinel: {
         name: set.name,
         sentinelRootNodes: set.sentinelRootNodes,
-        nodeClientOptions: { password: 'wrong' },
+        nodeClientOptions: { username: 'nobody', password: 'wrong' },
       },
     }),
   ).catch((e: unknown) => e);

@@ -133,7 +133,9 @@ export class SentinelConnection implements Connection {
         () => refusals.lastError,
       );
     } catch (error) {
-      sentinel.destroy().catch(() => {});
+      // A connect cut short by the timeout may still be opening a socket: let it finish
+      // failing (bounded), so that nothing is left open once createLocker has rejected.
+      await settleWithin(Promise.allSettled([sentinel.destroy(), ready]), options.commandTimeoutMs);
       sentinel.removeAllListeners();
       throw sentinelConnectError(error, refusals.lastError, options.connectTimeoutMs, address());
     }
