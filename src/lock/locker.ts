@@ -494,6 +494,8 @@ export class RedisLocker implements Locker {
     const lock = new HeldLock(this.#storeFor(name), this.#options, {
       ...init,
       queue,
+      // Fixed when taken: a server that starts refusing pushes later does so at a reconnect,
+      // whose drop has already ended every lock that needed its keys.
       pollMs: this.#polling ? this.#options.checkIntervalMs : undefined,
       onEnd: (ended) => this.#names.ended(name, state, ended, gated),
       onDeleting: (deletion, sent) =>
