@@ -2,6 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type LockError } from '../src/index.js';
 import { provideRedis, type TestRedis } from './helpers/redis.js';
+import { startRedisServer } from './helpers/redis-server.js';
 
 // PXAT carries this process's wall clock to the server: these tests set it back.
 const test = suite<{ redis: TestRedis }>('clock');
@@ -34,6 +35,25 @@ test('a clock far behind the server is warned of at connect', async ({ redis }) 
   const skew = warnings.find((w) => (w as { code?: string }).code === 'TRACKLOCK_CLOCK_SKEW');
   assert.ok(skew, 'no clock warning');
   assert.match(skew.message, /behind/);
+});
+
+test('a clock behind three nodes is warned of once per locker, not once per node', async () => {
+  const servers = await Promise.all([startRedisServer(), startRedisServer(), startRedisServer()]);
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error) => {
+    if ((warning as { code?: string }).code === 'TRACKLOCK_CLOCK_SKEW') warnings.push(warning);
+  };
+  process.on('warning', onWarning);
+  Date.now = () => realNow() - 60_000;
+  try {
+    const locker = await createLocker({ nodes: servers.map((server) => server.url) });
+    await locker.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.is(warnings.length, 1);
+  } finally {
+    process.off('warning', onWarning);
+    await Promise.all(servers.map((server) => server.stop()));
+  }
 });
 
 test('keys that expire as soon as they are set (clock behind by more than the validity) are an error, not a busy lock', async ({

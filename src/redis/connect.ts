@@ -6,6 +6,7 @@ import { readInfo, warnOfEviction } from './eviction.js';
 import type { SendTo } from './lua.js';
 import { loadScripts } from './scripts.js';
 import type { KeyOps, StoreEvents } from './store.js';
+import { warnOnce } from './warnings.js';
 
 /**
  * How a server tells the locker that a key changed: by invalidation pushes, or not at all
@@ -223,7 +224,7 @@ async function checkServerOnce(send: SendTo, options: ResolvedOptions, address: 
   // All in one round trip: node-redis pipelines what is sent together.
   const [, , info] = await Promise.all([
     loadScripts(send),
-    options.fallbackSetPx ? undefined : warnOfClockSkew(send, options.marginMs, address),
+    options.fallbackSetPx ? undefined : warnOfClockSkew(send, options, address),
     readInfo(send, 'server'),
     warnOfEviction(send, options, address),
   ]);
@@ -242,15 +243,21 @@ async function checkServerOnce(send: SendTo, options: ResolvedOptions, address: 
  * PXAT takes the client's wall clock to the server: warn when the two differ by more than the
  * lock's drift margin (measured with TIME, give or take half a round trip).
  */
-async function warnOfClockSkew(send: SendTo, marginMs: number, address: string): Promise<void> {
+async function warnOfClockSkew(
+  send: SendTo,
+  options: ResolvedOptions,
+  address: string,
+): Promise<void> {
+  const { marginMs } = options;
   const before = Date.now();
   const [seconds, micros] = (await send(['TIME'])) as [string, string];
   const after = Date.now();
   const skewMs = Number(seconds) * 1000 + Number(micros) / 1000 - (before + after) / 2;
   if (Math.abs(skewMs) > marginMs + (after - before) / 2) {
-    process.emitWarning(
+    warnOnce(
+      options,
+      'TRACKLOCK_CLOCK_SKEW',
       `this machine's clock is ${Math.round(Math.abs(skewMs))} ms ${skewMs > 0 ? 'behind' : 'ahead of'} the Redis server's at ${address}, more than the lock's drift margin (${marginMs} ms): absolute expiries (PXAT) will be off by as much; synchronise the clocks or pass fallbackSetPx: true`,
-      { code: 'TRACKLOCK_CLOCK_SKEW' },
     );
   }
 }

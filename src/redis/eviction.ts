@@ -1,13 +1,7 @@
 import { ErrorReply } from '@redis/client';
 import type { ResolvedOptions } from '../shared/options.js';
 import type { SendTo } from './lua.js';
-
-/**
- * The lockers already warned, by their topology: `resolveOptions` makes one per
- * `createLocker`, and every node's options, spread from the locker's, share it. So a locker on
- * several servers that all evict warns once, not once per node.
- */
-const warned = new WeakSet<object>();
+import { warnOnce } from './warnings.js';
 
 /**
  * Warn (once per locker) when the server may evict keys to make room: a Redis shared with a
@@ -23,14 +17,14 @@ export async function warnOfEviction(
 ): Promise<void> {
   const info = await readInfo(send, 'memory');
   const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
-  if (policy === undefined || policy === 'noeviction' || warned.has(options.topology)) return;
-  warned.add(options.topology);
+  if (policy === undefined || policy === 'noeviction') return;
   const which = policy.startsWith('volatile-')
     ? 'keys with a TTL go first, and every lock key has one'
     : 'any key may go, lock keys too';
-  process.emitWarning(
+  warnOnce(
+    options,
+    'TRACKLOCK_EVICTION',
     `the Redis server at ${address} evicts keys when it runs out of memory (maxmemory-policy ${policy}: ${which}): an evicted lock key is a lock lost at once, which another process may take before the holder hears of it; set maxmemory-policy noeviction, or keep locks on a Redis of their own`,
-    { code: 'TRACKLOCK_EVICTION' },
   );
 }
 
