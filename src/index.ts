@@ -7,6 +7,7 @@ export {
   LockLostError,
   LockReleasedError,
   type Loss,
+  MaxHoldError,
   NotLockedError,
   ReleaseUnconfirmedError,
   UnavailableError,

@@ -310,6 +310,7 @@ test('DEFAULTS holds the documented defaults', () => {
       fallbackSetPx: false,
       queue: true,
       localHandoffs: 8,
+      maxHoldMs: Infinity,
       driftFactor: 0.01,
       commandTimeoutMs: 1000,
       connectTimeoutMs: 5000,

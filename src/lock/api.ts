@@ -10,6 +10,8 @@ export interface AcquireOptions {
    * in Redis); aborting it while the lock is held aborts the lock's signal and releases it.
    */
   signal?: AbortSignal;
+  /** The cap on holding this lock, in ms, over the locker's `maxHoldMs`. */
+  maxHoldMs?: number;
 }
 
 /** Options of an acquisition that may wait (`withContext`, `withLock`). */
@@ -40,8 +42,8 @@ export interface Locker {
   /**
    * Wait for the lock, run `fn` with its signal, release it, and return what `fn` returned.
    * Rethrows what `fn` throws; if the lock ended before `fn` returned (even when `fn` ignored
-   * its signal), rejects with the end's reason: `LockLostError`, `LockerClosedError`, or the
-   * caller's signal's reason.
+   * its signal), rejects with the end's reason: `LockLostError`, `MaxHoldError`,
+   * `LockerClosedError`, or the caller's signal's reason.
    */
   withLock<T>(
     name: string,

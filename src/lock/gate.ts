@@ -1,8 +1,9 @@
 import { execute } from 'abort-controller-x';
+import type { HoldTerms } from './lock.js';
 
 /** A waiter queued at the gate: what a lock passed to it is made for, and its turn. */
 interface Turn<T> {
-  readonly parent: AbortSignal | undefined;
+  readonly terms: HoldTerms;
   readonly resolve: (gift: T | undefined) => void;
 }
 
@@ -35,9 +36,10 @@ export class Gate<T> {
 
   /**
    * Resolves when the caller becomes the active waiter, with the lock when one was passed to
-   * it (see `pass`); rejects with the signal's reason. `parent` is what a passed lock listens to.
+   * it (see `pass`); rejects with the signal's reason. `terms` is what a passed lock is made
+   * for.
    */
-  enter(signal: AbortSignal, parent?: AbortSignal): Promise<T | undefined> {
+  enter(signal: AbortSignal, terms: HoldTerms): Promise<T | undefined> {
     if (!this.#active) {
       signal.throwIfAborted();
       this.#active = true;
@@ -45,7 +47,7 @@ export class Gate<T> {
     }
     return execute(signal, (resolve) => {
       const turn: Turn<T> = {
-        parent,
+        terms,
         resolve: (gift) => {
           this.#queue.delete(turn);
           resolve(gift);
@@ -66,16 +68,16 @@ export class Gate<T> {
   }
 
   /**
-   * Pass the turn to the next waiter with a lock made for it by `make` (from its `parent`);
+   * Pass the turn to the next waiter with a lock made for it by `make` (on its terms);
    * `undefined` when nobody waits any more (the gate is then left).
    */
-  pass(make: (parent: AbortSignal | undefined) => T): T | undefined {
+  pass(make: (terms: HoldTerms) => T): T | undefined {
     const next = this.#queue.values().next();
     if (next.done) {
       this.#active = false;
       return undefined;
     }
-    const gift = make(next.value.parent);
+    const gift = make(next.value.terms);
     next.value.resolve(gift);
     return gift;
   }

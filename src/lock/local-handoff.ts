@@ -16,7 +16,7 @@ export interface Passing {
 export interface PassDeps {
   readonly store: KeyStore;
   readonly rules: Rules;
-  /** Hold the passed keys for the next waiter (its `parent` signal). */
+  /** Hold the passed keys for the next waiter (on its terms). */
   hold(init: LockTaken): HeldLock;
   /** Let go of `keys` held under `value` (through the queue, if there is one). */
   giveBack(keys: readonly string[], value: string): void;
@@ -67,7 +67,7 @@ export async function passOn(
   if (verdict.kind === 'held') {
     const { owned, token } = verdict;
     const init = { name, keys, value, owned, sentAt, now, token };
-    const lock = state.gate.pass((parent) => deps.hold({ ...init, parent }));
+    const lock = state.gate.pass((terms) => deps.hold({ ...init, terms }));
     if (lock) {
       state.passes++;
       deps.adoptLate(lock, outcomes, sentAt);

@@ -1,9 +1,23 @@
 import type { KeyState, KeyStore, Outcome, QueueKeys, Settled } from '../redis/store.js';
-import { LockLostError, LockReleasedError, ReleaseUnconfirmedError } from '../shared/errors.js';
+import {
+  LockLostError,
+  LockReleasedError,
+  MaxHoldError,
+  ReleaseUnconfirmedError,
+} from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { onAbort } from '../shared/signals.js';
 import { KeepAlive } from './keepalive.js';
 import type { Deletion } from './leftovers.js';
+
+/**
+ * What the caller of an acquisition asked of the lock: its signal, which ends the lock when it
+ * aborts, and how long the lock may be held (`Infinity`: no cap).
+ */
+export interface HoldTerms {
+  readonly parent: AbortSignal | undefined;
+  readonly maxHoldMs: number;
+}
 
 /** How a lock was taken, and what the locker learns about it. */
 export interface HeldLockInit {
@@ -20,8 +34,8 @@ export interface HeldLockInit {
   readonly queue: QueueKeys | undefined;
   /** The fencing token the acquisition drew (none for a lock handed over). */
   readonly token: bigint | undefined;
-  /** The caller's signal: aborting it ends the lock. */
-  readonly parent: AbortSignal | undefined;
+  /** The caller's terms: its signal ends the lock, and so does `maxHoldMs`. */
+  readonly terms: HoldTerms;
   /** Called once, when the lock ends for any reason. */
   readonly onEnd: (lock: HeldLock) => void;
   /** Called with each deletion of the lock's keys as it is sent (see Leftovers). */
@@ -69,6 +83,8 @@ export class HeldLock {
   /** Per key, the last check that found its expiry shortened: when it was sent, and the expiry. */
   readonly #shortened: ({ readonly sentAt: number; readonly expiresBy: number } | undefined)[] = [];
   #expiryTimer: NodeJS.Timeout | undefined;
+  /** Ends the lock once it has been held for `maxHoldMs`. */
+  #capTimer: NodeJS.Timeout | undefined;
   /** Polling: reads the keys every `pollMs`. */
   #poller: NodeJS.Timeout | undefined;
   /** Keys being read, keys due for a read, and the pending read of them. */
@@ -102,12 +118,20 @@ export class HeldLock {
       },
       takeLate: (i, outcome, sentAt) => this.takeLate(i, outcome, sentAt),
     });
-    const parent = init.parent;
+    const { parent, maxHoldMs } = init.terms;
     if (parent?.aborted) {
       this.#finish(parent.reason);
       return;
     }
     if (parent) this.#unhookParent = onAbort(parent, () => this.#finish(parent.reason));
+    if (maxHoldMs !== Infinity) {
+      // Counted from when it was taken here (`now`), not from the send: held no longer.
+      const capMs = Math.max(0, init.now + maxHoldMs - performance.now());
+      this.#capTimer = setTimeout(
+        () => this.#finish(new MaxHoldError(this.name, maxHoldMs)),
+        capMs,
+      );
+    }
     this.#keepAlive.start(init.sentAt);
     if (init.pollMs !== undefined) this.#poller = setInterval(() => this.#poll(), init.pollMs);
     this.#evaluate(init.now);
@@ -321,6 +345,7 @@ export class HeldLock {
     this.#held = false;
     this.#keepAlive.stop();
     clearTimeout(this.#expiryTimer);
+    clearTimeout(this.#capTimer);
     clearInterval(this.#poller);
     clearImmediate(this.#flushChecks);
     this.#unhookParent();

@@ -22,6 +22,7 @@ import {
   queueNames,
 } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
+import { checkMaxHold } from '../shared/resolve-options.js';
 import { settleWithin } from '../shared/timing.js';
 import { listen } from './acquisition.js';
 import type { AcquireOptions, Locker, WaitOptions } from './api.js';
@@ -30,7 +31,7 @@ import { createHandle, type Lock } from './handle.js';
 import { Leftovers } from './leftovers.js';
 import { listensToKeys, placeIn, pollFor, sleepFor } from './listening.js';
 import { passes, passOn } from './local-handoff.js';
-import { HeldLock, type LockTaken } from './lock.js';
+import { HeldLock, type HoldTerms, type LockTaken } from './lock.js';
 import { type NameState, Names } from './names.js';
 import { type Ticket, Tickets } from './tickets.js';
 import { withLock } from './with-lock.js';
@@ -95,15 +96,15 @@ export class RedisLocker implements Locker {
   }
 
   withContext(name: string, options?: WaitOptions): Promise<Lock> {
-    return this.#acquire(name, 'wait', options?.signal, options?.waitTimeoutMs);
+    return this.#acquire(name, 'wait', options, options?.waitTimeoutMs);
   }
 
   tryWithContext(name: string, options?: AcquireOptions): Promise<Lock> {
-    return this.#acquire(name, 'try', options?.signal);
+    return this.#acquire(name, 'try', options);
   }
 
   forceWithContext(name: string, options?: AcquireOptions): Promise<Lock> {
-    return this.#acquire(name, 'force', options?.signal);
+    return this.#acquire(name, 'force', options);
   }
 
   withLock<T>(
@@ -135,19 +136,24 @@ export class RedisLocker implements Locker {
   async #acquire(
     name: string,
     mode: Mode,
-    parent: AbortSignal | undefined,
+    options: AcquireOptions | undefined,
     waitTimeoutMs?: number,
   ): Promise<Lock> {
     checkName(name);
     this.#placement?.checkName(name);
+    const parent = options?.signal;
+    const terms: HoldTerms = {
+      parent,
+      maxHoldMs: checkMaxHold(options?.maxHoldMs ?? this.#options.maxHoldMs),
+    };
     const { signal, waiting, dispose } = listen(this.#closing.signal, name, parent, waitTimeoutMs);
     const state = this.#names.state(name);
     try {
       signal.throwIfAborted();
       return createHandle(
         mode === 'wait'
-          ? await this.#wait(name, state, signal, waiting, parent, waitTimeoutMs)
-          : await this.#once(name, mode, signal, parent),
+          ? await this.#wait(name, state, signal, waiting, terms, waitTimeoutMs)
+          : await this.#once(name, mode, signal, terms),
       );
     } finally {
       dispose();
@@ -156,13 +162,8 @@ export class RedisLocker implements Locker {
   }
 
   /** try / force: one attempt, outside the gate. */
-  async #once(
-    name: string,
-    mode: 'try' | 'force',
-    signal: AbortSignal,
-    parent: AbortSignal | undefined,
-  ) {
-    const attempt = await this.#attempt({ name, mode, signal, parent });
+  async #once(name: string, mode: 'try' | 'force', signal: AbortSignal, terms: HoldTerms) {
+    const attempt = await this.#attempt({ name, mode, signal, terms });
     if ('lock' in attempt) {
       if (mode === 'force')
         for (const other of this.#names.get(name)?.locks ?? []) {
@@ -184,17 +185,17 @@ export class RedisLocker implements Locker {
     state: NameState,
     signal: AbortSignal,
     waiting: AbortSignal,
-    parent: AbortSignal | undefined,
+    terms: HoldTerms,
     waitTimeoutMs: number | undefined,
   ) {
     // A lock passed on by a local holder comes with the turn.
-    const passed = await state.gate.enter(waiting, parent);
+    const passed = await state.gate.enter(waiting, terms);
     if (passed) return passed;
     state.passes = 0;
     /** Why the last attempt failed, when Redis failed it or did not answer. */
     let failure: { cause: unknown } | undefined;
     let ticket = this.#options.queue
-      ? this.#tickets.issue(name, this.#queueOf(name), parent)
+      ? this.#tickets.issue(name, this.#queueOf(name), terms)
       : undefined;
     let held: HeldLock | undefined;
     /** Attempts in a row that found the lock busy with the waiter in one place (polling). */
@@ -206,7 +207,7 @@ export class RedisLocker implements Locker {
         // Whatever its place was, the attempt may make it the head, reading the keys: a change
         // of theirs while it is in flight must wake it.
         state.listening = true;
-        const attempt = await this.#attempt({ name, mode: 'wait', signal, parent, ticket });
+        const attempt = await this.#attempt({ name, mode: 'wait', signal, terms, ticket });
         if ('renewed' in attempt) ticket = attempt.renewed;
         if ('lock' in attempt) {
           held = attempt.lock;
@@ -351,7 +352,7 @@ export class RedisLocker implements Locker {
       return;
     }
     if (ticket.handed || ticket.deaf || ticket.registeredAt === undefined) return;
-    if (ticket.parent?.aborted) return;
+    if (ticket.terms.parent?.aborted) return;
     // Heard too late (a stalled process): the keys may be about to expire. The next attempt,
     // under the same value, takes them with a fresh expiry; the waiter's exit passes them on.
     const now = performance.now();
@@ -369,7 +370,7 @@ export class RedisLocker implements Locker {
         owned: keys.map(() => true),
         sentAt: ticket.registeredAt,
         now,
-        parent: ticket.parent,
+        terms: ticket.terms,
         token: ticket.reserved,
       },
       'wait',
@@ -389,10 +390,10 @@ export class RedisLocker implements Locker {
     name: string;
     mode: Mode;
     signal: AbortSignal;
-    parent: AbortSignal | undefined;
+    terms: HoldTerms;
     ticket?: Ticket | undefined;
   }): Promise<Attempt> {
-    const { name, mode, signal, parent, ticket } = how;
+    const { name, mode, signal, terms, ticket } = how;
     signal.throwIfAborted();
     const store = this.#storeFor(name);
     const options = this.#options;
@@ -445,7 +446,7 @@ export class RedisLocker implements Locker {
     const queued = ticket !== undefined && !this.#spread;
     const verdict = judge({ outcomes, value, sentAt, now, queued, inLine }, options);
     if (verdict.kind === 'held') {
-      const taken = { name, keys, value, sentAt, now, parent, queue: ticket?.queue };
+      const taken = { name, keys, value, sentAt, now, terms, queue: ticket?.queue };
       const lock = this.#hold({ ...taken, owned: verdict.owned, token: verdict.token }, mode);
       this.#adoptLate(lock, outcomes, sentAt);
       return { lock };

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { QueueKeys, Turn } from '../redis/store.js';
-import type { HeldLock } from './lock.js';
+import type { HeldLock, HoldTerms } from './lock.js';
 
 /**
  * The active waiter's place in a name's queue on the server. Its value is the waiter's for
@@ -12,8 +12,8 @@ export interface Ticket {
   readonly name: string;
   readonly value: string;
   readonly queue: QueueKeys;
-  /** The caller's signal, which the handed lock listens to like any other. */
-  readonly parent: AbortSignal | undefined;
+  /** The caller's terms, which a handed lock is held on like any other. */
+  readonly terms: HoldTerms;
   /**
    * The send time of the attempt that last renewed the ticket on the server (its deadline
    * counts from the server's time then, which is later): the safe bound of a handoff to it.
@@ -60,12 +60,12 @@ export class Tickets {
   readonly #byKey = new Map<string, Heard>();
   readonly #watching = new Map<Ticket, string>();
 
-  issue(name: string, queue: QueueKeys, parent: AbortSignal | undefined): Ticket {
+  issue(name: string, queue: QueueKeys, terms: HoldTerms): Ticket {
     const ticket: Ticket = {
       name,
       value: randomUUID(),
       queue,
-      parent,
+      terms,
       registeredAt: undefined,
       reserved: undefined,
       inFlight: false,
@@ -85,7 +85,7 @@ export class Tickets {
   /** The ticket under a fresh value; a handoff to the old one will not be heard. */
   renew(old: Ticket): Ticket {
     this.retire(old);
-    return this.issue(old.name, old.queue, old.parent);
+    return this.issue(old.name, old.queue, old.terms);
   }
 
   get(value: string): Ticket | undefined {

@@ -3,6 +3,7 @@ export type LockErrorCode =
   | 'ERR_NOT_LOCKED'
   | 'ERR_LOCK_LOST'
   | 'ERR_LOCK_RELEASED'
+  | 'ERR_MAX_HOLD'
   | 'ERR_LOCKER_CLOSED'
   | 'ERR_RELEASE_UNCONFIRMED'
   | 'ERR_UNAVAILABLE'
@@ -60,6 +61,23 @@ export class LockLostError extends LockError {
 export class LockReleasedError extends LockError {
   constructor(lockName: string) {
     super('ERR_LOCK_RELEASED', `lock "${lockName}" was released`);
+  }
+}
+
+/**
+ * The lock's signal aborts with this when it has been held for `maxHoldMs`: it stops
+ * extending and lets go of its keys, so that a stuck holder cannot keep the lock for ever.
+ */
+export class MaxHoldError extends LockError {
+  readonly lockName: string;
+  readonly maxHoldMs: number;
+  constructor(lockName: string, maxHoldMs: number) {
+    super(
+      'ERR_MAX_HOLD',
+      `lock "${lockName}" was held for maxHoldMs (${maxHoldMs} ms) and let go of`,
+    );
+    this.lockName = lockName;
+    this.maxHoldMs = maxHoldMs;
   }
 }
 

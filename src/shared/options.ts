@@ -144,6 +144,13 @@ export interface LockerOptions {
    * @default 8
    */
   localHandoffs?: number;
+  /**
+   * How long a lock may be held, in ms, counted from when it was taken: then it stops
+   * extending, its signal aborts with `MaxHoldError` and its keys are let go of, so that a
+   * stuck holder cannot keep the lock for ever. Each call may set its own. `Infinity`: no cap.
+   * @default Infinity
+   */
+  maxHoldMs?: number;
   /** @deprecated Since 0.3 waiters queue by default (see `queue`); this option is ignored. */
   directHandoff?: boolean;
   /**
@@ -179,6 +186,7 @@ export const DEFAULTS = Object.freeze({
   fallbackSetPx: false,
   queue: true,
   localHandoffs: 8,
+  maxHoldMs: Infinity,
   driftFactor: 0.01,
   commandTimeoutMs: 1000,
   connectTimeoutMs: 5000,
@@ -210,6 +218,8 @@ export interface ResolvedOptions {
   /** Waiters queue (the `queue` option). */
   readonly queue: boolean;
   readonly localHandoffs: number;
+  /** The locker's cap on holding (see the option); a call may set its own. */
+  readonly maxHoldMs: number;
   /**
    * How long a queued waiter that is not listening sleeps before it looks at the queue by
    * itself: only if both listeners vanished at once, or the queue was lost without a flush.

@@ -113,6 +113,7 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
     fallbackSetPx: flag('fallbackSetPx', options.fallbackSetPx, DEFAULTS.fallbackSetPx),
     queue,
     localHandoffs,
+    maxHoldMs: checkMaxHold(options.maxHoldMs ?? DEFAULTS.maxHoldMs),
     backstopMs: Math.min(MAX_TIMER_MS, BACKSTOP_VALIDITIES * keyValidityMs),
     marginMs,
     driftFactor,
@@ -127,6 +128,12 @@ export function resolveOptions(options: LockerOptions = {}): ResolvedOptions {
       DEFAULTS.connectTimeoutMs,
     ),
   };
+}
+
+/** A cap on holding: `Infinity` (none), or a whole number of ms, as any duration. */
+export function checkMaxHold(ms: unknown): number {
+  if (ms === Infinity) return ms;
+  return checkDuration('maxHoldMs', ms, 1);
 }
 
 function duration(name: string, value: unknown, fallback: number): number {
