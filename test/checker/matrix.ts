@@ -6,7 +6,7 @@
  */
 import { createClient } from '@redis/client';
 import { type FaultEnv, type Scenario, VALIDITY_MS } from './scenario.js';
-import { currentHolder, lastStepOf, watchStore } from './store.js';
+import { currentHolder, lastStepOf, logLength, watchStore, wroteSince } from './store.js';
 import { workerOf } from './values.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -111,7 +111,14 @@ const holderStop = async (env: FaultEnv) => {
       // Stopped in time? Its write may have been on the wire already: then let it go on.
       await sleep(20);
       if ((await lastStepOf(env.storeUrl, holder)) === 'read') {
+        const since = await logLength(env.storeUrl);
         await sleep(2 * env.validityMs);
+        // On a loaded machine the others may not have taken the lock and written yet: the
+        // pause lasts until one has (bounded), or the stale write would find nothing to
+        // refuse and the fault would not have landed.
+        for (let i = 0; i < 200 && !(await wroteSince(env.storeUrl, since, holder)); i++) {
+          await sleep(env.validityMs / 10);
+        }
         process.kill(pid, 'SIGCONT');
         return;
       }

@@ -212,6 +212,34 @@ export async function lastStepOf(url: string, worker: number): Promise<Step['kin
   }
 }
 
+/** How many steps the log holds. */
+export async function logLength(url: string): Promise<number> {
+  const client: Client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await client.lLen(`${PREFIX}:log`);
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Whether a worker other than `worker` wrote after the log's first `since` steps. */
+export async function wroteSince(url: string, since: number, worker: number): Promise<boolean> {
+  const client: Client = createClient({ url });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const lines = (await client.lRange(`${PREFIX}:log`, since, -1)) as string[];
+    return lines.some((line) => {
+      const [, who, kind] = line.split('|');
+      return Number(who) !== worker && kind === 'write';
+    });
+  } finally {
+    client.destroy();
+  }
+}
+
 /**
  * One connection for a fault that looks at the log often (a connection per look is slow on
  * a loaded machine): `holder(kind)` is `currentHolder` on it.
