@@ -1,4 +1,5 @@
 /** The Redis side of the harness: servers to run against, and what they count. */
+import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import { type RedisServer, startRedisServer } from '../../test/helpers/redis-server.js';
 
@@ -68,25 +69,32 @@ export interface Monitored {
 }
 
 /**
- * Watch every command `url`'s server runs until the returned stop() is called. MONITOR costs
- * the server time, so it is used only on the cost phase's own servers, never while latency is
- * measured.
+ * Watch every command `url`'s server runs from `begin()` until `stop()`. MONITOR costs the
+ * server time, so it is used only on the cost phase's own servers, never while latency is
+ * measured. Start it while the server is quiet: see below.
  */
-export async function monitor(url: string): Promise<() => Promise<Monitored>> {
+export async function monitor(url: string): Promise<{ begin(): void; stop(): Promise<Monitored> }> {
   const { connectIoredis, closeIoredis } = await import('./adapters/ioredis.js');
   const client = await connectIoredis(url);
-  const watcher = await client.monitor();
-  // Lines that come before ioredis has marked the connection as monitoring (a polling lock of
-  // the measured library keeps the server busy) read to it as replies to nothing, an error
-  // event that would end the process: they fall before the measured window anyway.
+  // What client.monitor() does, with the error listener in place before the connection. Lines
+  // that come with MONITOR's OK, before ioredis marks the connection as monitoring, read to it
+  // as replies to nothing, an error event that ended the process (the server was busy with a
+  // polling lock's reads): callers start the monitor on a quiet server, and this listener
+  // keeps a stray line from ending the run.
+  const watcher = client.duplicate({ monitor: true, lazyConnect: true });
   watcher.on('error', () => {});
+  const monitoring = once(watcher, 'monitoring');
+  await watcher.connect();
+  await monitoring;
   // The plain connection's own QUIT at the end is ours, not the library's.
   const own = `:${client.stream?.localPort}`;
   let requests = 0;
   let inner = 0;
+  let counting = false;
+  let stopped: Promise<Monitored> | undefined;
   const byCommand: Record<string, number> = {};
   watcher.on('monitor', (_time: string, args: string[], source: string) => {
-    if (source.endsWith(own)) return;
+    if (!counting || source.endsWith(own)) return;
     if (source === 'lua') {
       inner++;
       return;
@@ -96,10 +104,19 @@ export async function monitor(url: string): Promise<() => Promise<Monitored>> {
     byCommand[command] = (byCommand[command] ?? 0) + 1;
   });
   // MONITOR shows a command once it has run: let the last replies' commands arrive.
-  return async () => {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    watcher.disconnect();
-    await closeIoredis(client);
-    return { requests, inner, byCommand };
+  return {
+    begin: () => {
+      counting = true;
+    },
+    // Once, whoever calls it (a phase's finally too).
+    stop: () => {
+      stopped ??= (async () => {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        watcher.disconnect();
+        await closeIoredis(client);
+        return { requests, inner, byCommand };
+      })();
+      return stopped;
+    },
   };
 }

@@ -58,12 +58,13 @@ async function cycleCost(worker: Worker, variant: Variant): Promise<CycleCost> {
     try {
       // Warm: script loading (a first EVAL, SCRIPT LOAD) is a one-off, not a per-cycle cost.
       await worker.call({ op: 'cycles', handle, maxCycles: 5, until: now() + 5000 }, budget(5000));
-      const stop = await monitor(url);
+      const watch = await monitor(url);
+      watch.begin();
       const { samples } = await worker.call(
         { op: 'cycles', handle, maxCycles: CYCLES, until: now() + 30_000 },
         budget(30_000),
       );
-      const seen = await stop();
+      const seen = await watch.stop();
       const per = (n: number) => round2(n / samples.length);
       return {
         requestsPerCycle: per(seen.requests),
@@ -96,13 +97,16 @@ async function idleCost(
       { op: 'open', handle, variant: variant.id, target: url, namespace: freshNamespace('i') },
       budget(0),
     );
+    // Watched from before the locks are taken: a polling lock keeps the server busy, and a
+    // MONITOR started then sees lines before ioredis is ready for them (see monitor()).
+    const watch = await monitor(url);
     try {
       await worker.call({ op: 'holdMany', handle, count: locks }, budget(10_000));
       await sleep(offsetMs, undefined, { signal: ctx.interrupted });
-      const stop = await monitor(url);
+      watch.begin();
       const start = performance.now();
       await sleep(windowMs, undefined, { signal: ctx.interrupted });
-      const seen = await stop();
+      const seen = await watch.stop();
       const seconds = (performance.now() - start) / 1000;
       await worker.call({ op: 'releaseMany', handle }, budget(10_000));
       return {
@@ -116,6 +120,7 @@ async function idleCost(
         ),
       };
     } finally {
+      await watch.stop();
       await worker.call({ op: 'close', handle }, budget(0)).catch(() => {});
     }
   });
