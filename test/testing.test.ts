@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -204,6 +204,34 @@ test('bad options are refused, naming the option', async () => {
   await refused({ args: [42] }, TypeError, 'args');
   await refused({ startTimeoutMs: 0 }, RangeError, 'startTimeoutMs');
   await refused({ startTimeoutMs: Number.NaN }, RangeError, 'startTimeoutMs');
+});
+
+test('the lock-loss example of docs/testing.md passes under node --test', async () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const page = readFileSync(join(root, 'docs/testing.md'), 'utf8');
+  const example = /## A test of lock loss[\s\S]*?```js\n([\s\S]*?)```/.exec(page)?.[1];
+  assert.ok(example, 'no example under "A test of lock loss"');
+  const dir = mkdtempSync(join(tmpdir(), 'tracklock-example-'));
+  try {
+    const file = join(dir, 'report.test.mjs');
+    writeFileSync(
+      file,
+      example
+        .replace("from 'tracklock'", `from '${join(root, 'src/index.ts')}'`)
+        .replace("from 'tracklock/testing'", `from '${join(root, 'src/testing/index.ts')}'`),
+    );
+    const { REDIS_URL: _url, ...env } = process.env;
+    const ran = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--test', file], {
+      cwd: root,
+      env,
+      timeout: 60_000,
+    }).catch((error: { stdout?: string; message: string }) => ({
+      stdout: error.stdout ?? error.message,
+    }));
+    assert.match(ran.stdout, /# pass 2\n# fail 0\n/, ran.stdout);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

@@ -2,15 +2,7 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './free-port.js';
-
-/** What `startRedis` needs of a server it started. */
-export interface ServerControls {
-  readonly url: string;
-  pause(): Promise<void>;
-  resume(): Promise<void>;
-  restart(): Promise<void>;
-  stop(): Promise<void>;
-}
+import type { ServerControls } from './start-redis.js';
 
 /** The image of a container source. */
 const IMAGE = 'redis:7-alpine';

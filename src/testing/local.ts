@@ -57,6 +57,9 @@ export async function startRedisProcess(options: RedisProcessOptions): Promise<R
     child.kill('SIGCONT');
     child.kill('SIGKILL');
     await exited;
+    // Its handle is freed in the loop's close phase, after the 'exit' event: a caller that
+    // counts handles once stop() resolves must find none.
+    await sleep(0);
   };
   return {
     port,

@@ -58,7 +58,7 @@ export interface TestRedis extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-/** What a source gives: the server's controls. */
+/** What a source gives: the controls of its server. */
 export type ServerControls = Omit<TestRedis, 'source' | typeof Symbol.asyncDispose>;
 
 const SOURCES: readonly RedisSource[] = ['env', 'container', 'local'];

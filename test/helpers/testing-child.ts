@@ -17,7 +17,8 @@ if (process.argv[2] === 'lifecycle') {
   console.log(
     JSON.stringify({
       url: redis.url,
-      handles: await handles.left(),
+      // At once: stop() resolves only when nothing of the server is left.
+      handles: await handles.left(0),
       exitListeners: process.listenerCount('exit') - exitListeners,
     }),
   );
