@@ -111,10 +111,12 @@ test('the tarball holds dist, src, LICENSE, README.md and package.json, and noth
       !/^(dist|src)\//.test(file) && !['LICENSE', 'README.md', 'package.json'].includes(file),
   );
   assert.equal(unexpected, []);
+  // No test of ours (test/, *.test.ts); src/testing is the tracklock/testing entry.
   assert.equal(
-    files.filter((file) => file.includes('test')),
+    files.filter((file) => /(^|[^a-z])tests?([^a-z]|$)/i.test(file)),
     [],
   );
+  assert.ok(files.includes('dist/testing/index.js'), 'dist/testing/index.js is missing');
 });
 
 test('LICENSE is the plain Apache License 2.0 text that package.json names', (ctx) => {
@@ -182,6 +184,28 @@ test("require('tracklock') from CommonJS loads the same module as import", async
   assert.equal(JSON.parse(line), { ...expected, same: true });
 });
 
+test('tracklock/testing starts a redis-server, from import and require alike', async (ctx) => {
+  const file = join(ctx.app, 'probe-testing.mjs');
+  writeFileSync(
+    file,
+    `import { createRequire } from 'node:module';
+    import * as main from 'tracklock';
+    import { startRedis } from 'tracklock/testing';
+    const redis = await startRedis({ source: 'local' });
+    await redis.stop();
+    console.log(JSON.stringify({
+      source: redis.source,
+      url: /^redis:\\/\\/127\\.0\\.0\\.1:\\d+$/.test(redis.url),
+      same: createRequire(import.meta.url)('tracklock/testing').startRedis === startRedis,
+      apart: !('startRedis' in main),
+    }));`,
+  );
+  const ran = await run(process.execPath, [file], ctx.app, 30_000);
+  assert.is(ran.status, 0, ran.output);
+  const line = ran.output.split('\n').find((text) => text.startsWith('{')) ?? ran.output;
+  assert.equal(JSON.parse(line), { source: 'local', url: true, same: true, apart: true });
+});
+
 test('a .cts file type-checks against the package and its compiled require() runs', async (ctx) => {
   writeFileSync(
     join(ctx.app, 'tsconfig.json'),
@@ -202,6 +226,7 @@ test('a .cts file type-checks against the package and its compiled require() run
     join(ctx.app, 'check.cts'),
     `import { createLocker, DEFAULTS, type Lock, LockError, NotLockedError } from 'tracklock';
 import tracklock = require('tracklock');
+import { startRedis, type StartRedisOptions, type TestRedis } from 'tracklock/testing';
 
 const validity: number = DEFAULTS.keyValidityMs;
 const token = (lock: Lock): bigint | undefined => lock.token;
@@ -210,6 +235,9 @@ const code: string = new NotLockedError('taken').code;
 export const wrong = () =>
   // @ts-expect-error: keyValidityMs is a number
   createLocker({ keyValidityMs: 'long' });
+export const redis = (options: StartRedisOptions): Promise<TestRedis> => startRedis(options);
+// @ts-expect-error: there is no 'docker' source
+export const docker = () => startRedis({ source: 'docker' });
 console.log(JSON.stringify({
   validity, code, token: typeof token,
   errors: NotLockedError.prototype instanceof LockError && tracklock.LockError === LockError,

@@ -109,7 +109,7 @@ test('the map of src/ in docs/how-it-works.md names every source file, under its
   )[1];
   assert.ok(map, 'docs/how-it-works.md has a "Where things are" section');
   const folders = map.split(/^\*\*`src\/(\w+)\/`/m);
-  for (const folder of ['lock', 'redis', 'shared']) {
+  for (const folder of ['lock', 'redis', 'shared', 'testing']) {
     const at = folders.indexOf(folder);
     assert.ok(at > 0, `the map has a paragraph for src/${folder}/`);
     const listed = folders[at + 1] ?? '';

@@ -6,8 +6,8 @@ export function handleCheck(): { left(settleMs?: number): Promise<string[]> } {
   const baseline = process.getActiveResourcesInfo();
   return {
     async left(settleMs = 20) {
-      // A destroyed socket's handle is freed on the loop's next close phase.
-      await new Promise((resolve) => setTimeout(resolve, settleMs));
+      // A destroyed socket's handle is freed on the loop's next close phase (0: look now).
+      if (settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
       const left = process.getActiveResourcesInfo();
       for (const handle of baseline) {
         const at = left.indexOf(handle);

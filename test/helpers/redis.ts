@@ -1,48 +1,15 @@
 import { createClient } from '@redis/client';
-import { startRedisServer } from './redis-server.js';
 import { sleep } from './wait.js';
 
 export type Client = Awaited<ReturnType<typeof connect>>;
 
-/** A Redis for tests that only read and write keys; `stop` tears down what was started. */
-export interface TestRedis {
-  readonly url: string;
-  stop(): Promise<void>;
-}
-
 /**
- * REDIS_URL when set; else a testcontainers Redis when a Docker engine answers; else a local
- * `redis-server` child process. Tests that pause, kill, flush or count commands use
- * `startRedisServer` directly: they need a server process of their own.
+ * A Redis for tests that only read and write keys: tracklock/testing's `startRedis` (REDIS_URL
+ * when set, else a container when a Docker engine answers, else a local `redis-server`), so that
+ * every test run uses it. Tests that pause, kill, flush or count commands use `startRedisServer`:
+ * they need a server process of their own.
  */
-export async function provideRedis(): Promise<TestRedis> {
-  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} };
-  if (await dockerEngine()) {
-    const { GenericContainer } = await import('testcontainers');
-    const container = await new GenericContainer('redis:7-alpine').withExposedPorts(6379).start();
-    return {
-      url: `redis://${container.getHost()}:${container.getMappedPort(6379)}`,
-      stop: async () => {
-        await container.stop();
-      },
-    };
-  }
-  const server = await startRedisServer();
-  return { url: server.url, stop: () => server.stop() };
-}
-
-let engine: Promise<boolean> | undefined;
-
-/** Whether a Docker engine answers; asked once per test run. */
-function dockerEngine(): Promise<boolean> {
-  engine ??= import('testcontainers')
-    .then(({ getContainerRuntimeClient }) => getContainerRuntimeClient())
-    .then(
-      () => true,
-      () => false,
-    );
-  return engine;
-}
+export { startRedis as provideRedis, type TestRedis } from '../../src/testing/index.js';
 
 /** A plain client for the test itself, to look at and tamper with the lock's keys. */
 export async function connect(url: string) {

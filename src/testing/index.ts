@@ -1,0 +1,6 @@
+export {
+  type RedisSource,
+  type StartRedisOptions,
+  startRedis,
+  type TestRedis,
+} from './start-redis.js';
