@@ -151,8 +151,8 @@ export interface ServerMessage {
 
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
 
-const acquires = tracingChannel<unknown, Writable<AcquireMessage>>(CHANNELS.acquire);
-const releases = tracingChannel<unknown, Writable<ReleaseMessage>>(CHANNELS.release);
+const acquires = tracingChannel(CHANNELS.acquire);
+const releases = tracingChannel(CHANNELS.release);
 const lost = channel(CHANNELS.lost);
 const extensions = channel(CHANNELS.extend);
 const invalidations = channel(CHANNELS.invalidation);
