@@ -14,7 +14,7 @@ import {
   type ReleaseMessage,
   type ServerMessage,
 } from '../src/index.js';
-import { connect, keysOf, provideRedis, type TestRedis } from './helpers/redis.js';
+import { connect, keysOf, provideRedis, queued, type TestRedis } from './helpers/redis.js';
 import { abortedWithin, bound, until } from './helpers/wait.js';
 
 // Issue 15: what tracklock publishes on node:diagnostics_channel, and that it publishes nothing
@@ -76,6 +76,16 @@ function heard<T>(ctx: Ctx, name: string): T[] {
   return messages;
 }
 
+/** Until a waiter's attempt has found lock `name` held: it is in the queue. */
+async function waitInLine(ctx: Ctx, name: string): Promise<void> {
+  const client = await connect(ctx.redis.url);
+  try {
+    await until(async () => (await queued(client, name)) === 1);
+  } finally {
+    client.destroy();
+  }
+}
+
 const kinds = (events: readonly { event: Event }[]) => events.map(({ event }) => event);
 
 test('a wait is traced: name and mode at start; attempts, wait, outcome and token at asyncEnd', async (ctx) => {
@@ -83,7 +93,7 @@ test('a wait is traced: name and mode at start; attempts, wait, outcome and toke
   const [holder, waiter] = [await locker(ctx), await locker(ctx)];
   const first = await holder.withContext('traced-wait', bound());
   const waiting = waiter.withContext('traced-wait', bound());
-  await until(() => events.filter(({ event }) => event === 'start').length === 2);
+  await waitInLine(ctx, 'traced-wait');
   await first.release();
   const second = await waiting;
   const mine = events.filter(({ message }) => message !== events[0]?.message);
@@ -93,6 +103,7 @@ test('a wait is traced: name and mode at start; attempts, wait, outcome and toke
     name: 'traced-wait',
     mode: 'wait',
     attempts: 0,
+    contended: false,
     waitMs: 0,
     outcome: undefined,
     token: undefined,
@@ -102,6 +113,7 @@ test('a wait is traced: name and mode at start; attempts, wait, outcome and toke
   const done = end?.copy as AcquireMessage;
   assert.is(done.outcome, 'acquired');
   assert.ok(done.attempts >= 1, `${done.attempts} attempts`);
+  assert.is(done.contended, true);
   assert.ok(done.waitMs > 0);
   assert.is(done.token, second.token);
   assert.ok(done.result === second);
@@ -120,6 +132,7 @@ test('a try that finds the lock held is traced with the error event and outcome 
   assert.is(error.mode, 'try');
   assert.is(error.outcome, 'busy');
   assert.is(error.attempts, 1);
+  assert.is(error.contended, true);
   assert.ok(error.error === rejected);
   await lock.release();
 });
@@ -146,6 +159,8 @@ test('a force is traced; the holder it took over from publishes lost with reason
   assert.is(end.mode, 'force');
   assert.is(end.outcome, 'acquired');
   assert.is(end.token, forced.token);
+  const first = events.find(({ event }) => event === 'asyncEnd')?.copy as AcquireMessage;
+  assert.is(first.contended, false, 'the first lock was free');
   await abortedWithin(lock.signal, 5000);
   await until(() => lost.length === 1);
   const [message] = lost as [LostMessage];
@@ -247,7 +262,7 @@ test('invalidations and the server connection are published', async (ctx) => {
   });
   const lock = await holder.withContext('traced-push', bound());
   const waiting = waiter.withContext('traced-push', bound());
-  await until(() => waiter.stats().calls.acquire >= 1);
+  await waitInLine(ctx, 'traced-push');
   await lock.release();
   await (await waiting).release();
   assert.ok(

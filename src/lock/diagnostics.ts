@@ -43,8 +43,9 @@ export type AcquireOutcome =
 
 /**
  * The context object of `tracklock:acquire`: the same object at every event of one call.
- * `name` and `mode` are set at `start`; the rest once the call settles, before `asyncEnd` (and
- * `error`), where Node adds `result` (the `Lock`) or `error`.
+ * `name` and `mode` are set at `start`; `attempts` and `contended` as the call goes; the rest
+ * once it settles, before `error` and `asyncEnd`, where Node adds `error` or `result` (the
+ * `Lock`).
  */
 export interface AcquireMessage {
   readonly name: string;
@@ -54,6 +55,12 @@ export interface AcquireMessage {
    * by a holder of this locker, or when the call ended before its first attempt.
    */
   readonly attempts: number;
+  /**
+   * The lock was held by another owner when the call came: an attempt found it busy, or it
+   * was passed on by a holder of this locker it waited for (a queued waiter handed the lock
+   * makes one attempt, so `attempts` alone does not tell).
+   */
+  readonly contended: boolean;
   /** ms from the call to its end: the wait for the lock (or until giving up). */
   readonly waitMs: number;
   readonly outcome: AcquireOutcome | undefined;
@@ -161,6 +168,7 @@ const servers = channel(CHANNELS.server);
 /** What an acquisition counts for its message while it runs. */
 export interface AcquireTrace {
   attempts: number;
+  contended: boolean;
 }
 
 /** Someone listens to acquisitions: the caller then runs them through `traceAcquire`. */
@@ -177,6 +185,7 @@ export function traceAcquire(
     name,
     mode,
     attempts: 0,
+    contended: false,
     waitMs: 0,
     outcome: undefined,
     token: undefined,

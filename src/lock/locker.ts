@@ -215,7 +215,10 @@ export class RedisLocker implements Locker {
         }
       return attempt.lock;
     }
-    if ('busy' in attempt) throw new NotLockedError(name);
+    if ('busy' in attempt) {
+      if (trace) trace.contended = true;
+      throw new NotLockedError(name);
+    }
     throw new UnavailableError(
       `Redis did not complete the attempt to take lock "${name}"`,
       attempt.error,
@@ -234,7 +237,10 @@ export class RedisLocker implements Locker {
   ) {
     // A lock passed on by a local holder comes with the turn.
     const passed = await state.gate.enter(waiting, terms);
-    if (passed) return passed;
+    if (passed) {
+      if (trace) trace.contended = true; // it waited for a holder of this locker
+      return passed;
+    }
     state.passes = 0;
     /** Why the last attempt failed, when Redis failed it or did not answer. */
     let failure: { cause: unknown } | undefined;
@@ -268,6 +274,7 @@ export class RedisLocker implements Locker {
         // invalidations keep waking the loop.
         waiting.throwIfAborted();
         if ('busy' in attempt) {
+          if (trace) trace.contended = true;
           failures = 0;
           const now = attempt.place?.role ?? 'racing';
           polls = now === role ? polls + 1 : 0;
