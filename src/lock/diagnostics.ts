@@ -219,10 +219,10 @@ function acquireOutcome(error: unknown, mode: AcquireMode): AcquireOutcome {
   }
 }
 
-/**
- * Run `release` (of lock `name`) on `tracklock:release` when someone listens; else just run
- * it. `held`/`heldMs`: see `ReleaseMessage`.
- */
+/** Someone listens to releases: the caller then runs them through `traceRelease`. */
+export const tracingReleases = (): boolean => releases.hasSubscribers;
+
+/** Run `release` (of lock `name`) on `tracklock:release`. `held`/`heldMs`: see `ReleaseMessage`. */
 export function traceRelease(
   name: string,
   token: bigint | undefined,
@@ -230,7 +230,6 @@ export function traceRelease(
   heldMs: number,
   release: () => Promise<boolean>,
 ): Promise<boolean> {
-  if (!releases.hasSubscribers) return release();
   const startedAt = performance.now();
   const message: Writable<ReleaseMessage> = {
     name,
@@ -254,14 +253,19 @@ export function traceRelease(
   }, message);
 }
 
-/** Lock `name` ended without `release()`, with `error` as its signal's reason. */
+/**
+ * Lock `name` ended without `release()`, with `error` as its signal's reason, after being held
+ * from `takenAt` to `endedAt` (`performance.now()` times).
+ */
 export function publishLost(
   name: string,
   token: bigint | undefined,
   error: unknown,
-  heldMs: number,
+  takenAt: number,
+  endedAt: number,
 ): void {
   if (!lost.hasSubscribers) return;
+  const heldMs = endedAt - takenAt;
   const reason: EndReason =
     error instanceof LockLostError
       ? error.loss
@@ -271,15 +275,14 @@ export function publishLost(
   lost.publish({ name, token, reason, heldMs, error } satisfies LostMessage);
 }
 
-/** An extension of `keys` keys of lock `name`, sent `durationMs` ago, extended `extended`. */
-export function publishExtend(
-  name: string,
-  keys: number,
-  extended: number,
-  durationMs: number,
-): void {
-  if (extensions.hasSubscribers)
-    extensions.publish({ name, keys, extended, durationMs } satisfies ExtendMessage);
+/**
+ * An extension of `keys` keys of lock `name`, sent at `sentAt` (`performance.now()`), has
+ * extended `extended` of them.
+ */
+export function publishExtend(name: string, keys: number, extended: number, sentAt: number): void {
+  if (!extensions.hasSubscribers) return;
+  const durationMs = performance.now() - sentAt;
+  extensions.publish({ name, keys, extended, durationMs } satisfies ExtendMessage);
 }
 
 export function publishInvalidation(key: string | null): void {

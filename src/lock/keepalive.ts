@@ -174,7 +174,7 @@ export class KeepAlive {
     });
     // Failed: a key not answered, or no longer ours (a slow server's pending keys are neither).
     if (unanswered || extended < results.length) this.#lease.counters.extensionsFailed++;
-    publishExtend(this.#lease.name, outcomes.length, extended, performance.now() - sentAt);
+    publishExtend(this.#lease.name, outcomes.length, extended, sentAt);
     this.#owner.extended(results, sentAt);
     if (this.#stopped) return;
     // A failed extension is retried soon, with backoff, rather than an interval later: by then

@@ -7,7 +7,7 @@ import {
 } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { onAbort } from '../shared/signals.js';
-import { publishLost, traceRelease } from './diagnostics.js';
+import { publishLost, traceRelease, tracingReleases } from './diagnostics.js';
 import { KeepAlive } from './keepalive.js';
 import type { Deletion } from './leftovers.js';
 import type { Counters } from './stats.js';
@@ -153,9 +153,10 @@ export class HeldLock {
   }
 
   release(): Promise<boolean> {
-    this.#release ??= traceRelease(this.name, this.token, this.#held, this.#heldMs(), () =>
-      this.#releaseOnce(),
-    );
+    // Unsubscribed, nothing is built for the channel (on the handoff's path).
+    this.#release ??= tracingReleases()
+      ? traceRelease(this.name, this.token, this.#held, this.#heldMs(), () => this.#releaseOnce())
+      : this.#releaseOnce();
     return this.#release;
   }
 
@@ -377,7 +378,7 @@ export class HeldLock {
     this.#deleting(this.#keys, this.#cleanup);
     this.#onEnd(this);
     if (!(reason instanceof LockReleasedError))
-      publishLost(this.name, this.token, reason, this.#endedAt - this.#takenAt);
+      publishLost(this.name, this.token, reason, this.#takenAt, this.#endedAt);
   }
 
   /** Tell the locker of a deletion of `keys` just sent (to send it again if it fails). */
