@@ -1,5 +1,19 @@
 export { type AcquireOptions, createLocker, type Locker, type WaitOptions } from './lock/api.js';
+export {
+  type AcquireMessage,
+  type AcquireMode,
+  type AcquireOutcome,
+  CHANNELS,
+  type EndReason,
+  type ExtendMessage,
+  type InvalidationMessage,
+  type LostMessage,
+  type ReleaseMessage,
+  type ReleaseOutcome,
+  type ServerMessage,
+} from './lock/diagnostics.js';
 export type { Lock } from './lock/handle.js';
+export type { LockerStats } from './lock/stats.js';
 export {
   LockError,
   type LockErrorCode,

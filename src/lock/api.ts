@@ -2,6 +2,7 @@ import type { LockerOptions } from '../shared/options.js';
 import { resolveOptions } from '../shared/resolve-options.js';
 import type { Lock } from './handle.js';
 import { RedisLocker } from './locker.js';
+import type { LockerStats } from './stats.js';
 
 /** Options of one acquisition. */
 export interface AcquireOptions {
@@ -50,6 +51,11 @@ export interface Locker {
     fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
     options?: WaitOptions,
   ): Promise<T>;
+  /**
+   * A snapshot of what this locker holds, waits for and sent, counted since it was created:
+   * cheap (integer counters), for health checks and metrics. See docs/diagnostics.md.
+   */
+  stats(): LockerStats;
   /**
    * Abort every held signal (`LockerClosedError`), reject every waiter, delete the keys best
    * effort and close the connection; bounded by `commandTimeoutMs`. Idempotent.

@@ -1,5 +1,7 @@
 import type { KeyState, KeyStore, Settled } from '../redis/store.js';
 import type { ResolvedOptions } from '../shared/options.js';
+import { publishExtend } from './diagnostics.js';
+import type { Counters } from './stats.js';
 
 /**
  * The ownership side (`HeldLock`) as the keep-alive sees it. The keep-alive never reads a
@@ -23,8 +25,13 @@ export interface Owner {
   takeLate(i: number, outcome: Settled<KeyState>, sentAt: number): void;
 }
 
-/** The keys a keep-alive extends: the lock's, by value, raising the fence with its token. */
+/**
+ * The keys a keep-alive extends: the lock's, by value, raising the fence with its token; and
+ * the lock's name and the locker's counters, for what it reports of its extensions.
+ */
 export interface Lease {
+  readonly name: string;
+  readonly counters: Counters;
   readonly keys: readonly string[];
   readonly value: string;
   readonly token: bigint | undefined;
@@ -150,11 +157,14 @@ export class KeepAlive {
     this.#extending = false;
     if (this.#stopped) return;
     let unanswered = false;
+    let extended = 0;
     const results: [number, boolean][] = [];
     outcomes.forEach((outcome, n) => {
       const i = indexes[n] as number;
-      if (outcome.status === 'fulfilled') results.push([i, outcome.value]);
-      else if (outcome.status === 'pending') {
+      if (outcome.status === 'fulfilled') {
+        results.push([i, outcome.value]);
+        if (outcome.value) extended++;
+      } else if (outcome.status === 'pending') {
         // A slow server, after a majority was extended: its answer counts when it comes.
         void outcome.later.then((late) => {
           if (late.status !== 'fulfilled' || this.#stopped) return;
@@ -162,6 +172,9 @@ export class KeepAlive {
         });
       } else unanswered = true; // unknown: the expiry timer decides
     });
+    // Failed: a key not answered, or no longer ours (a slow server's pending keys are neither).
+    if (unanswered || extended < results.length) this.#lease.counters.extensionsFailed++;
+    publishExtend(this.#lease.name, outcomes.length, extended, sentAt);
     this.#owner.extended(results, sentAt);
     if (this.#stopped) return;
     // A failed extension is retried soon, with backoff, rather than an interval later: by then

@@ -7,8 +7,10 @@ import {
 } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { onAbort } from '../shared/signals.js';
+import { publishLost, traceRelease, tracingReleases } from './diagnostics.js';
 import { KeepAlive } from './keepalive.js';
 import type { Deletion } from './leftovers.js';
+import type { Counters } from './stats.js';
 
 /**
  * What the caller of an acquisition asked of the lock: its signal, which ends the lock when it
@@ -50,10 +52,15 @@ export interface HeldLockInit {
    * to notice a loss between extensions.
    */
   readonly pollMs?: number | undefined;
+  /** The locker's counters (see `stats()`). */
+  readonly counters: Counters;
 }
 
 /** What taking a lock found, before the locker adds how it follows the lock. */
-export type LockTaken = Omit<HeldLockInit, 'onEnd' | 'onDeleting' | 'letGo' | 'queue' | 'pollMs'>;
+export type LockTaken = Omit<
+  HeldLockInit,
+  'onEnd' | 'onDeleting' | 'letGo' | 'queue' | 'pollMs' | 'counters'
+>;
 
 /**
  * One held lock, its ownership half (etcd's `Mutex`, where `KeepAlive` is the `Session`): which
@@ -92,6 +99,9 @@ export class HeldLock {
   readonly #recheck = new Set<number>();
   #flushChecks: NodeJS.Immediate | undefined;
   #held = true;
+  /** `performance.now()` when the lock was taken here, and when it ended (for diagnostics). */
+  readonly #takenAt: number;
+  #endedAt: number | undefined;
   /** The deletion of our keys, once the lock has ended. */
   #cleanup: Promise<Outcome<boolean>[]> | undefined;
   #release: Promise<boolean> | undefined;
@@ -104,6 +114,7 @@ export class HeldLock {
     this.#queue = init.queue;
     this.#letGo = init.letGo;
     this.#owned = [...init.owned];
+    this.#takenAt = init.now;
     this.#store = store;
     this.#options = options;
     const validUntil = this.#validFrom(init.sentAt);
@@ -142,8 +153,16 @@ export class HeldLock {
   }
 
   release(): Promise<boolean> {
-    this.#release ??= this.#releaseOnce();
+    // Unsubscribed, nothing is built for the channel (on the handoff's path).
+    this.#release ??= tracingReleases()
+      ? traceRelease(this.name, this.token, this.#held, this.#heldMs(), () => this.#releaseOnce())
+      : this.#releaseOnce();
     return this.#release;
+  }
+
+  /** How long the lock has been held, or was held until it ended. */
+  #heldMs(): number {
+    return (this.#endedAt ?? performance.now()) - this.#takenAt;
   }
 
   /** End the lock from outside (close, parent abort): abort with `reason` and delete the keys. */
@@ -343,6 +362,7 @@ export class HeldLock {
   #finish(reason: unknown): void {
     if (!this.#held) return;
     this.#held = false;
+    this.#endedAt = performance.now();
     this.#keepAlive.stop();
     clearTimeout(this.#expiryTimer);
     clearTimeout(this.#capTimer);
@@ -357,6 +377,8 @@ export class HeldLock {
       this.#store.release(this.#keys, this.#value, this.#queue, this.token);
     this.#deleting(this.#keys, this.#cleanup);
     this.#onEnd(this);
+    if (!(reason instanceof LockReleasedError))
+      publishLost(this.name, this.token, reason, this.#takenAt, this.#endedAt);
   }
 
   /** Tell the locker of a deletion of `keys` just sent (to send it again if it fails). */

@@ -27,12 +27,20 @@ import { settleWithin } from '../shared/timing.js';
 import { listen } from './acquisition.js';
 import type { AcquireOptions, Locker, WaitOptions } from './api.js';
 import { failureError, judge, type Mode } from './attempt.js';
+import {
+  type AcquireTrace,
+  publishInvalidation,
+  publishServer,
+  traceAcquire,
+  tracingAcquires,
+} from './diagnostics.js';
 import { createHandle, type Lock } from './handle.js';
 import { Leftovers } from './leftovers.js';
 import { listensToKeys, placeIn, pollFor, sleepFor } from './listening.js';
 import { passes, passOn } from './local-handoff.js';
 import { HeldLock, type HoldTerms, type LockTaken } from './lock.js';
 import { type NameState, Names } from './names.js';
+import { Counters, type LockerStats } from './stats.js';
 import { type Ticket, Tickets } from './tickets.js';
 import { withLock } from './with-lock.js';
 
@@ -68,6 +76,8 @@ export class RedisLocker implements Locker {
   /** Aborts (with LockerClosedError) when close() starts: every waiter listens to it. */
   readonly #closing = new AbortController();
   #closed: Promise<void> | undefined;
+  /** What `stats()` reports. */
+  readonly #counters = new Counters();
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
@@ -92,7 +102,18 @@ export class RedisLocker implements Locker {
         if (!this.#polling) process.emitWarning(reason, { code: 'TRACKLOCK_POLLING' });
         this.#polling = true;
       },
+      serving: (address, mode, reconnect) => {
+        this.#counters.servers.set(address, mode);
+        publishServer(address, mode, reconnect);
+      },
+      calls: this.#counters.calls,
     });
+  }
+
+  stats(): LockerStats {
+    let held = 0;
+    for (const _ of this.#names.locks()) held++;
+    return this.#counters.snapshot(held);
   }
 
   withContext(name: string, options?: WaitOptions): Promise<Lock> {
@@ -133,11 +154,25 @@ export class RedisLocker implements Locker {
     await this.#placement?.close(Math.max(0, deadline - performance.now()));
   }
 
-  async #acquire(
+  #acquire(
     name: string,
     mode: Mode,
     options: AcquireOptions | undefined,
     waitTimeoutMs?: number,
+  ): Promise<Lock> {
+    // Unsubscribed, nothing is built for the channel: not even the closure.
+    if (!tracingAcquires()) return this.#take(name, mode, options, waitTimeoutMs, undefined);
+    return traceAcquire(name, mode, (trace) =>
+      this.#take(name, mode, options, waitTimeoutMs, trace),
+    );
+  }
+
+  async #take(
+    name: string,
+    mode: Mode,
+    options: AcquireOptions | undefined,
+    waitTimeoutMs: number | undefined,
+    trace: AcquireTrace | undefined,
   ): Promise<Lock> {
     checkName(name);
     this.#placement?.checkName(name);
@@ -148,22 +183,30 @@ export class RedisLocker implements Locker {
     };
     const { signal, waiting, dispose } = listen(this.#closing.signal, name, parent, waitTimeoutMs);
     const state = this.#names.state(name);
+    if (mode === 'wait') this.#counters.waiting++;
     try {
       signal.throwIfAborted();
       return createHandle(
         mode === 'wait'
-          ? await this.#wait(name, state, signal, waiting, terms, waitTimeoutMs)
-          : await this.#once(name, mode, signal, terms),
+          ? await this.#wait(name, state, signal, waiting, terms, waitTimeoutMs, trace)
+          : await this.#once(name, mode, signal, terms, trace),
       );
     } finally {
+      if (mode === 'wait') this.#counters.waiting--;
       dispose();
       this.#names.forgetIfIdle(name, state);
     }
   }
 
   /** try / force: one attempt, outside the gate. */
-  async #once(name: string, mode: 'try' | 'force', signal: AbortSignal, terms: HoldTerms) {
-    const attempt = await this.#attempt({ name, mode, signal, terms });
+  async #once(
+    name: string,
+    mode: 'try' | 'force',
+    signal: AbortSignal,
+    terms: HoldTerms,
+    trace: AcquireTrace | undefined,
+  ) {
+    const attempt = await this.#attempt({ name, mode, signal, terms, trace });
     if ('lock' in attempt) {
       if (mode === 'force')
         for (const other of this.#names.get(name)?.locks ?? []) {
@@ -172,7 +215,10 @@ export class RedisLocker implements Locker {
         }
       return attempt.lock;
     }
-    if ('busy' in attempt) throw new NotLockedError(name);
+    if ('busy' in attempt) {
+      if (trace) trace.contended = true;
+      throw new NotLockedError(name);
+    }
     throw new UnavailableError(
       `Redis did not complete the attempt to take lock "${name}"`,
       attempt.error,
@@ -187,10 +233,14 @@ export class RedisLocker implements Locker {
     waiting: AbortSignal,
     terms: HoldTerms,
     waitTimeoutMs: number | undefined,
+    trace: AcquireTrace | undefined,
   ) {
     // A lock passed on by a local holder comes with the turn.
     const passed = await state.gate.enter(waiting, terms);
-    if (passed) return passed;
+    if (passed) {
+      if (trace) trace.contended = true; // it waited for a holder of this locker
+      return passed;
+    }
     state.passes = 0;
     /** Why the last attempt failed, when Redis failed it or did not answer. */
     let failure: { cause: unknown } | undefined;
@@ -207,7 +257,7 @@ export class RedisLocker implements Locker {
         // Whatever its place was, the attempt may make it the head, reading the keys: a change
         // of theirs while it is in flight must wake it.
         state.listening = true;
-        const attempt = await this.#attempt({ name, mode: 'wait', signal, terms, ticket });
+        const attempt = await this.#attempt({ name, mode: 'wait', signal, terms, ticket, trace });
         if ('renewed' in attempt) ticket = attempt.renewed;
         if ('lock' in attempt) {
           held = attempt.lock;
@@ -224,6 +274,7 @@ export class RedisLocker implements Locker {
         // invalidations keep waking the loop.
         waiting.throwIfAborted();
         if ('busy' in attempt) {
+          if (trace) trace.contended = true;
           failures = 0;
           const now = attempt.place?.role ?? 'racing';
           polls = now === role ? polls + 1 : 0;
@@ -392,9 +443,11 @@ export class RedisLocker implements Locker {
     signal: AbortSignal;
     terms: HoldTerms;
     ticket?: Ticket | undefined;
+    trace?: AcquireTrace | undefined;
   }): Promise<Attempt> {
     const { name, mode, signal, terms, ticket } = how;
     signal.throwIfAborted();
+    if (how.trace) how.trace.attempts++;
     const store = this.#storeFor(name);
     const options = this.#options;
     const keys = keyNames(options.keyPrefix, name, options.keyCount);
@@ -494,6 +547,7 @@ export class RedisLocker implements Locker {
     const queue = this.#options.queue ? this.#queueOf(name) : undefined;
     const lock = new HeldLock(this.#storeFor(name), this.#options, {
       ...init,
+      counters: this.#counters,
       queue,
       // Fixed when taken: a server that starts refusing pushes later does so at a reconnect,
       // whose drop has already ended every lock that needed its keys.
@@ -539,6 +593,7 @@ export class RedisLocker implements Locker {
   }
 
   #invalidated(key: string | null): void {
+    publishInvalidation(key);
     if (key === null) {
       this.#leftovers.retry();
       // A server came back (or was flushed): waiters that raced queue again.
@@ -546,6 +601,7 @@ export class RedisLocker implements Locker {
       this.#names.notifyAll();
       return;
     }
+    this.#counters.invalidations++;
     const heard = this.#tickets.heard(key);
     if (heard?.kind === 'handoff') this.#handedOver(heard.ticket.value);
     else if (heard) this.#wake(heard.ticket);

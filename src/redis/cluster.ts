@@ -17,6 +17,7 @@ import {
   withinConnectTimeout,
 } from './connect.js';
 import { SplitStore } from './split.js';
+import type { CallCounts } from './store.js';
 import { InvalidationRouter, trackingOptions } from './tracking.js';
 
 /**
@@ -30,13 +31,14 @@ export class ClusterConnection implements Connection {
   readonly ops: SplitStore;
   readonly #cluster: Cluster;
 
-  private constructor(cluster: Cluster, options: ResolvedOptions) {
+  private constructor(cluster: Cluster, options: ResolvedOptions, calls: CallCounts) {
     // `false`: reads go to the master too, the connection that hears about the key's writes.
     const commands = new LockCommands(
       (args, firstKey) => cluster.sendCommand(firstKey, false, args),
       (keys) => slotFenceKey(keys[0] as string),
       'raised, apart on TRYAGAIN',
       options,
+      calls,
     );
     this.ops = new SplitStore((key) => ({ ops: commands, group: key, key }), options.keyMajority);
     this.#cluster = cluster;
@@ -73,6 +75,9 @@ export class ClusterConnection implements Connection {
     // client not ready (its reconnect strategy gave up). A client that node-redis closes
     // itself (a master demoted by a failover) is no drop: its keys are on the new master.
     const up = new Set<string>();
+    /** The masters checked at connect, by address: a node-ready of one is a reconnect. */
+    const served = new Set<string>();
+    const mode = push ? 'push' : 'poll';
     const down = (node: NodeAddress) => {
       if (!up.delete(address(node))) return;
       // The keys whose master's connection is down now (the slot map is not yet refreshed).
@@ -85,6 +90,7 @@ export class ClusterConnection implements Connection {
     // A node connection that (re)connects tracks nothing yet, and missed what changed meanwhile.
     client.on('node-ready', (node: NodeAddress) => {
       up.add(address(node));
+      if (served.has(address(node))) events.serving(address(node), mode, true);
       events.invalidated(null);
     });
     const connected = client.connect().then(() =>
@@ -92,6 +98,8 @@ export class ClusterConnection implements Connection {
         client.masters.map(async (master) => {
           const node = await client.nodeClient(master);
           await checkServer((args) => node.sendCommand(args), options, master.address);
+          served.add(master.address);
+          events.serving(master.address, mode, false);
         }),
       ),
     );
@@ -116,7 +124,7 @@ export class ClusterConnection implements Connection {
       }
       throw connectError(error, options.connectTimeoutMs, roots);
     }
-    return new ClusterConnection(client, options);
+    return new ClusterConnection(client, options, events.calls);
   }
 
   async close(timeoutMs: number): Promise<void> {

@@ -3,6 +3,7 @@ import { within } from '../shared/timing.js';
 import { type Given, type Layout, runScript, type Script, type Send } from './lua.js';
 import { SCRIPTS } from './scripts.js';
 import {
+  type CallCounts,
   type ExpiryMode,
   expiryArgs,
   type KeyCheck,
@@ -54,13 +55,17 @@ export class LockCommands implements KeyOps {
   readonly #minTicketMs: number;
   /** How long a name's queue lives after its last listener's attempt. */
   readonly #queueLifeMs: number;
+  /** The locker's count of requests, by kind. */
+  readonly #calls: CallCounts;
 
   constructor(
     send: Send,
     fenceKey: FenceKey,
     fence: 'in-script' | 'raised' | 'raised, apart on TRYAGAIN',
     options: ResolvedOptions,
+    calls: CallCounts,
   ) {
+    this.#calls = calls;
     // A client that is closed may throw rather than reject: make every failure a rejection.
     this.#send = async (args, firstKey) => send(args, firstKey);
     this.#fenceKey = fenceKey;
@@ -80,6 +85,7 @@ export class LockCommands implements KeyOps {
     queue?: QueueKeys,
     turn?: Turn,
   ): Promise<Outcome<KeyState>[]> {
+    this.#calls.acquire++;
     const [expiry, unit] = expiryArgs(this.#expiry, 'set');
     const validityMs = String(this.#expiry.validityMs);
     const args = {
@@ -129,6 +135,7 @@ export class LockCommands implements KeyOps {
   }
 
   extend(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
+    this.#calls.extend++;
     const [expiry, command] = expiryArgs(this.#expiry, 'expire');
     const raise = this.#raising(keys, token);
     const flags = this.#apartIfNeeded(
@@ -147,6 +154,7 @@ export class LockCommands implements KeyOps {
   }
 
   check(keys: readonly string[], value: string): Promise<Outcome<KeyCheck>[]> {
+    this.#calls.check++;
     // MGET is a read: it also puts the keys back in this connection's tracking table. The
     // PTTLs go out in the same write: someone may have shortened a key that is still ours.
     const first = keys[0] as string;
@@ -163,11 +171,13 @@ export class LockCommands implements KeyOps {
   }
 
   watch(key: string, _beside?: string): Promise<void> {
+    this.#calls.check++;
     return this.#bounded(this.#send(['PTTL', key], key)).then(() => undefined);
   }
 
   delete(keys: readonly string[], value: string, token?: bigint): Promise<Outcome<boolean>[]> {
     if (keys.length === 0) return Promise.resolve([]);
+    this.#calls.release++;
     const raise = this.#raising(keys, token);
     const flags = this.#apartIfNeeded(
       () => this.#run(SCRIPTS.delete, { keys, ...raise?.keys }, { value, ...raise?.args }),
@@ -202,6 +212,7 @@ export class LockCommands implements KeyOps {
     token: bigint | undefined,
     fence = this.#fenceKey(keys),
   ): Promise<boolean[]> {
+    this.#calls.release++;
     return this.#run(
       SCRIPTS.release,
       { keys, fence },
@@ -248,6 +259,7 @@ export class LockCommands implements KeyOps {
   /** Raise the fence in a command of its own (see `#raising`), best effort. */
   #raise(raise: Raise | undefined): void {
     if (raise === undefined) return;
+    this.#calls.other++;
     this.#run(SCRIPTS.raise, raise.keys, raise.args).catch(() => {});
   }
 

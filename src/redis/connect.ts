@@ -29,7 +29,8 @@ export interface Connection {
  * What a connection reports. It does not know the `KeyStore` built on it: topology.ts adds
  * that when it passes `dropped` on to the lock logic (see StoreEvents).
  */
-export interface ConnectionEvents extends Pick<StoreEvents, 'invalidated' | 'polling'> {
+export interface ConnectionEvents
+  extends Pick<StoreEvents, 'invalidated' | 'polling' | 'serving' | 'calls'> {
   /** A connection dropped: the keys `served` accepts may be gone. */
   dropped(served: (key: string) => boolean): void;
 }

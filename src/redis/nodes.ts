@@ -134,6 +134,8 @@ function nodeEvents(
 ): ConnectionEvents {
   return {
     polling: events.polling,
+    serving: events.serving,
+    calls: events.calls,
     dropped: () => events.dropped((key) => (parseKey(prefix, key)?.index ?? -1) % n === j),
     invalidated: (key) => {
       const parsed = key === null ? undefined : parseKey(prefix, key);

@@ -16,6 +16,7 @@ import {
   refusedByAcl,
   withinConnectTimeout,
 } from './connect.js';
+import type { CallCounts } from './store.js';
 import { InvalidationRouter, trackingOptions } from './tracking.js';
 
 /** The pause between connects while no primary answers. */
@@ -37,13 +38,19 @@ export class SentinelConnection implements Connection {
   readonly ops: LockCommands;
   readonly #sentinel: Sentinel;
 
-  private constructor(sentinel: Sentinel, primary: Primary, options: ResolvedOptions) {
+  private constructor(
+    sentinel: Sentinel,
+    primary: Primary,
+    options: ResolvedOptions,
+    calls: CallCounts,
+  ) {
     const prefix = options.keyPrefix;
     this.ops = new LockCommands(
       (args) => primary.send(args),
       (keys) => fenceKey(prefix, parseKey(prefix, keys[0] as string)?.name ?? ''),
       'in-script',
       options,
+      calls,
     );
     this.#sentinel = sentinel;
   }
@@ -107,7 +114,7 @@ export class SentinelConnection implements Connection {
     // rejection: see sentinelConnectError).
     const refusals = new Refusals();
     sentinel.on('error', (error: unknown) => refusals.heard(error));
-    const primary = new Primary(sentinel, events);
+    const primary = new Primary(sentinel, events, track ? 'push' : 'poll');
     sentinel.on('topology-change', (change: { type: string }) => {
       // node-redis has destroyed the connections to the primary it knew, without an error:
       // the keys are on another server now (or the same, reconnected). What it connects to
@@ -124,6 +131,7 @@ export class SentinelConnection implements Connection {
       const at = master ? `${master.host}:${master.port}` : address();
       await sentinel._execute(false, async (client) => primary.follow(client));
       await checkServer((args) => primary.send(args), options, at);
+      primary.serving();
     })();
     ready.catch(() => {}); // the race reports it
     try {
@@ -139,7 +147,7 @@ export class SentinelConnection implements Connection {
       sentinel.removeAllListeners();
       throw sentinelConnectError(error, refusals.lastError, options.connectTimeoutMs, address());
     }
-    return new SentinelConnection(sentinel, primary, options);
+    return new SentinelConnection(sentinel, primary, options, events.calls);
   }
 
   async close(timeoutMs: number): Promise<void> {
@@ -174,10 +182,22 @@ class Primary {
   #up = false;
   /** Asking node-redis for its connection to the primary. */
   #finding = false;
+  readonly #mode: 'push' | 'poll';
+  /** Checked at connect: from then on, coming back is a reconnect. */
+  #served = false;
 
-  constructor(sentinel: Sentinel, events: ConnectionEvents) {
+  constructor(sentinel: Sentinel, events: ConnectionEvents, mode: 'push' | 'poll') {
     this.#sentinel = sentinel;
     this.#events = events;
+    this.#mode = mode;
+  }
+
+  /** The primary passed the checks at connect (or came back later): tell where it is. */
+  serving(): void {
+    const master = this.#sentinel.getMasterNode();
+    const at = master ? `${master.host}:${master.port}` : 'the primary';
+    this.#events.serving(at, this.#mode, this.#served);
+    this.#served = true;
   }
 
   send(args: string[]): Promise<unknown> {
@@ -205,6 +225,7 @@ class Primary {
   #back(): void {
     if (this.#up) return;
     this.#up = true;
+    if (this.#served) this.serving();
     this.#events.invalidated(null);
   }
 

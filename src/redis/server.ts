@@ -75,6 +75,7 @@ export class ServerConnection implements Connection {
       (keys) => fenceKey(prefix, parseKey(prefix, keys[0] as string)?.name ?? ''),
       oneOfSeveral ? 'raised' : 'in-script',
       options,
+      events.calls,
     );
     this.#options = options;
     this.#events = events;
@@ -159,6 +160,7 @@ export class ServerConnection implements Connection {
       up = true;
       this.#wasReady = true;
       if (this.#checked) {
+        events.serving(this.address, this.#mode, true);
         // Invalidations sent while the connection was down are lost, and the new connection
         // tracks nothing yet: every waiter must retry and every held key be read again.
         events.invalidated(null);
@@ -167,6 +169,7 @@ export class ServerConnection implements Connection {
       checkServer((args) => client.sendCommand(args), this.#options, this.address).then(
         () => {
           this.#checked = true;
+          events.serving(this.address, this.#mode, false);
           resolve();
         },
         // A server that cannot serve locks is final; a connection lost mid-check is not:

@@ -75,6 +75,27 @@ export interface StoreEvents {
    * `reason` says which server and why.
    */
   polling(reason: string): void;
+  /**
+   * A server's connection is ready (at connect, and `reconnect` after a drop), followed by
+   * `mode`: pushes, or polling. `address` names the server as error messages do.
+   */
+  serving(address: string, mode: 'push' | 'poll', reconnect: boolean): void;
+  /** Where the connections count the requests they send (see `Locker.stats`). */
+  readonly calls: CallCounts;
+}
+
+/**
+ * Requests sent to Redis, by what they do (one per server a call goes to; in a cluster, one per
+ * key): acquire scripts
+ * (attempts, retakes, local passes), extensions, ownership reads (checks, polls, watches),
+ * deletions (releases, give-backs, leaving a queue), and fence raises.
+ */
+export interface CallCounts {
+  acquire: number;
+  extend: number;
+  check: number;
+  release: number;
+  other: number;
 }
 
 /**

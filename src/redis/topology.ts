@@ -67,6 +67,8 @@ async function open(
   const connection = await connect({
     invalidated: events.invalidated,
     polling: events.polling,
+    serving: events.serving,
+    calls: events.calls,
     // Before the store exists, no lock holds its keys.
     dropped: (served) => {
       if (store) events.dropped(store, served);

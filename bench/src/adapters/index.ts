@@ -18,6 +18,7 @@ import {
   tracklockM2Poll,
   tracklockM2Poll10,
   tracklockM2Race,
+  tracklockM2Traced,
   tracklockNodes3,
   tracklockScale,
   tracklockScaleRace,
@@ -27,6 +28,7 @@ import type { Variant } from './types.js';
 export const VARIANTS: readonly Variant[] = [
   tracklockM1,
   tracklockM2,
+  tracklockM2Traced,
   tracklockM2Race,
   tracklockM2Poll,
   tracklockM2Poll10,

@@ -1,5 +1,6 @@
 /** tracklock itself, through its public API only (the library's source, run by tsx). */
-import { createLocker, DEFAULTS, type LockerOptions } from '../../../src/index.js';
+import { subscribe, tracingChannel, unsubscribe } from 'node:diagnostics_channel';
+import { CHANNELS, createLocker, DEFAULTS, type LockerOptions } from '../../../src/index.js';
 import { parseLockTarget } from '../lock-target.js';
 import type { Held, LockClient, Topology, Variant } from './types.js';
 
@@ -19,11 +20,24 @@ interface Setting {
    * locks at this `checkIntervalMs` (absent: their defaults).
    */
   readonly poll?: { readonly pollIntervalMs?: number; readonly checkIntervalMs?: number };
+  /**
+   * Set: while the locker lives, its process subscribes to every tracklock diagnostics
+   * channel, with a handler that only counts (what publishing costs once someone listens).
+   */
+  readonly traced?: boolean;
 }
 
 function variant(setting: Setting): Variant {
-  const { keyMajority, queue, localHandoffs, topology, keyValidityMs, extendIntervalMs, poll } =
-    setting;
+  const {
+    keyMajority,
+    queue,
+    localHandoffs,
+    topology,
+    keyValidityMs,
+    extendIntervalMs,
+    poll,
+    traced,
+  } = setting;
   // With 3 nodes the default is a majority of them, 2; a cluster keeps the plain default, 2.
   const keys = 2 * (keyMajority ?? DEFAULTS.keyMajority) - 1;
   return {
@@ -37,6 +51,7 @@ function variant(setting: Setting): Variant {
     isTracklock: true,
     ...(topology ? { topology } : {}),
     async create(target, namespace): Promise<LockClient> {
+      const unsubscribe = traced ? subscribeToAll() : undefined;
       const locker = await createLocker({
         ...where(target),
         keyPrefix: namespace,
@@ -62,8 +77,33 @@ function variant(setting: Setting): Variant {
         };
       };
       // A held lock extends itself: holding is acquiring.
-      return { acquire, hold: (name) => acquire(name), close: () => locker.close() };
+      const close = async () => {
+        await locker.close();
+        unsubscribe?.();
+        // A traced row that heard nothing (not even its server's connect) measured nothing.
+        if (traced && heard === 0) throw new Error(`${setting.id}: no diagnostics event heard`);
+      };
+      return { acquire, hold: (name) => acquire(name), close };
     },
+  };
+}
+
+/** Events heard by the subscribers of `traced` lockers: the handlers' only work. */
+let heard = 0;
+
+/** Subscribe a counting handler to every tracklock channel; returns the unsubscribe. */
+function subscribeToAll(): () => void {
+  const count = () => {
+    heard++;
+  };
+  const tracing = [CHANNELS.acquire, CHANNELS.release].map((name) => tracingChannel(name));
+  const events = { start: count, end: count, asyncStart: count, asyncEnd: count, error: count };
+  const plain = [CHANNELS.lost, CHANNELS.extend, CHANNELS.invalidation, CHANNELS.server];
+  for (const channel of tracing) channel.subscribe(events);
+  for (const name of plain) subscribe(name, count);
+  return () => {
+    for (const channel of tracing) channel.unsubscribe(events);
+    for (const name of plain) unsubscribe(name, count);
   };
 }
 
@@ -91,6 +131,18 @@ export const tracklockM2 = variant({
   id: 'tracklock-m2',
   settings: 'keyMajority 2, other options default (waiters queue)',
   keyMajority: 2,
+});
+
+/**
+ * The defaults row with a subscriber on every diagnostics channel (issue 15): its handoff and
+ * idle cost beside tracklock-m2's, from the same run, show what publishing costs.
+ */
+export const tracklockM2Traced = variant({
+  id: 'tracklock-m2-traced',
+  settings:
+    'keyMajority 2, other options default, a counting subscriber on every tracklock diagnostics channel',
+  keyMajority: 2,
+  traced: true,
 });
 
 /** The old waiting beside the new, at the same settings otherwise. */

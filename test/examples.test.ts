@@ -1,0 +1,53 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+
+// The runnable examples (examples/, a package of its own). They need its dependencies
+// (`npm install --prefix examples`): without them this file skips, so that a run without
+// network still passes.
+const test = suite<{ server: RedisServer }>('examples');
+const root = fileURLToPath(new URL('..', import.meta.url));
+const installed = existsSync(
+  new URL('../examples/node_modules/@opentelemetry/sdk-metrics', import.meta.url),
+);
+
+test.before(async (ctx) => {
+  if (installed) ctx.server = await startRedisServer();
+});
+
+test.after(async (ctx) => {
+  await ctx.server?.stop();
+});
+
+test('the OpenTelemetry example records wait and hold histograms and the lost and contended counters', async (ctx) => {
+  if (!installed) {
+    console.log('  (skipped: run `npm install --prefix examples` first)');
+    return;
+  }
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', 'examples/opentelemetry.ts'],
+    {
+      cwd: root,
+      env: { ...process.env, REDIS_URL: ctx.server.url },
+      signal: AbortSignal.timeout(60_000),
+    },
+  );
+  for (const metric of [
+    'tracklock.lock.wait.duration (s)',
+    'tracklock.lock.hold.duration (s)',
+    'tracklock.lock.lost ({lock})',
+    'tracklock.lock.contended ({acquisition})',
+  ]) {
+    assert.ok(stdout.includes(metric), `${metric} missing from:\n${stdout}`);
+  }
+  assert.match(stdout, /"tracklock.mode":"try","tracklock.outcome":"busy"/);
+  assert.match(stdout, /"tracklock.outcome":"changed"\} 1/);
+  assert.match(stdout, /"tracklock.outcome":"ERR_MAX_HOLD"\} 1/);
+});
+
+test.run();
