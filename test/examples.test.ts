@@ -6,9 +6,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 
-// The runnable examples (examples/, a package of its own). They need its dependencies
-// (`npm install --prefix examples`): without them this file skips, so that a run without
-// network still passes.
+// The runnable examples (examples/, a package of its own). They need its dependencies, which
+// `npm test` installs first (`pretest`: `npm ci --prefix examples`); without them this fails.
 const test = suite<{ server: RedisServer }>('examples');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const installed = existsSync(
@@ -16,7 +15,7 @@ const installed = existsSync(
 );
 
 test.before(async (ctx) => {
-  if (installed) ctx.server = await startRedisServer();
+  ctx.server = await startRedisServer();
 });
 
 test.after(async (ctx) => {
@@ -24,10 +23,7 @@ test.after(async (ctx) => {
 });
 
 test('the OpenTelemetry example records wait and hold histograms and the lost and contended counters', async (ctx) => {
-  if (!installed) {
-    console.log('  (skipped: run `npm install --prefix examples` first)');
-    return;
-  }
+  assert.ok(installed, "examples/ lacks its dependencies: run 'npm ci --prefix examples'");
   const { stdout } = await promisify(execFile)(
     process.execPath,
     ['--import', 'tsx', 'examples/opentelemetry.ts'],
