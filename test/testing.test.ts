@@ -117,6 +117,31 @@ test('restart loses the data and keeps the URL', async () => {
   });
 });
 
+test('a stop() during a restart() leaves no server running, and that restart rejects', async () => {
+  const redis = await startRedis({ source: 'local' });
+  const restarted = rejection(redis.restart());
+  await redis.stop(); // what an after-hook does when a test times out mid-restart
+  const error = await restarted;
+  assert.instance(error, Error);
+  assert.match((error as Error).message, /stop\(\)/);
+  assert.is(await connectOutcome(Number(new URL(redis.url).port)), 'ECONNREFUSED');
+});
+
+test('restart() after stop() rejects and starts no server', async () => {
+  const redis = await startRedis({ source: 'local' });
+  await redis.stop();
+  const error = await rejection(redis.restart());
+  assert.instance(error, Error);
+  assert.match((error as Error).message, /stop\(\)/);
+  assert.is(await connectOutcome(Number(new URL(redis.url).port)), 'ECONNREFUSED');
+});
+
+test('a start that times out leaves no handle behind once it has rejected', async () => {
+  const seen = await inChild('timeout');
+  assert.match(seen.message, /redis-server did not start in/);
+  assert.equal(seen.handles, []);
+});
+
 test('stop leaves no handle nor exit listener behind, and the port closes', async () => {
   const seen = await inChild('lifecycle');
   assert.equal(seen.handles, []);

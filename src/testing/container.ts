@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './free-port.js';
 import type { ServerControls } from './start-redis.js';
+import { stoppable } from './stoppable.js';
 
 /** The image of a container source. */
 const IMAGE = 'redis:7-alpine';
@@ -85,7 +86,14 @@ export async function startContainer(
     .withWaitStrategy(Wait.forLogMessage('Ready to accept connections'))
     .withStartupTimeout(startTimeoutMs)
     .start();
-  const frozen = (await getContainerRuntimeClient()).container.getById(container.getId());
+  // Else a failure here would leave the container running until Ryuk removes it, or for good
+  // when Ryuk is disabled.
+  const frozen = await getContainerRuntimeClient()
+    .then((client) => client.container.getById(container.getId()))
+    .catch(async (error: unknown) => {
+      await container.stop({ timeout: 0 }).catch(() => {});
+      throw error;
+    });
   let paused = false;
   let stopped = false;
   // Docker refuses to stop or restart a paused container.
@@ -93,6 +101,18 @@ export async function startContainer(
     if (paused) await frozen.unpause();
     paused = false;
   };
+  const { restart, stop } = stoppable(
+    async () => {
+      await thaw();
+      await container.restart({ timeout: 0 });
+    },
+    async () => {
+      if (stopped) return;
+      stopped = true;
+      await thaw();
+      await container.stop({ timeout: 0 });
+    },
+  );
   return {
     url: `redis://${container.getHost()}:${port}`,
     pause: async () => {
@@ -100,15 +120,7 @@ export async function startContainer(
       paused = true;
     },
     resume: thaw,
-    restart: async () => {
-      await thaw();
-      await container.restart({ timeout: 0 });
-    },
-    stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      await thaw();
-      await container.stop({ timeout: 0 });
-    },
+    restart,
+    stop,
   };
 }

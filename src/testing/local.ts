@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './free-port.js';
 import { type Spawned, spawnUntil } from './spawn.js';
+import { stoppable } from './stoppable.js';
 
 /**
  * A `redis-server` child process on a loopback port, stopped by PID. `restart()` runs a new
@@ -16,12 +17,15 @@ export interface RedisProcess {
   pause(): void;
   /** SIGCONT after `pause()`. */
   resume(): void;
-  /** SIGKILL and wait for the exit. Nothing is kept: the server runs without persistence. */
+  /**
+   * SIGKILL and wait for the exit. Nothing is kept: the server runs without persistence. During
+   * a `restart()`, waits for it and kills the new process (that restart then rejects).
+   */
   stop(): Promise<void>;
   /**
    * Stop (if running) and start a new process on the same port with the same args, resolved once
-   * it accepts connections: a crash and restart. Data is lost; a cluster node keeps its
-   * cluster-config-file, so it rejoins as the same node.
+   * it accepts connections: a crash and restart, or a start again after `stop()`. Data is lost; a
+   * cluster node keeps its cluster-config-file, so it rejoins as the same node.
    */
   restart(): Promise<void>;
 }
@@ -50,7 +54,7 @@ export async function startRedisProcess(options: RedisProcessOptions): Promise<R
   const { port } = started;
   let current = started.process;
   const running = () => current.child.exitCode === null && current.child.signalCode === null;
-  const stop = async () => {
+  const kill = async () => {
     if (!running()) return;
     const { child, exited } = current;
     child.ref(); // keep the loop alive until the exit is seen
@@ -61,6 +65,10 @@ export async function startRedisProcess(options: RedisProcessOptions): Promise<R
     // counts handles once stop() resolves must find none.
     await sleep(0);
   };
+  const { restart, stop } = stoppable(async () => {
+    await kill();
+    current = (await launch(port, args, options.timeoutMs)).process;
+  }, kill);
   return {
     port,
     get pid() {
@@ -76,10 +84,7 @@ export async function startRedisProcess(options: RedisProcessOptions): Promise<R
       current.child.kill('SIGCONT');
     },
     stop,
-    restart: async () => {
-      await stop();
-      current = (await launch(port, args, options.timeoutMs)).process;
-    },
+    restart,
   };
 }
 

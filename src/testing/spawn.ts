@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A child process that is ready, and its exit (resolved once it has exited). */
 export interface Spawned {
@@ -34,6 +35,8 @@ export async function spawnUntil(
   killOnExit(child);
   const exited = once(child, 'exit');
   exited.catch(() => {}); // 'error' instead of 'exit' when the binary is missing: handled below
+  // After 'exit' and its stdio, and after 'error' too (not once(), which rejects on 'error').
+  const closed = new Promise((resolve) => child.once('close', resolve));
   let output = '';
   const collect = (chunk: string) => {
     output += chunk;
@@ -66,10 +69,10 @@ export async function spawnUntil(
   try {
     await ready;
   } catch (error) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      child.kill('SIGKILL');
-      await exited;
-    }
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    // As stop() does: a caller that counts handles once this rejects must find none.
+    await bounded(closed, CLOSE_MS);
+    await sleep(0); // the handles are freed in the loop's close phase, after the event
     throw error;
   }
   // Do not let a forgotten process keep this one alive.
@@ -77,6 +80,22 @@ export async function spawnUntil(
   child.stdout?.destroy();
   child.stderr?.destroy();
   return { child, exited };
+}
+
+/** How long a killed child may take to close its stdio: it has no children of its own. */
+const CLOSE_MS = 5000;
+
+/** `promise` settled, or `ms` passed: whichever comes first. */
+async function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  try {
+    await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const children = new Set<ChildProcess>();

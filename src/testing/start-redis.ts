@@ -51,10 +51,14 @@ export interface TestRedis extends AsyncDisposable {
   resume(): Promise<void>;
   /**
    * Crash the server and start it again on the same port, resolved once it accepts
-   * connections: every key is lost, every connection dropped. Rejects for `'env'`.
+   * connections: every key is lost, every connection dropped. Rejects for `'env'`, after
+   * `stop()`, and when `stop()` is called before it is done.
    */
   restart(): Promise<void>;
-  /** Kill the server and wait until it is gone. For `'env'`, nothing: the server is not ours. */
+  /**
+   * Kill the server and wait until it is gone (during a `restart()`, the restarted one). For
+   * `'env'`, nothing: the server is not ours.
+   */
   stop(): Promise<void>;
 }
 
@@ -84,8 +88,31 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
   const chosen =
     source ??
     (process.env.REDIS_URL ? 'env' : (await dockerEngine()) === undefined ? 'container' : 'local');
-  const controls = await sourced(chosen, args, startTimeoutMs);
+  const controls = stoppedForGood(await sourced(chosen, args, startTimeoutMs));
   return { ...controls, source: chosen, [Symbol.asyncDispose]: controls.stop };
+}
+
+/**
+ * Once `stop()` has been called, `restart()` rejects: it would start a server that nothing
+ * stops (a test body still running after its after-hook, or after `await using`).
+ */
+function stoppedForGood(controls: ServerControls): ServerControls {
+  let stopped = false;
+  return {
+    ...controls,
+    restart: async () => {
+      if (stopped) {
+        throw new Error(
+          'restart() after stop(): this server is stopped for good; startRedis() again',
+        );
+      }
+      await controls.restart();
+    },
+    stop: async () => {
+      stopped = true;
+      await controls.stop();
+    },
+  };
 }
 
 async function sourced(
