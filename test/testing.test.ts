@@ -138,7 +138,7 @@ test('restart() after stop() rejects and starts no server', async () => {
 
 test('a start that times out leaves no handle behind once it has rejected', async () => {
   const seen = await inChild('timeout');
-  assert.match(seen.message, /redis-server did not start in/);
+  assert.match(seen.message, /redis-server did not start before its start timeout ran out/);
   assert.equal(seen.handles, []);
 });
 

@@ -45,7 +45,12 @@ export async function spawnUntil(
   child.stderr?.setEncoding('utf8').on('data', collect);
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`${errors.label} did not start in ${timeoutMs} ms:\n${output}`)),
+      () =>
+        reject(
+          new Error(
+            `${errors.label} did not start before its start timeout ran out (${Math.max(0, Math.round(timeoutMs))} ms were left when it was launched):\n${output}`,
+          ),
+        ),
       Math.max(0, timeoutMs),
     );
     const check = () => {
