@@ -106,6 +106,7 @@ export class RedisLocker implements Locker {
         this.#counters.servers.set(address, mode);
         publishServer(address, mode, reconnect);
       },
+      retired: (address) => this.#counters.servers.delete(address),
       calls: this.#counters.calls,
     });
   }
