@@ -28,9 +28,9 @@ export type AcquireMode = 'wait' | 'try' | 'force';
 
 /**
  * How an acquisition ended: `acquired`; `busy` (`tryWithContext` found it held); `timeout`
- * (`waitTimeoutMs` ran out); `aborted` (the caller's signal); `closed` (the locker);
- * `unavailable` (Redis failed or refused the attempts); `error` (anything else, such as a bad
- * name).
+ * (`waitTimeoutMs` ran out); `aborted` (the caller's signal, whatever its reason); `closed`
+ * (the locker); `unavailable` (Redis failed or refused the attempts); `error` (anything else,
+ * such as a bad name or option).
  */
 export type AcquireOutcome =
   | 'acquired'
@@ -56,9 +56,9 @@ export interface AcquireMessage {
    */
   readonly attempts: number;
   /**
-   * The lock was held by another owner when the call came: an attempt found it busy, or it
-   * was passed on by a holder of this locker it waited for (a queued waiter handed the lock
-   * makes one attempt, so `attempts` alone does not tell).
+   * The lock was held by another owner when the call came: an attempt found it busy, or a
+   * holder handed it over or passed it on (a queued waiter handed the lock makes one attempt,
+   * so `attempts` alone does not tell). A force does not learn whether it displaced a holder.
    */
   readonly contended: boolean;
   /** ms from the call to its end: the wait for the lock (or until giving up). */

@@ -109,21 +109,18 @@ export class ClusterConnection implements Connection {
       }
       events.invalidated(null);
     });
-    const connected = client
-      .connect()
-      .then(() =>
-        Promise.all(
-          client.masters.map(async (master) => {
-            const node = await client.nodeClient(master);
-            await checkServer((args) => node.sendCommand(args), options, master.address);
-            served.add(master.address);
-            events.serving(master.address, mode, false);
-          }),
-        ),
-      )
-      .then(() => {
-        checked = true;
-      });
+    const connected = (async () => {
+      await client.connect();
+      await Promise.all(
+        client.masters.map(async (master) => {
+          const node = await client.nodeClient(master);
+          await checkServer((args) => node.sendCommand(args), options, master.address);
+          served.add(master.address);
+          events.serving(master.address, mode, false);
+        }),
+      );
+      checked = true;
+    })();
     connected.catch(() => {}); // a refusal may settle the race first
     const ready = Promise.race([connected, refusals.refused]);
     ready.catch(() => {}); // the race reports it
