@@ -182,7 +182,7 @@ class Primary {
   /** Asking node-redis for its connection to the primary. */
   #finding = false;
   readonly #mode: 'push' | 'poll';
-  /** Where the lock logic was last told the primary is (from connect on, coming back is a reconnect). */
+  /** Where the lock logic was last told the primary is: once set, coming back is a reconnect. */
   #servedAt: string | undefined;
 
   constructor(sentinel: Sentinel, events: ConnectionEvents, mode: 'push' | 'poll') {
