@@ -101,6 +101,12 @@ test('a failover of a key\u2019s master: the lock stays held, extensions follow 
     assert.is((await cluster.masterFor('rueidislock:0:failover')).port, replica.port);
     // Three validities: the extensions of key 0 must reach its new master.
     await stillHeldAgainst(lock, other, 8);
+    // The stats name the new master, and no longer the old one (once node-redis has connected
+    // to it: the extensions of the other keys may have kept the lock until then).
+    const ports = () => Object.keys(holder.stats().servers).map((at) => Number(at.split(':')[1]));
+    await until(() => ports().includes(replica.port));
+    assert.ok(!ports().includes(master.port), ports().join());
+    assert.is(ports().length, 3);
     assert.is(await lock.release(), true);
   } finally {
     await Promise.all([holder.close(), other.close()]);

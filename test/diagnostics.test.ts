@@ -236,6 +236,64 @@ test('a lock that ends otherwise publishes lost with the code or aborted', async
   );
 });
 
+test('a lock ended by its caller\u2019s signal publishes lost, reason aborted, whatever that signal\u2019s reason', async (ctx) => {
+  const lost = heard<LostMessage>(ctx, CHANNELS.lost);
+  const releases = traced<ReleaseMessage>(ctx, CHANNELS.release);
+  const holder = await locker(ctx);
+  // Nested in a lock that is released: its hold is recorded once, by lost.
+  const outer = await holder.withContext('nest-outer', bound());
+  const inner = await holder.withContext('nest-inner', { signal: outer.signal });
+  assert.is(await outer.release(), true);
+  await abortedWithin(inner.signal, 5000);
+  assert.is(await inner.release(), false);
+  const held = releases.filter(({ event }) => event === 'start').map(({ copy }) => copy.held);
+  assert.equal(held, [true, false]);
+  // Nested in a lock that is lost: aborted by the caller's signal, not changed.
+  const lostOuter = await holder.withContext('nest-lost', bound());
+  const innerOfLost = await holder.withContext('nest-lost-inner', { signal: lostOuter.signal });
+  const client = await connect(ctx.redis.url);
+  try {
+    await client.del(keysOf('nest-lost'));
+  } finally {
+    client.destroy();
+  }
+  await abortedWithin(innerOfLost.signal, 5000);
+  // (A lock's signal aborts before its own message goes out: the nested one's comes first.)
+  assert.equal(
+    lost.map(({ name, reason }) => [name, reason]).sort(),
+    [
+      ['nest-inner', 'aborted'],
+      ['nest-lost', 'changed'],
+      ['nest-lost-inner', 'aborted'],
+    ],
+  );
+});
+
+test('an acquisition\u2019s outcome: aborted by the caller\u2019s signal whatever its reason, error for bad arguments, closed', async (ctx) => {
+  const events = traced<AcquireMessage>(ctx, CHANNELS.acquire);
+  const holder = await locker(ctx);
+  const outcomes = async (call: () => Promise<unknown>) => {
+    events.length = 0;
+    await call().catch(() => {});
+    return events.find(({ event }) => event === 'asyncEnd')?.copy.outcome;
+  };
+  // A signal aborted with a LockError: a released lock's, or one whose reason reads "not locked".
+  const released = await holder.withContext('outcome-released', bound());
+  await released.release();
+  const mine = { signal: released.signal };
+  assert.is(await outcomes(() => holder.withContext('outcome', mine)), 'aborted');
+  assert.is(await outcomes(() => holder.tryWithContext('outcome', mine)), 'aborted');
+  const notLocked = AbortSignal.abort(new NotLockedError('elsewhere'));
+  assert.is(await outcomes(() => holder.withContext('outcome', { signal: notLocked })), 'aborted');
+  // Bad arguments.
+  assert.is(await outcomes(() => holder.tryWithContext('')), 'error');
+  assert.is(await outcomes(() => holder.withContext('outcome', { waitTimeoutMs: -1 })), 'error');
+  const notASignal = { signal: {} as AbortSignal };
+  assert.is(await outcomes(() => holder.withContext('outcome', notASignal)), 'error');
+  await holder.close();
+  assert.is(await outcomes(() => holder.withContext('outcome')), 'closed');
+});
+
 test('each extension publishes the keys asked, the keys extended and its duration', async (ctx) => {
   const extensions = heard<ExtendMessage>(ctx, CHANNELS.extend);
   const holder = await locker(ctx, { keyValidityMs: 300 });

@@ -230,6 +230,8 @@ async function failOver(fault: (set: RedisSentinelSet) => void, abortWithinMs: n
       assert.is(promoted, set.replica.port);
       const next = await waiting;
       const tookMs = Date.now() - faultAt;
+      // The stats name the new primary alone.
+      assert.equal(Object.keys(waiter.stats().servers), [`127.0.0.1:${set.replica.port}`]);
       // down-after-milliseconds (1 s), the sentinels' vote and the promotion: some 3 s here.
       assert.ok(tookMs < 10_000, `the waiter got the lock ${tookMs} ms after the fault`);
       assert.is(next.signal.aborted, false);

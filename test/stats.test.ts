@@ -7,6 +7,8 @@ import {
   type LockerStats,
   type LockLostError,
 } from '../src/index.js';
+import { LockCommands } from '../src/redis/commands.js';
+import { resolveOptions } from '../src/shared/resolve-options.js';
 import { connect, keysOf } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 import { abortedWithin, bound, until } from './helpers/wait.js';
@@ -131,6 +133,26 @@ test('a nodes locker names each of its 3 servers with its own mode', async (ctx)
     await Promise.all(ctx.lockers.splice(0).map((done) => done.close()));
     await Promise.all(servers.map((server) => server.stop()));
   }
+});
+
+test('in a cluster, a script sent again apart after TRYAGAIN is counted with its fence\u2019s', async () => {
+  const calls = { acquire: 0, extend: 0, check: 0, release: 0, other: 0 };
+  // A slot migrating: a script on the key and its fence is refused, one on a single key runs.
+  const send = async (args: string[]) => {
+    if (args[2] !== '1') throw new Error('TRYAGAIN Multiple keys request during rehashing of slot');
+    return [1];
+  };
+  const commands = new LockCommands(
+    send,
+    () => 'fence',
+    'raised, apart on TRYAGAIN',
+    resolveOptions(),
+    calls,
+  );
+  await commands.extend(['key'], 'value', 7n);
+  await commands.delete(['key'], 'value', 7n);
+  // Each: the script on both keys, then the key's alone and the fence's raise.
+  assert.equal(calls, { acquire: 0, extend: 2, check: 0, release: 2, other: 2 });
 });
 
 test.run();

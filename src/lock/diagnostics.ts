@@ -28,9 +28,9 @@ export type AcquireMode = 'wait' | 'try' | 'force';
 
 /**
  * How an acquisition ended: `acquired`; `busy` (`tryWithContext` found it held); `timeout`
- * (`waitTimeoutMs` ran out); `aborted` (the caller's signal); `closed` (the locker);
- * `unavailable` (Redis failed or refused the attempts); `error` (anything else, such as a bad
- * name).
+ * (`waitTimeoutMs` ran out); `aborted` (the caller's signal, whatever its reason); `closed`
+ * (the locker); `unavailable` (Redis failed or refused the attempts); `error` (anything else,
+ * such as a bad name or option).
  */
 export type AcquireOutcome =
   | 'acquired'
@@ -56,9 +56,9 @@ export interface AcquireMessage {
    */
   readonly attempts: number;
   /**
-   * The lock was held by another owner when the call came: an attempt found it busy, or it
-   * was passed on by a holder of this locker it waited for (a queued waiter handed the lock
-   * makes one attempt, so `attempts` alone does not tell).
+   * The lock was held by another owner when the call came: an attempt found it busy, or a
+   * holder handed it over or passed it on (a queued waiter handed the lock makes one attempt,
+   * so `attempts` alone does not tell). A force does not learn whether it displaced a holder.
    */
   readonly contended: boolean;
   /** ms from the call to its end: the wait for the lock (or until giving up). */
@@ -103,9 +103,10 @@ export interface ReleaseMessage {
 }
 
 /**
- * Why a lock ended without `release()`: for `LockLostError`, its loss (`changed`, `expired`,
- * `disconnected`); for another `LockError`, its code (`ERR_MAX_HOLD`, `ERR_LOCKER_CLOSED`);
- * else `aborted` (the caller's signal, whose reason is `error`).
+ * Why a lock ended without `release()`: `aborted` (the caller's signal, whose reason is
+ * `error`, whatever it is: another lock's release, say); else for `LockLostError`, its loss
+ * (`changed`, `expired`, `disconnected`); for another `LockError`, its code (`ERR_MAX_HOLD`,
+ * `ERR_LOCKER_CLOSED`).
  */
 export type EndReason = Loss | LockErrorCode | 'aborted';
 
@@ -171,6 +172,15 @@ export interface AcquireTrace {
   contended: boolean;
 }
 
+/**
+ * What can end an acquisition from outside: the caller's signal (`options.signal`, which may
+ * be anything the caller passed) and the locker's closing.
+ */
+export interface AcquireStops {
+  readonly caller: unknown;
+  readonly closing: AbortSignal;
+}
+
 /** Someone listens to acquisitions: the caller then runs them through `traceAcquire`. */
 export const tracingAcquires = (): boolean => acquires.hasSubscribers;
 
@@ -178,6 +188,7 @@ export const tracingAcquires = (): boolean => acquires.hasSubscribers;
 export function traceAcquire(
   name: string,
   mode: AcquireMode,
+  stops: AcquireStops,
   run: (trace: AcquireTrace) => Promise<Lock>,
 ): Promise<Lock> {
   const startedAt = performance.now();
@@ -197,7 +208,7 @@ export function traceAcquire(
       message.token = lock.token;
       return lock;
     } catch (error) {
-      message.outcome = acquireOutcome(error, mode);
+      message.outcome = acquireOutcome(error, mode, stops);
       throw error;
     } finally {
       message.waitMs = performance.now() - startedAt;
@@ -205,8 +216,15 @@ export function traceAcquire(
   }, message);
 }
 
-function acquireOutcome(error: unknown, mode: AcquireMode): AcquireOutcome {
-  if (!(error instanceof LockError)) return 'aborted';
+/**
+ * An acquisition's rejection `error` as an outcome: told by what rejected it, not by its
+ * class (a caller's signal may abort with any reason, a `LockError` included).
+ */
+function acquireOutcome(error: unknown, mode: AcquireMode, stops: AcquireStops): AcquireOutcome {
+  const { caller, closing } = stops;
+  if (caller instanceof AbortSignal && caller.aborted && error === caller.reason) return 'aborted';
+  if (closing.aborted && error === closing.reason) return 'closed';
+  if (!(error instanceof LockError)) return 'error';
   switch (error.code) {
     case 'ERR_NOT_LOCKED':
       return mode === 'wait' ? 'timeout' : 'busy';
@@ -253,21 +271,27 @@ export function traceRelease(
   }, message);
 }
 
+/** Someone listens to the ends of locks: a lock's end time is then worth reading. */
+export const observingEnds = (): boolean => lost.hasSubscribers || releases.hasSubscribers;
+
 /**
- * Lock `name` ended without `release()`, with `error` as its signal's reason, after being held
- * from `takenAt` to `endedAt` (`performance.now()` times).
+ * Lock `name` ended without `release()` (`byCaller`: its caller's signal ended it), with
+ * `error` as its signal's reason, after being held from `takenAt` to `endedAt`
+ * (`performance.now()` times; none read: now).
  */
 export function publishLost(
   name: string,
   token: bigint | undefined,
   error: unknown,
+  byCaller: boolean,
   takenAt: number,
-  endedAt: number,
+  endedAt: number | undefined,
 ): void {
   if (!lost.hasSubscribers) return;
-  const heldMs = endedAt - takenAt;
-  const reason: EndReason =
-    error instanceof LockLostError
+  const heldMs = (endedAt ?? performance.now()) - takenAt;
+  const reason: EndReason = byCaller
+    ? 'aborted'
+    : error instanceof LockLostError
       ? error.loss
       : error instanceof LockError
         ? error.code

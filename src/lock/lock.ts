@@ -7,7 +7,7 @@ import {
 } from '../shared/errors.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { onAbort } from '../shared/signals.js';
-import { publishLost, traceRelease, tracingReleases } from './diagnostics.js';
+import { observingEnds, publishLost, traceRelease, tracingReleases } from './diagnostics.js';
 import { KeepAlive } from './keepalive.js';
 import type { Deletion } from './leftovers.js';
 import type { Counters } from './stats.js';
@@ -20,6 +20,12 @@ export interface HoldTerms {
   readonly parent: AbortSignal | undefined;
   readonly maxHoldMs: number;
 }
+
+/**
+ * How a lock ends: `released` by its holder, by its caller's signal (`parent`: whatever that
+ * signal's reason, even another lock's release), or on its `own` (lost, capped, closed).
+ */
+export type EndKind = 'released' | 'parent' | 'own';
 
 /** How a lock was taken, and what the locker learns about it. */
 export interface HeldLockInit {
@@ -131,15 +137,15 @@ export class HeldLock {
     });
     const { parent, maxHoldMs } = init.terms;
     if (parent?.aborted) {
-      this.#finish(parent.reason);
+      this.#finish(parent.reason, 'parent');
       return;
     }
-    if (parent) this.#unhookParent = onAbort(parent, () => this.#finish(parent.reason));
+    if (parent) this.#unhookParent = onAbort(parent, () => this.#finish(parent.reason, 'parent'));
     if (maxHoldMs !== Infinity) {
       // Counted from when it was taken here (`now`), not from the send: held no longer.
       const capMs = Math.max(0, init.now + maxHoldMs - performance.now());
       this.#capTimer = setTimeout(
-        () => this.#finish(new MaxHoldError(this.name, maxHoldMs)),
+        () => this.#finish(new MaxHoldError(this.name, maxHoldMs), 'own'),
         capMs,
       );
     }
@@ -160,14 +166,14 @@ export class HeldLock {
     return this.#release;
   }
 
-  /** How long the lock has been held, or was held until it ended. */
+  /** How long the lock has been held, or was held until it ended (if anyone was listening). */
   #heldMs(): number {
     return (this.#endedAt ?? performance.now()) - this.#takenAt;
   }
 
-  /** End the lock from outside (close, parent abort): abort with `reason` and delete the keys. */
-  end(reason: unknown): Promise<unknown> {
-    this.#finish(reason);
+  /** End the lock from outside (close, a wait given up): abort with `reason`, delete the keys. */
+  end(reason: unknown, kind: EndKind): Promise<unknown> {
+    this.#finish(reason, kind);
     return this.#cleanup ?? Promise.resolve();
   }
 
@@ -201,7 +207,7 @@ export class HeldLock {
     for (const i of this.#ownedIndexes())
       if (served(this.#keys[i] as string)) this.#owned[i] = false;
     if (this.#ownedIndexes().length < this.#options.keyMajority) {
-      this.#finish(new LockLostError(this.name, 'disconnected'));
+      this.#finish(new LockLostError(this.name, 'disconnected'), 'own');
     } else this.#evaluate(performance.now()); // the majority left may expire sooner
   }
 
@@ -283,7 +289,7 @@ export class HeldLock {
 
   async #releaseOnce(): Promise<boolean> {
     const wasHeld = this.#held;
-    this.#finish(new LockReleasedError(this.name));
+    this.#finish(new LockReleasedError(this.name), 'released');
     const outcomes = await (this.#cleanup as Promise<Outcome<boolean>[]>); // set by #finish
     if (!wasHeld) return false;
     // Held as far as we knew; the deletions say whether Redis agreed (an invalidation telling
@@ -335,7 +341,7 @@ export class HeldLock {
     const owned = this.#ownedIndexes();
     const majority = this.#options.keyMajority;
     if (owned.length < majority) {
-      this.#finish(new LockLostError(this.name, 'changed'));
+      this.#finish(new LockLostError(this.name, 'changed'), 'own');
       return;
     }
     const live = owned
@@ -344,7 +350,7 @@ export class HeldLock {
       .sort((a, b) => b - a);
     const lastMajority = live[majority - 1];
     if (lastMajority === undefined) {
-      this.#finish(new LockLostError(this.name, 'expired'));
+      this.#finish(new LockLostError(this.name, 'expired'), 'own');
       return;
     }
     clearTimeout(this.#expiryTimer);
@@ -359,10 +365,11 @@ export class HeldLock {
   }
 
   /** The one place a lock ends: abort first, so the work stops before anyone else can start. */
-  #finish(reason: unknown): void {
+  #finish(reason: unknown, kind: EndKind): void {
     if (!this.#held) return;
     this.#held = false;
-    this.#endedAt = performance.now();
+    // Read only for a message (a release is on the handoff's path): `#heldMs` falls back to now.
+    if (observingEnds()) this.#endedAt = performance.now();
     this.#keepAlive.stop();
     clearTimeout(this.#expiryTimer);
     clearTimeout(this.#capTimer);
@@ -377,8 +384,8 @@ export class HeldLock {
       this.#store.release(this.#keys, this.#value, this.#queue, this.token);
     this.#deleting(this.#keys, this.#cleanup);
     this.#onEnd(this);
-    if (!(reason instanceof LockReleasedError))
-      publishLost(this.name, this.token, reason, this.#takenAt, this.#endedAt);
+    if (kind !== 'released')
+      publishLost(this.name, this.token, reason, kind === 'parent', this.#takenAt, this.#endedAt);
   }
 
   /** Tell the locker of a deletion of `keys` just sent (to send it again if it fails). */

@@ -106,6 +106,7 @@ export class RedisLocker implements Locker {
         this.#counters.servers.set(address, mode);
         publishServer(address, mode, reconnect);
       },
+      retired: (address) => this.#counters.servers.delete(address),
       calls: this.#counters.calls,
     });
   }
@@ -147,7 +148,7 @@ export class RedisLocker implements Locker {
     // Let aborted waiters queue the deletion of what their in-flight attempts may have taken,
     // so that it goes out before the connection closes.
     await new Promise((resolve) => setImmediate(resolve));
-    const cleanups = [...this.#names.locks()].map((lock) => lock.end(reason));
+    const cleanups = [...this.#names.locks()].map((lock) => lock.end(reason, 'own'));
     // One deadline for the deletions and the connection's close together.
     const deadline = performance.now() + this.#options.commandTimeoutMs;
     await settleWithin(Promise.allSettled(cleanups), this.#options.commandTimeoutMs);
@@ -162,7 +163,8 @@ export class RedisLocker implements Locker {
   ): Promise<Lock> {
     // Unsubscribed, nothing is built for the channel: not even the closure.
     if (!tracingAcquires()) return this.#take(name, mode, options, waitTimeoutMs, undefined);
-    return traceAcquire(name, mode, (trace) =>
+    const stops = { caller: options?.signal, closing: this.#closing.signal };
+    return traceAcquire(name, mode, stops, (trace) =>
       this.#take(name, mode, options, waitTimeoutMs, trace),
     );
   }
@@ -261,6 +263,8 @@ export class RedisLocker implements Locker {
         if ('renewed' in attempt) ticket = attempt.renewed;
         if ('lock' in attempt) {
           held = attempt.lock;
+          // Handed over (heard during the attempt): a holder had it.
+          if (trace && held === ticket?.handed) trace.contended = true;
           return held;
         }
         failure = 'error' in attempt ? { cause: attempt.error } : undefined;
@@ -287,14 +291,17 @@ export class RedisLocker implements Locker {
           await state.gate.sleep(epoch, Math.min(backoff, this.#options.keyValidityMs), waiting);
         }
         if (ticket?.handed) {
+          if (trace) trace.contended = true;
           held = ticket.handed;
           return held;
         }
       }
     } catch (error) {
       // A lock handed over meanwhile ends with the wait; ending it leaves the gate.
-      if (ticket?.handed) void ticket.handed.end(error);
-      else state.gate.leave();
+      if (ticket?.handed) {
+        const byCaller = terms.parent?.aborted && error === terms.parent.reason;
+        void ticket.handed.end(error, byCaller ? 'parent' : 'own');
+      } else state.gate.leave();
       // Not "held by another owner": nobody may hold it, Redis failed the attempts.
       if (failure && error instanceof NotLockedError && error === waiting.reason) {
         throw new UnavailableError(

@@ -10,7 +10,8 @@ export interface LockerStats {
    * Requests sent to Redis, by kind: `acquire` (acquire scripts: attempts, retakes, local
    * passes), `extend`, `check` (ownership reads: after invalidations, polls, watches),
    * `release` (deletions: releases, give-backs, leaving a queue), `other` (fence raises).
-   * One per server a call goes to (in a cluster, one per key).
+   * One per server a call goes to (in a cluster, one per key; a script sent again apart after
+   * `TRYAGAIN` counts again, and its fence's command as `other`).
    */
   readonly calls: Readonly<CallCounts>;
   /** Invalidation pushes received for a key (the null ones of flushes and reconnects aside). */
@@ -22,7 +23,8 @@ export interface LockerStats {
   readonly extensionsFailed: number;
   /**
    * Per server (`host:port`, as in error messages), how the locker hears of its changes:
-   * `push` (invalidations) or `poll`. A server appears once its connection is ready.
+   * `push` (invalidations) or `poll`. A server appears once its connection is ready, and
+   * leaves when a failover moves the keys to another.
    */
   readonly servers: Readonly<Record<string, 'push' | 'poll'>>;
 }

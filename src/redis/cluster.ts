@@ -75,8 +75,10 @@ export class ClusterConnection implements Connection {
     // client not ready (its reconnect strategy gave up). A client that node-redis closes
     // itself (a master demoted by a failover) is no drop: its keys are on the new master.
     const up = new Set<string>();
-    /** The masters checked at connect, by address: a node-ready of one is a reconnect. */
+    /** The masters the lock logic was told of, by address: a node-ready of one is a reconnect. */
     const served = new Set<string>();
+    /** The masters at connect are checked and told of: until then, a node-ready tells nothing. */
+    let checked = false;
     const mode = push ? 'push' : 'poll';
     const down = (node: NodeAddress) => {
       if (!up.delete(address(node))) return;
@@ -89,20 +91,36 @@ export class ClusterConnection implements Connection {
     });
     // A node connection that (re)connects tracks nothing yet, and missed what changed meanwhile.
     client.on('node-ready', (node: NodeAddress) => {
-      up.add(address(node));
-      if (served.has(address(node))) events.serving(address(node), mode, true);
+      const at = address(node);
+      up.add(at);
+      if (checked) {
+        // After a failover (node-redis has read the slot map again and connected to the new
+        // master): the masters that no longer serve leave, a new one joins.
+        const masters = new Set(client.masters.map((master) => master.address));
+        for (const gone of served) {
+          if (masters.has(gone)) continue;
+          served.delete(gone);
+          events.retired(gone);
+        }
+        if (masters.has(at)) {
+          events.serving(at, mode, served.has(at));
+          served.add(at);
+        }
+      }
       events.invalidated(null);
     });
-    const connected = client.connect().then(() =>
-      Promise.all(
+    const connected = (async () => {
+      await client.connect();
+      await Promise.all(
         client.masters.map(async (master) => {
           const node = await client.nodeClient(master);
           await checkServer((args) => node.sendCommand(args), options, master.address);
           served.add(master.address);
           events.serving(master.address, mode, false);
         }),
-      ),
-    );
+      );
+      checked = true;
+    })();
     connected.catch(() => {}); // a refusal may settle the race first
     const ready = Promise.race([connected, refusals.refused]);
     ready.catch(() => {}); // the race reports it

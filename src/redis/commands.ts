@@ -118,12 +118,14 @@ export class LockCommands implements KeyOps {
     // Apart, the queue is left out: so a queued waiter's attempt fails here (a waiter in line
     // must touch no key), and it races while the slot migrates.
     const states = this.#apartIfNeeded(
+      'acquire',
       together,
       // The key's script then its fence's, on one connection: they run in that order. A draw
       // that fails leaves the key's outcome unknown, as if it had.
       queue && turn !== 'race'
         ? undefined
         : async () => {
+            this.#calls.other++; // the draw
             const [keyed, token] = await Promise.all([
               this.#run(SCRIPTS.acquire, { keys }, args),
               this.#run(SCRIPTS.draw, { fence }, { validityMs }),
@@ -139,6 +141,7 @@ export class LockCommands implements KeyOps {
     const [expiry, command] = expiryArgs(this.#expiry, 'expire');
     const raise = this.#raising(keys, token);
     const flags = this.#apartIfNeeded(
+      'extend',
       () =>
         this.#run(
           SCRIPTS.extend,
@@ -180,6 +183,7 @@ export class LockCommands implements KeyOps {
     this.#calls.release++;
     const raise = this.#raising(keys, token);
     const flags = this.#apartIfNeeded(
+      'release',
       () => this.#run(SCRIPTS.delete, { keys, ...raise?.keys }, { value, ...raise?.args }),
       () => {
         this.#raise(raise); // before the keys go: the next holder must draw more
@@ -246,13 +250,19 @@ export class LockCommands implements KeyOps {
    * `together` (the keys and their fence in one script); in a cluster, on TRYAGAIN, `apart`:
    * while a slot migrates, a script on two keys the importing master lacks is refused, but
    * one on a single key follows ASK. Apart, the two are not atomic: only then can a forced
-   * takeover slip between a key's script and its fence's (see docs/fencing.md).
+   * takeover slip between a key's script and its fence's (see docs/fencing.md). The key's
+   * script sent again counts as another call of its `kind`.
    */
-  #apartIfNeeded<T>(together: () => Promise<T>, apart: (() => Promise<T>) | undefined): Promise<T> {
+  #apartIfNeeded<T>(
+    kind: keyof CallCounts,
+    together: () => Promise<T>,
+    apart: (() => Promise<T>) | undefined,
+  ): Promise<T> {
     if (!this.#apartOnTryAgain || apart === undefined) return together();
     return together().catch((error: unknown) => {
-      if (error instanceof Error && error.message.startsWith('TRYAGAIN')) return apart();
-      throw error;
+      if (!(error instanceof Error) || !error.message.startsWith('TRYAGAIN')) throw error;
+      this.#calls[kind]++;
+      return apart();
     });
   }
 

@@ -30,7 +30,7 @@ export interface Connection {
  * that when it passes `dropped` on to the lock logic (see StoreEvents).
  */
 export interface ConnectionEvents
-  extends Pick<StoreEvents, 'invalidated' | 'polling' | 'serving' | 'calls'> {
+  extends Pick<StoreEvents, 'invalidated' | 'polling' | 'serving' | 'retired' | 'calls'> {
   /** A connection dropped: the keys `served` accepts may be gone. */
   dropped(served: (key: string) => boolean): void;
 }

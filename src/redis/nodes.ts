@@ -135,6 +135,7 @@ function nodeEvents(
   return {
     polling: events.polling,
     serving: events.serving,
+    retired: events.retired,
     calls: events.calls,
     dropped: () => events.dropped((key) => (parseKey(prefix, key)?.index ?? -1) % n === j),
     invalidated: (key) => {

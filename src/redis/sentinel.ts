@@ -127,8 +127,7 @@ export class SentinelConnection implements Connection {
     const address = () => describeRoots(sentinelOptions);
     const ready = (async () => {
       await sentinel.connect();
-      const master = sentinel.getMasterNode();
-      const at = master ? `${master.host}:${master.port}` : address();
+      const at = primaryAt(sentinel) ?? address();
       await sentinel._execute(false, async (client) => primary.follow(client));
       await checkServer((args) => primary.send(args), options, at);
       primary.serving();
@@ -183,8 +182,8 @@ class Primary {
   /** Asking node-redis for its connection to the primary. */
   #finding = false;
   readonly #mode: 'push' | 'poll';
-  /** Checked at connect: from then on, coming back is a reconnect. */
-  #served = false;
+  /** Where the lock logic was last told the primary is: once set, coming back is a reconnect. */
+  #servedAt: string | undefined;
 
   constructor(sentinel: Sentinel, events: ConnectionEvents, mode: 'push' | 'poll') {
     this.#sentinel = sentinel;
@@ -192,12 +191,16 @@ class Primary {
     this.#mode = mode;
   }
 
-  /** The primary passed the checks at connect (or came back later): tell where it is. */
+  /**
+   * The primary passed the checks at connect (or came back later): tell where it is, and that
+   * the one before no longer serves when a failover moved it.
+   */
   serving(): void {
-    const master = this.#sentinel.getMasterNode();
-    const at = master ? `${master.host}:${master.port}` : 'the primary';
-    this.#events.serving(at, this.#mode, this.#served);
-    this.#served = true;
+    const at = primaryAt(this.#sentinel) ?? 'the primary';
+    const before = this.#servedAt;
+    if (before !== undefined && before !== at) this.#events.retired(before);
+    this.#events.serving(at, this.#mode, before !== undefined);
+    this.#servedAt = at;
   }
 
   send(args: string[]): Promise<unknown> {
@@ -225,7 +228,7 @@ class Primary {
   #back(): void {
     if (this.#up) return;
     this.#up = true;
-    if (this.#served) this.serving();
+    if (this.#servedAt !== undefined) this.serving();
     this.#events.invalidated(null);
   }
 
@@ -281,6 +284,12 @@ function newSentinel(sentinel: RedisSentinelOptions, router: InvalidationRouter 
 }
 
 type Sentinel = ReturnType<typeof newSentinel>;
+
+/** The primary node-redis knows of (`host:port`), if any. */
+function primaryAt(sentinel: Sentinel): string | undefined {
+  const master = sentinel.getMasterNode();
+  return master && `${master.host}:${master.port}`;
+}
 
 function sentinelConnectError(
   error: unknown,

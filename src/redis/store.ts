@@ -80,6 +80,8 @@ export interface StoreEvents {
    * `mode`: pushes, or polling. `address` names the server as error messages do.
    */
   serving(address: string, mode: 'push' | 'poll', reconnect: boolean): void;
+  /** A server no longer serves the locker's keys (a failover moved them): forget it. */
+  retired(address: string): void;
   /** Where the connections count the requests they send (see `Locker.stats`). */
   readonly calls: CallCounts;
 }

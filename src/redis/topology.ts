@@ -68,6 +68,7 @@ async function open(
     invalidated: events.invalidated,
     polling: events.polling,
     serving: events.serving,
+    retired: events.retired,
     calls: events.calls,
     // Before the store exists, no lock holds its keys.
     dropped: (served) => {
