@@ -189,6 +189,25 @@ test('a command that ignores SIGTERM after the lock is lost is killed by SIGKILL
   assert.throws(() => process.kill(pid, 0), /ESRCH/);
 });
 
+test('a lost lock stops what the command started too (its process group)', async (ctx) => {
+  const grandchild = `${process.execPath} -e "console.log('ready pid=' + process.pid); setInterval(() => {}, 1000)"`;
+  const running = cli(ctx, [
+    'exec',
+    'group',
+    '--grace',
+    '5000',
+    '--',
+    'sh',
+    '-c',
+    `${grandchild}; echo after`,
+  ]);
+  await until(() => running.output().includes('ready'), AbortSignal.timeout(30_000));
+  const pid = Number(/pid=(\d+)/.exec(running.output())?.[1]);
+  await ctx.client.del(keysOf('group'));
+  assert.is(await running.exited, 76, running.output());
+  assert.throws(() => process.kill(pid, 0), /ESRCH/);
+});
+
 test('SIGTERM to tracklock is forwarded to the command, whose status it exits with', async (ctx) => {
   const running = cli(ctx, ['exec', 'forward', ...stubborn('process.exit(3)')]);
   await until(() => running.output().includes('ready'), AbortSignal.timeout(30_000));
@@ -243,6 +262,32 @@ test('release --force --yes frees a stuck lock: the holder is told, the fence st
   const next = await (await holder(ctx)).tryWithContext('stuck');
   assert.ok((next.token ?? 0n) > (lock.token ?? 0n));
   await next.release();
+});
+
+test('status and release --force read and free a lock on --node servers', async (ctx) => {
+  const servers = await Promise.all([0, 1, 2].map(() => startRedisServer()));
+  const urls = servers.map((server) => server.url);
+  const flags = urls.flatMap((url) => ['--node', url]);
+  const lockers: Locker[] = [];
+  try {
+    const locker = await createLocker({ nodes: urls, keyValidityMs: 2000 });
+    lockers.push(locker);
+    const lock = await locker.withContext('spread', bound());
+    const shown = await run(ctx, ['status', 'spread', '--json', ...flags]);
+    assert.is(shown.code, 0, shown.output);
+    const status = JSON.parse(shown.output);
+    assert.is(status.held, true);
+    assert.equal(
+      status.keys.map((key: { server: string }) => key.server),
+      urls.map((url) => url.replace('redis://', '')),
+    );
+    const released = await run(ctx, ['release', '--force', '--yes', 'spread', ...flags]);
+    assert.is(released.code, 0, released.output);
+    await abortedWithin(lock.signal, 10_000);
+  } finally {
+    await Promise.all(lockers.map((locker) => locker.close()));
+    await Promise.all(servers.map((server) => server.stop()));
+  }
 });
 
 test('release --force without --yes refuses when stdin is not a terminal', async (ctx) => {

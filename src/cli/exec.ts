@@ -15,6 +15,8 @@ export interface ExecOptions {
   readonly wait: number | boolean;
   /** `--grace <ms>`: from SIGTERM to SIGKILL when the lock is lost. */
   readonly grace: number;
+  /** `--foreground`: the command stays in tracklock's process group (see startCommand). */
+  readonly foreground: boolean;
 }
 
 /** The default of `--grace`: the command's time to stop after its lock was lost. */
@@ -50,7 +52,7 @@ export async function exec(
     }
     const env = { ...process.env };
     if (lock.token !== undefined) env.TRACKLOCK_TOKEN = String(lock.token);
-    command = startCommand(file, args, env);
+    command = startCommand(file, args, env, options.foreground);
     const started = command;
     const unhook = onAbort(lock.signal, () => {
       say(`${reasonOf(lock.signal)}: sending SIGTERM to the command (pid ${started.pid})`);
@@ -83,7 +85,7 @@ async function acquire(
   } catch (error) {
     if (signal.aborted) return statusOf(signal.reason);
     if (!(error instanceof LockError) || error.code !== 'ERR_NOT_LOCKED') throw error;
-    say(`lock "${name}" not acquired: ${error.message}`);
+    say(`not acquired: ${error.message}`);
     return EXIT.notAcquired;
   }
 }

@@ -98,27 +98,35 @@ export const LOCKER_FLAGS: readonly LockerFlag[] = [
 /** The flags `status` and `release` read too: they need where the keys are and their names. */
 const LAYOUT: ReadonlySet<string> = new Set(['keyPrefix', 'keyMajority']);
 
-/** Add the server flags, and the layout flags or (`all`) every locker flag, to `command`. */
+/**
+ * Add the server flags, and the layout flags or (`all`) every locker flag, to `command`.
+ * `status` and `release` read the keys with plain clients of their own: one server or nodes.
+ */
 export function addLockerFlags(command: Command, all: boolean): Command {
   command
+    .optionsGroup('Where the keys are (one of):')
     .addOption(new Option('--url <url>', 'the Redis server').env('REDIS_URL'))
     .addOption(
       new Option('--node <url>', 'one of several independent servers (Redlock); repeat')
         .argParser(collect)
         .conflicts(['cluster', 'sentinel']),
-    )
-    .addOption(
-      new Option('--cluster <url>', 'a Redis Cluster node to discover the cluster from; repeat')
-        .argParser(collect)
-        .conflicts('sentinel'),
-    )
-    .addOption(
-      new Option(
-        '--sentinel <host:port>',
-        'a Redis Sentinel to find the primary; repeat',
-      ).argParser(collect),
-    )
-    .addOption(new Option('--sentinel-name <name>', "the primary's name at the sentinels"));
+    );
+  if (all) {
+    command
+      .addOption(
+        new Option('--cluster <url>', 'a Redis Cluster node to discover the cluster from; repeat')
+          .argParser(collect)
+          .conflicts('sentinel'),
+      )
+      .addOption(
+        new Option(
+          '--sentinel <host:port>',
+          'a Redis Sentinel to find the primary; repeat',
+        ).argParser(collect),
+      )
+      .addOption(new Option('--sentinel-name <name>', "the primary's name at the sentinels"));
+  }
+  command.optionsGroup(all ? 'Locker options (LockerOptions, less "Ms"):' : 'Key layout:');
   for (const flag of LOCKER_FLAGS) {
     if (!all && !LAYOUT.has(flag.option)) continue;
     command.addOption(flagOption(flag));

@@ -12,15 +12,17 @@ import { formatStatus, readStatus } from './status.js';
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 const EXEC_HELP = `
-Exit status: the command's own, or 128 + the signal that killed it; and
-  ${EXIT.notAcquired}  the lock was not acquired (--no-wait, or --wait ran out)
-  ${EXIT.lost}  the lock was lost, or held for --max-hold, while the command ran
-  ${EXIT.usage}  bad arguments      ${EXIT.unavailable}  Redis could not be reached or failed
-  ${EXIT.notFound}  command not found  ${EXIT.notExecutable}  command not executable
+Exit status: the command's own, or 128 + the signal that killed it; else
+  ${EXIT.notAcquired}   the lock was not acquired (--no-wait, or --wait ran out)
+  ${EXIT.lost}   the lock was lost, or held for --max-hold, while the command ran
+  ${EXIT.usage}   bad arguments
+  ${EXIT.unavailable}   Redis could not be reached, or failed a request
+  ${EXIT.notExecutable}  the command is not executable; ${EXIT.notFound}: not found
 
-SIGINT, SIGTERM and SIGHUP are passed on to the command; the lock is released
-when it exits. When the lock is lost the command gets SIGTERM, then SIGKILL
-after --grace. The command finds the fencing token in TRACKLOCK_TOKEN.
+The command runs in a process group of its own (unless --foreground), as with
+timeout(1). SIGINT, SIGTERM and SIGHUP are passed on to that group; the lock is
+released when the command exits. When the lock is lost the group gets SIGTERM,
+then SIGKILL after --grace. The fencing token is in TRACKLOCK_TOKEN.
 
 Example:
   tracklock exec nightly-report --no-wait -- ./report.sh --since yesterday`;
@@ -31,7 +33,18 @@ export function createProgram(): Command {
     .description('A distributed lock on Redis, from the shell (docs/cli.md).')
     .version(version)
     .exitOverride()
-    .showHelpAfterError('(add --help for usage)');
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText(
+      'after',
+      `
+The server is REDIS_URL, or --url (default redis://localhost:6379).
+Each command has its own --help: tracklock exec --help
+
+Examples:
+  tracklock exec nightly-report -- ./report.sh
+  tracklock status nightly-report --json
+  tracklock release --force nightly-report`,
+    );
 
   addLockerFlags(
     program
@@ -52,13 +65,17 @@ export function createProgram(): Command {
           .default(DEFAULT_GRACE_MS)
           .argParser(number),
       )
+      .option(
+        '--foreground',
+        "run the command in tracklock's process group (interactive commands): signals then reach it, not its children",
+      )
       .addHelpText('after', EXEC_HELP),
     true,
   ).action(async (name: string, command: string[], options, self: Command) => {
     process.exitCode = await exec(
       name,
       command,
-      { wait: options.wait ?? true, grace: options.grace },
+      { wait: options.wait ?? true, grace: options.grace, foreground: options.foreground === true },
       lockerOptions(self),
     );
   });

@@ -44,7 +44,11 @@ export async function forceRelease(name: string, places: Places, yes: boolean): 
     }
     deleted += outcome;
   }
-  const fence = status.fences.find((each) => each.token !== null)?.token;
+  const tokens = status.fences.flatMap(({ token }) => (token === null ? [] : [BigInt(token)]));
+  const fence = tokens.reduce<bigint | undefined>(
+    (a, b) => (a === undefined || b > a ? b : a),
+    undefined,
+  );
   say(
     `deleted ${deleted} keys of lock "${name}"; left the fence${fence ? ` (token ${fence})` : ''} and the queue`,
   );
