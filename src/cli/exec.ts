@@ -50,6 +50,10 @@ export async function exec(
       await releaseQuietly(lock);
       return statusOf(interrupted.signal.reason);
     }
+    if (lock.signal.aborted) {
+      say(`${reasonOf(lock.signal)}: the command was not started`);
+      return EXIT.lost;
+    }
     const env = { ...process.env };
     if (lock.token !== undefined) env.TRACKLOCK_TOKEN = String(lock.token);
     command = startCommand(file, args, env, options.foreground);

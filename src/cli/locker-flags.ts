@@ -151,15 +151,11 @@ export function lockerOptions(command: Command): LockerOptions {
   const given = command.opts();
   const options: Record<string, unknown> = {};
   for (const flag of LOCKER_FLAGS) {
-    const value = given[attribute(command, flag)];
+    const name = command.options.find((each) => each.flags === flag.flags)?.attributeName();
     // Commander gives `--no-queue` a default of true: only a flag on the command line counts.
-    if (
-      value === undefined ||
-      command.getOptionValueSource(attribute(command, flag)) === 'default'
-    ) {
-      continue;
-    }
-    options[flag.option] = flag.toOption ? flag.toOption(value) : value;
+    if (name === undefined || given[name] === undefined) continue;
+    if (command.getOptionValueSource(name) === 'default') continue;
+    options[flag.option] = flag.toOption ? flag.toOption(given[name]) : given[name];
   }
   const nodes = given.node as string[] | undefined;
   const cluster = given.cluster as string[] | undefined;
@@ -188,11 +184,6 @@ function sentinel(addresses: readonly string[], name: unknown) {
     return { host: address.slice(0, colon), port };
   });
   return { name, sentinelRootNodes };
-}
-
-function attribute(command: Command, flag: LockerFlag): string {
-  const option = command.options.find((each) => each.flags === flag.flags);
-  return option ? option.attributeName() : '';
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
