@@ -10,7 +10,7 @@ import { createLocker, DEFAULTS, type Locker } from '../src/index.js';
 import { killOnExit } from './helpers/reaper.js';
 import { type Client, connect, keysOf } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
-import { abortedWithin, bound, until } from './helpers/wait.js';
+import { abortedWithin, until } from './helpers/wait.js';
 
 // The `tracklock` command (issue 15), end to end: the CLI runs as a child process of its own,
 // and `exec` runs real commands under the lock.
@@ -87,8 +87,17 @@ async function run(ctx: Context, args: string[]): Promise<{ code: number; output
 /** `node -e script`, as the command that `exec` runs. */
 const node = (script: string) => ['--', process.execPath, '-e', script];
 
+/**
+ * The test's own locks wait bounded but are held unbounded (a signal would end the hold too):
+ * the CLI runs beside them take seconds each on a loaded machine.
+ */
+const WAIT = { waitTimeoutMs: 10_000 };
+
+/** Long enough that a loaded machine's stalls cannot end the test's own locks. */
+const VALIDITY_MS = 10_000;
+
 async function holder(ctx: Context): Promise<Locker> {
-  const locker = await createLocker({ url: ctx.server.url, keyValidityMs: 2000 });
+  const locker = await createLocker({ url: ctx.server.url, keyValidityMs: VALIDITY_MS });
   ctx.lockers.push(locker);
   return locker;
 }
@@ -134,11 +143,11 @@ test('exec passes TRACKLOCK_TOKEN, growing from one run to the next', async (ctx
 });
 
 test('exec --no-wait and --wait <ms> exit 75 without running the command when the lock is held', async (ctx) => {
-  const lock = await (await holder(ctx)).withContext('busy', bound());
+  const lock = await (await holder(ctx)).withContext('busy', WAIT);
   const marker = join(ctx.tmp, 'ran');
   const touch = node(`require('node:fs').writeFileSync(${JSON.stringify(marker)}, '')`);
   const noWait = await run(ctx, ['exec', 'busy', '--no-wait', ...touch]);
-  assert.is(noWait.code, 75, noWait.output);
+  assert.is(noWait.code, 75, `exit ${noWait.code}: ${noWait.output}`);
   assert.match(noWait.output, /not acquired/);
   const waited = await run(ctx, ['exec', 'busy', '--wait', '300', ...touch]);
   assert.is(waited.code, 75, waited.output);
@@ -218,8 +227,8 @@ test('SIGTERM to tracklock is forwarded to the command, whose status it exits wi
 });
 
 test('status --json shows the keys, their holder and TTLs, the fence and the queue', async (ctx) => {
-  const lock = await (await holder(ctx)).withContext('shown', bound());
-  const waiting = (await holder(ctx)).withContext('shown', bound(30_000));
+  const lock = await (await holder(ctx)).withContext('shown', WAIT);
+  const waiting = (await holder(ctx)).withContext('shown', { waitTimeoutMs: 60_000 });
   waiting.catch(() => {}); // awaited below; closed by after.each if the test fails first
   await until(async () => (await ctx.client.zCard('rueidislock:q:shown')) === 1);
   const { code, output } = await run(ctx, ['status', 'shown', '--json']);
@@ -232,7 +241,7 @@ test('status --json shows the keys, their holder and TTLs, the fence and the que
   for (const [i, key] of status.keys.entries()) {
     assert.is(key.key, `rueidislock:${i}:shown`);
     assert.is(key.value, holderValue);
-    assert.ok(key.ttlMs > 0 && key.ttlMs <= 2000, String(key.ttlMs));
+    assert.ok(key.ttlMs > 0 && key.ttlMs <= VALIDITY_MS, String(key.ttlMs));
   }
   assert.is(status.holder, holderValue);
   assert.is(status.fences[0].key, 'rueidislock:f:shown');
@@ -254,7 +263,7 @@ test('status of a free lock says it is free', async (ctx) => {
 });
 
 test('release --force --yes frees a stuck lock: the holder is told, the fence stays', async (ctx) => {
-  const lock = await (await holder(ctx)).withContext('stuck', bound());
+  const lock = await (await holder(ctx)).withContext('stuck', WAIT);
   const { code, output } = await run(ctx, ['release', '--force', '--yes', 'stuck']);
   assert.is(code, 0, output);
   assert.is(((await abortedWithin(lock.signal, 10_000)) as { code: string }).code, 'ERR_LOCK_LOST');
@@ -270,9 +279,9 @@ test('status and release --force read and free a lock on --node servers', async 
   const flags = urls.flatMap((url) => ['--node', url]);
   const lockers: Locker[] = [];
   try {
-    const locker = await createLocker({ nodes: urls, keyValidityMs: 2000 });
+    const locker = await createLocker({ nodes: urls, keyValidityMs: VALIDITY_MS });
     lockers.push(locker);
-    const lock = await locker.withContext('spread', bound());
+    const lock = await locker.withContext('spread', WAIT);
     const shown = await run(ctx, ['status', 'spread', '--json', ...flags]);
     assert.is(shown.code, 0, shown.output);
     const status = JSON.parse(shown.output);
@@ -291,7 +300,7 @@ test('status and release --force read and free a lock on --node servers', async 
 });
 
 test('release --force without --yes refuses when stdin is not a terminal', async (ctx) => {
-  const lock = await (await holder(ctx)).withContext('kept', bound());
+  const lock = await (await holder(ctx)).withContext('kept', WAIT);
   const { code, output } = await run(ctx, ['release', '--force', 'kept']);
   assert.is(code, 64, output);
   assert.match(output, /--yes/);
