@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -297,6 +298,35 @@ test('status and release --force read and free a lock on --node servers', async 
     await Promise.all(lockers.map((locker) => locker.close()));
     await Promise.all(servers.map((server) => server.stop()));
   }
+});
+
+test('on a terminal, release --force asks, and deletes only on yes', async (ctx) => {
+  // script(1) gives the CLI a pseudo-terminal; the answer waits in its input buffer.
+  const onTerminal = async (answer: string) => {
+    const line = [process.execPath, '--import', 'tsx', main, 'release', '--force', 'asked'];
+    const child = spawn('script', ['-qec', line.join(' '), '/dev/null'], {
+      env: { ...process.env, REDIS_URL: ctx.server.url },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      signal: AbortSignal.timeout(60_000),
+    });
+    killOnExit(child);
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      output += text;
+    });
+    child.stdin.end(`${answer}\n`);
+    const [code] = (await once(child, 'close')) as [number];
+    return { code, output };
+  };
+  const lock = await (await holder(ctx)).withContext('asked', WAIT);
+  const declined = await onTerminal('n');
+  assert.is(declined.code, 1, declined.output);
+  assert.match(declined.output, /Delete the 3 keys of lock "asked"\? \[y\/N\]/);
+  assert.is(await ctx.client.exists(keysOf('asked')), 3);
+  const confirmed = await onTerminal('y');
+  assert.is(confirmed.code, 0, confirmed.output);
+  await abortedWithin(lock.signal, 10_000);
+  assert.is(await ctx.client.exists(keysOf('asked')), 0);
 });
 
 test('release --force without --yes refuses when stdin is not a terminal', async (ctx) => {

@@ -11,7 +11,7 @@ const WATCH_TRIES = 5;
 /**
  * `release --force`: delete lock `name`'s keys, as an operator's last resort for a stuck lock.
  * Its holder's signal aborts (by the invalidation push, or at its next extension at the
- * latest). Only the keys are deleted, and only while they still hold the values shown: the
+ * latest). Only the keys are deleted, and only while no other value took them: the
  * fence stays, so the next holder's token is still greater than the stuck holder's, and the
  * queue stays, so its head (which listens to the keys) takes the lock next, in arrival order.
  * Resolves with the exit status.
@@ -56,20 +56,19 @@ export async function forceRelease(name: string, places: Places, yes: boolean): 
 }
 
 /**
- * Delete `place`'s lock keys if they still hold the values `seen` (WATCH, compare, MULTI DEL):
- * never the keys of a holder that took the lock after they were shown. Plain commands, no
- * script. Resolves with how many were deleted, or 'changed'.
+ * Delete `place`'s lock keys if none holds a value other than those `seen` (WATCH, compare,
+ * MULTI DEL): never the keys of a holder that took the lock after they were shown. A key that
+ * expired since, or that the holder shown took since (with nodes, a slow node's key), is no
+ * reason to stop. Plain commands, no script. Resolves with how many were deleted, or 'changed'.
  */
 async function deleteSeen(place: Place, seen: readonly KeyState[]): Promise<number | 'changed'> {
   const keys = place.keys.map(({ key }) => key);
-  const expected = place.keys.map(
-    ({ index }) => seen.find((key) => key.index === index)?.value ?? null,
-  );
+  const shown = new Set(seen.map(({ value }) => value));
   const { client } = place;
   for (let i = 0; i < WATCH_TRIES; i++) {
     await client.watch(keys);
     const now = await client.mGet(keys);
-    if (now.some((value, j) => value !== expected[j])) {
+    if (now.some((value) => value !== null && !shown.has(value))) {
       await client.unwatch();
       return 'changed';
     }
