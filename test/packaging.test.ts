@@ -257,6 +257,13 @@ console.log(JSON.stringify({
   });
 });
 
+test('the installed `tracklock` command runs from node_modules/.bin', async (ctx) => {
+  const bin = join(ctx.app, 'node_modules', '.bin', 'tracklock');
+  const ran = await run(bin, ['--help'], ctx.app, 30_000);
+  assert.is(ran.status, 0, ran.output);
+  for (const command of ['exec', 'status', 'release']) assert.ok(ran.output.includes(command));
+});
+
 test('publint finds nothing to report in the tarball', async (ctx) => {
   const tarball = readFileSync(ctx.tarball);
   const { messages, pkg } = await publint({
