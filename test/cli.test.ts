@@ -1,11 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { constants, tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { signalStatus } from '../src/cli/exit-codes.js';
 import { LOCKER_FLAGS } from '../src/cli/locker-flags.js';
 import { createLocker, DEFAULTS, type Locker } from '../src/index.js';
 import { killOnExit } from './helpers/reaper.js';
@@ -70,13 +72,10 @@ function cli(ctx: Context, args: string[], timeoutMs = 60_000): Cli {
   });
   const exited = new Promise<number>((resolve, reject) => {
     child.once('error', reject);
-    child.once('close', (code, signal) => resolve(code ?? 128 + signalNumber(signal)));
+    child.once('close', (code, signal) => resolve(code ?? signalStatus(signal as NodeJS.Signals)));
   });
   return { child, output: () => output, exited };
 }
-
-const signalNumber = (signal: NodeJS.Signals | null) =>
-  signal === null ? 0 : constants.signals[signal];
 
 /** Run `tracklock args…` to its end: its exit code and output. */
 async function run(ctx: Context, args: string[]): Promise<{ code: number; output: string }> {
@@ -175,8 +174,8 @@ test('two execs never overlap', async (ctx) => {
 });
 
 /** The command of a lost-lock test: says "ready", then runs until killed. */
-const stubborn = (onTerm: string) =>
-  node(`process.on('SIGTERM', () => { console.log('got SIGTERM'); ${onTerm} });
+const stubborn = (onTerm: string, signal = 'SIGTERM') =>
+  node(`process.on('${signal}', () => { console.log('got ${signal}'); ${onTerm} });
     console.log('ready pid=' + process.pid); setInterval(() => {}, 1000);`);
 
 test('a lock lost mid-command sends the command SIGTERM and exits 76', async (ctx) => {
@@ -300,33 +299,65 @@ test('status and release --force read and free a lock on --node servers', async 
   }
 });
 
+/** A shell word for `text`: script(1) runs its command line through a shell. */
+const quoted = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * `tracklock args…` on a pseudo-terminal (script(1)), its output (the prompt included) on
+ * stdout; what is written to `child.stdin` reaches it as typed on the terminal.
+ */
+function onTerminal(ctx: Context, args: string[]): Cli & { child: { stdin: Writable } } {
+  const line = [process.execPath, '--import', 'tsx', main, ...args].map(quoted).join(' ');
+  const child = spawn('script', ['-qec', line, '/dev/null'], {
+    env: { ...process.env, REDIS_URL: ctx.server.url },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    signal: AbortSignal.timeout(60_000),
+  });
+  killOnExit(child);
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (text: string) => {
+    output += text;
+  });
+  const exited = once(child, 'close').then(([code]) => code as number);
+  return { child, output: () => output, exited };
+}
+
+/** Answer release --force's question once it is asked, and resolve with the exit code. */
+async function answer(asking: ReturnType<typeof onTerminal>, text: string) {
+  await until(() => asking.output().includes('[y/N]'), AbortSignal.timeout(30_000));
+  asking.child.stdin.end(`${text}\n`);
+  return { code: await asking.exited, output: asking.output() };
+}
+
 test('on a terminal, release --force asks, and deletes only on yes', async (ctx) => {
-  // script(1) gives the CLI a pseudo-terminal; the answer waits in its input buffer.
-  const onTerminal = async (answer: string) => {
-    const line = [process.execPath, '--import', 'tsx', main, 'release', '--force', 'asked'];
-    const child = spawn('script', ['-qec', line.join(' '), '/dev/null'], {
-      env: { ...process.env, REDIS_URL: ctx.server.url },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      signal: AbortSignal.timeout(60_000),
-    });
-    killOnExit(child);
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      output += text;
-    });
-    child.stdin.end(`${answer}\n`);
-    const [code] = (await once(child, 'close')) as [number];
-    return { code, output };
-  };
   const lock = await (await holder(ctx)).withContext('asked', WAIT);
-  const declined = await onTerminal('n');
+  const declined = await answer(onTerminal(ctx, ['release', '--force', 'asked']), 'n');
   assert.is(declined.code, 1, declined.output);
   assert.match(declined.output, /Delete the 3 keys of lock "asked"\? \[y\/N\]/);
   assert.is(await ctx.client.exists(keysOf('asked')), 3);
-  const confirmed = await onTerminal('y');
+  const confirmed = await answer(onTerminal(ctx, ['release', '--force', 'asked']), 'y');
   assert.is(confirmed.code, 0, confirmed.output);
   await abortedWithin(lock.signal, 10_000);
   assert.is(await ctx.client.exists(keysOf('asked')), 0);
+});
+
+test('release --force deletes nothing when a value other than the holder shown took the keys', async (ctx) => {
+  // The holder shown holds 2 of 3 keys; a stray value holds the third, then takes all three
+  // while the question is asked: the stray value is now the holder, and not the one shown.
+  const keys = keysOf('swapped');
+  const px = { PX: 60_000 } as const;
+  await ctx.client.set(keys[0] as string, 'shown', px);
+  await ctx.client.set(keys[1] as string, 'shown', px);
+  await ctx.client.set(keys[2] as string, 'newcomer', px);
+  const asking = onTerminal(ctx, ['release', '--force', 'swapped']);
+  await until(() => asking.output().includes('[y/N]'), AbortSignal.timeout(30_000));
+  assert.match(asking.output(), /held by shown/);
+  for (const key of keys) await ctx.client.set(key, 'newcomer', px);
+  const { code, output } = await answer(asking, 'y');
+  assert.is(code, 1, output);
+  assert.match(output, /changed/);
+  assert.equal(await ctx.client.mGet(keys), ['newcomer', 'newcomer', 'newcomer']);
+  await ctx.client.del(keys);
 });
 
 test('release --force without --yes refuses when stdin is not a terminal', async (ctx) => {
@@ -342,6 +373,132 @@ test('release without --force refuses', async (ctx) => {
   const { code, output } = await run(ctx, ['release', '--yes', 'kept']);
   assert.is(code, 64, output);
   assert.match(output, /--force/);
+});
+
+test('--max-hold stops the command and releases only once it has exited: a waiting exec never overlaps it', async (ctx) => {
+  const log = join(ctx.tmp, 'max-hold.log');
+  const pidFile = join(ctx.tmp, 'max-hold.pid');
+  const fs = `const fs = require('node:fs'); const log = ${JSON.stringify(log)};`;
+  // A ignores SIGTERM: it runs until SIGKILL, --grace after --max-hold. B, started meanwhile,
+  // waits; the grace is long enough that B is there before it ends on a loaded machine.
+  const first = cli(ctx, [
+    'exec',
+    'capped',
+    '--key-validity',
+    '20000',
+    '--max-hold',
+    '2000',
+    '--grace',
+    '5000',
+    ...node(`${fs} process.on('SIGTERM', () => fs.appendFileSync(log, 'A got SIGTERM\\n'));
+      fs.writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));
+      fs.appendFileSync(log, 'start A\\n'); setInterval(() => {}, 1000);`),
+  ]);
+  await until(() => existsSync(pidFile), AbortSignal.timeout(30_000));
+  // B checks, as its first act under the lock, whether A's command still exists (a zombie too).
+  const second = cli(ctx, [
+    'exec',
+    'capped',
+    '--key-validity',
+    '20000',
+    ...node(`${fs} let alive = true;
+      try { process.kill(Number(fs.readFileSync(${JSON.stringify(pidFile)}, 'utf8')), 0) }
+      catch { alive = false }
+      fs.appendFileSync(log, alive ? 'start B while A runs\\n' : 'start B\\n');`),
+  ]);
+  assert.is(await first.exited, 76, first.output());
+  assert.is(await second.exited, 0, second.output());
+  assert.match(first.output(), /SIGKILL/);
+  assert.equal(readFileSync(log, 'utf8').trim().split('\n'), [
+    'start A',
+    'A got SIGTERM',
+    'start B',
+  ]);
+});
+
+test('--grace, --wait and --max-hold take whole ms up to 2^31-1, else exit 64 naming the flag', async (ctx) => {
+  const flags = [
+    ['--grace', 'Infinity'],
+    ['--grace', '2147483648'],
+    ['--grace', '-1'],
+    ['--grace', '1.5'],
+    ['--wait', '-1'],
+    ['--max-hold', '0'],
+    ['--max-hold', '2147483648'],
+  ];
+  for (const [flag, value] of flags) {
+    const ran = await run(ctx, ['exec', 'checked', flag as string, value as string, '--', 'true']);
+    assert.is(ran.code, 64, `${flag} ${value}: ${ran.output}`);
+    assert.ok(ran.output.includes(flag as string), `${flag} ${value}: ${ran.output}`);
+  }
+  const validity = await run(ctx, ['exec', 'checked', '--key-validity', '-5', '--', 'true']);
+  assert.is(validity.code, 64, validity.output);
+  assert.match(validity.output, /--key-validity must be/);
+  const forever = await run(ctx, [
+    'exec',
+    'checked',
+    '--wait',
+    'Infinity',
+    '--grace',
+    '0',
+    '--',
+    'true',
+  ]);
+  assert.is(forever.code, 0, forever.output);
+  const sentinelName = await run(ctx, ['exec', 'checked', '--sentinel-name', 'm', '--', 'true']);
+  assert.is(sentinelName.code, 64, sentinelName.output);
+  assert.match(sentinelName.output, /--sentinel-name.*--sentinel/);
+});
+
+test('status and release --force exit 69 naming the server when it does not answer within --command-timeout', async (ctx) => {
+  const frozen = await startRedisServer();
+  try {
+    frozen.pause();
+    const server = `127.0.0.1:${frozen.port}`;
+    for (const args of [
+      ['status', 'frozen'],
+      ['release', '--force', '--yes', 'frozen'],
+    ]) {
+      const ran = await run(ctx, [
+        ...args,
+        '--url',
+        frozen.url,
+        '--command-timeout',
+        '300',
+        '--connect-timeout',
+        '300',
+      ]);
+      assert.is(ran.code, 69, `${args[0]}: ${ran.output}`);
+      assert.ok(ran.output.includes(server), `${args[0]}: ${ran.output}`);
+    }
+  } finally {
+    frozen.resume();
+    await frozen.stop();
+  }
+});
+
+test('SIGQUIT to tracklock is forwarded to the command too', async (ctx) => {
+  const running = cli(ctx, [
+    'exec',
+    'quit',
+    '--key-validity',
+    '20000',
+    ...stubborn('process.exit(3)', 'SIGQUIT'),
+  ]);
+  await until(() => running.output().includes('ready'), AbortSignal.timeout(30_000));
+  const pid = Number(/pid=(\d+)/.exec(running.output())?.[1]);
+  try {
+    running.child.kill('SIGQUIT');
+    // Not `exited` (stdio closed): a command left running would keep stdout open.
+    const [code] = await once(running.child, 'exit');
+    assert.is(code, 3, running.output());
+    await until(() => running.output().includes('got SIGQUIT'));
+    assert.is(await ctx.client.exists(keysOf('quit')), 0, 'the lock was not released');
+  } finally {
+    try {
+      process.kill(pid, 'SIGKILL'); // the test's own command, if tracklock left it running
+    } catch {}
+  }
 });
 
 test.run();

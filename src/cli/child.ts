@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
-import { EXIT } from './exit-codes.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EXIT, signalStatus } from './exit-codes.js';
+
+/** How often a stopped command's process group is asked whether anything of it still runs. */
+const GROUP_POLL_MS = 50;
 
 /** A command that `exec` runs, with this process's stdin, stdout and stderr. */
 export interface Command {
@@ -8,14 +11,14 @@ export interface Command {
   /**
    * Its exit status as a shell reports it: its code, or 128 + the number of the signal that
    * killed it; 127 or 126 when it could not be run. Never rejects. After `stop`, resolves only
-   * once the processes it started are gone too, or were sent SIGKILL.
+   * once the processes it started are gone too (zombies included), or were sent SIGKILL.
    */
   readonly exited: Promise<number>;
   /** Send it (its process group, unless in the foreground) `signal`. */
   kill(signal: NodeJS.Signals): void;
   /**
    * SIGTERM now, and SIGKILL to whatever still runs `graceMs` later (`onKill` is told then).
-   * Once: a second call does nothing.
+   * Once: a second call, or one after `exited` resolved, does nothing.
    */
   stop(graceMs: number, onKill: () => void): void;
 }
@@ -51,10 +54,8 @@ export function startCommand(
   };
   let stopping = false;
   let killTimer: NodeJS.Timeout | undefined;
-  let killed: (() => void) | undefined;
-  const afterGrace = new Promise<void>((resolve) => {
-    killed = resolve;
-  });
+  let graceOver = false;
+  let settled = false;
   const leader = new Promise<number>((resolve) => {
     // A command that cannot be started emits 'error' and no 'exit'.
     child.once('error', (error: NodeJS.ErrnoException) => {
@@ -64,30 +65,34 @@ export function startCommand(
     });
     child.once('exit', (code, signal) => {
       leaderRunning = false;
-      resolve(code ?? 128 + (signal ? constants.signals[signal] : 0));
+      resolve(code ?? signalStatus(signal as NodeJS.Signals));
     });
   });
   const exited = leader
     .then(async (status) => {
-      // Stopped for a lost lock: what the command left running must stop too.
-      if (stopping && !foreground && send(0)) await afterGrace;
+      // Stopped for a lost lock: what the command left running must stop too. Asked again and
+      // again: a group whose last process exits within the grace is done then, not at its end.
+      while (stopping && !foreground && !graceOver && send(0)) await sleep(GROUP_POLL_MS);
       return status;
     })
-    .finally(() => clearTimeout(killTimer));
+    .finally(() => {
+      settled = true;
+      clearTimeout(killTimer);
+    });
   return {
     pid,
     exited,
     kill: (signal) => void send(signal),
     stop(graceMs, onKill) {
-      if (stopping) return;
+      if (stopping || settled) return;
       stopping = true;
       send('SIGTERM');
       killTimer = setTimeout(() => {
+        graceOver = true;
         if (send(0)) {
           onKill();
           send('SIGKILL');
         }
-        killed?.();
       }, graceMs);
     },
   };

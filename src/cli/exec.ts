@@ -1,11 +1,10 @@
-import { constants } from 'node:os';
 import { createLocker, type Locker } from '../lock/api.js';
 import type { Lock } from '../lock/handle.js';
 import { LockError } from '../shared/errors.js';
 import type { LockerOptions } from '../shared/options.js';
 import { onAbort } from '../shared/signals.js';
 import { type Command, startCommand } from './child.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, signalStatus } from './exit-codes.js';
 import { onInterrupt } from './interrupts.js';
 import { say } from './say.js';
 
@@ -13,8 +12,14 @@ import { say } from './say.js';
 export interface ExecOptions {
   /** `--wait <ms>`: give up after so long; `false` (`--no-wait`): try once; else wait. */
   readonly wait: number | boolean;
-  /** `--grace <ms>`: from SIGTERM to SIGKILL when the lock is lost. */
+  /** `--grace <ms>`: from SIGTERM to SIGKILL when the lock is lost or `--max-hold` is reached. */
   readonly grace: number;
+  /**
+   * `--max-hold <ms>`: stop the command after holding the lock so long (Infinity: never). Kept
+   * out of the locker's options: the library would release the keys at once, and a waiting
+   * exec would start while this command still runs its grace period.
+   */
+  readonly maxHold: number;
   /** `--foreground`: the command stays in tracklock's process group (see startCommand). */
   readonly foreground: boolean;
 }
@@ -48,27 +53,43 @@ export async function exec(
     if (typeof lock === 'number') return lock;
     if (interrupted.signal.aborted) {
       await releaseQuietly(lock);
-      return statusOf(interrupted.signal.reason);
+      return signalStatus(interrupted.signal.reason);
     }
     if (lock.signal.aborted) {
       say(`${reasonOf(lock.signal)}: the command was not started`);
       return EXIT.lost;
     }
     const env = { ...process.env };
-    if (lock.token !== undefined) env.TRACKLOCK_TOKEN = String(lock.token);
+    // An inherited token would be taken for this lock's.
+    if (lock.token === undefined) delete env.TRACKLOCK_TOKEN;
+    else env.TRACKLOCK_TOKEN = String(lock.token);
     command = startCommand(file, args, env, options.foreground);
     const started = command;
-    const unhook = onAbort(lock.signal, () => {
-      say(`${reasonOf(lock.signal)}: sending SIGTERM to the command (pid ${started.pid})`);
+    let stopping = false;
+    const stop = (why: string) => {
+      if (stopping) return; // a lock lost during --max-hold's grace: already stopping
+      stopping = true;
+      say(`${why}: sending SIGTERM to the command (pid ${started.pid})`);
       started.stop(options.grace, () =>
         say(`the command did not exit within ${options.grace} ms of SIGTERM: sending SIGKILL`),
       );
-    });
+    };
+    let capped = false;
+    const cap =
+      options.maxHold === Infinity
+        ? undefined
+        : setTimeout(() => {
+            capped = true;
+            stop(`held lock "${name}" for --max-hold (${options.maxHold} ms)`);
+          }, options.maxHold);
+    const unhook = onAbort(lock.signal, () => stop(reasonOf(lock.signal)));
     const status = await command.exited;
+    clearTimeout(cap);
     unhook();
     if (lock.signal.aborted) return EXIT.lost;
+    // Released only now that the command has exited: the next holder never overlaps it.
     await releaseQuietly(lock);
-    return status;
+    return capped ? EXIT.lost : status;
   } finally {
     untrap();
     await locker?.close();
@@ -87,7 +108,7 @@ async function acquire(
     if (wait === true) return await locker.withContext(name, { signal });
     return await locker.withContext(name, { signal, waitTimeoutMs: wait });
   } catch (error) {
-    if (signal.aborted) return statusOf(signal.reason);
+    if (signal.aborted) return signalStatus(signal.reason);
     if (!(error instanceof LockError) || error.code !== 'ERR_NOT_LOCKED') throw error;
     say(`not acquired: ${error.message}`);
     return EXIT.notAcquired;
@@ -105,9 +126,4 @@ async function releaseQuietly(lock: Lock): Promise<void> {
 
 function reasonOf(signal: AbortSignal): string {
   return signal.reason instanceof Error ? signal.reason.message : String(signal.reason);
-}
-
-/** 128 + the signal's number, as a shell reports a process that a signal ended. */
-function statusOf(signal: NodeJS.Signals): number {
-  return 128 + constants.signals[signal];
 }

@@ -1,3 +1,5 @@
+import { constants } from 'node:os';
+
 /**
  * The exit statuses of `tracklock` that are its own; otherwise `exec` exits with its command's
  * status, or 128 + the number of the signal that killed it (as a shell reports it). Taken from
@@ -23,3 +25,8 @@ export const EXIT = Object.freeze({
   notExecutable: 126,
   notFound: 127,
 });
+
+/** 128 + the signal's number: how a shell reports a process that `signal` ended. */
+export function signalStatus(signal: NodeJS.Signals): number {
+  return 128 + constants.signals[signal];
+}

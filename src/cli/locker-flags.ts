@@ -1,10 +1,12 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULTS, type LockerOptions } from '../shared/options.js';
+import { MAX_TIMER_MS } from '../shared/timing.js';
 
 /**
  * One locker option as a flag: the option's name in kebab case, less its `Ms` (the flag says
  * `<ms>`), so `keyValidityMs` is `--key-validity <ms>`. The library checks the value and names
- * the option when it is wrong; the flag only reads it as a number.
+ * the option when it is wrong (`inFlagTerms` names the flag instead); the flag only reads it
+ * as a number, unless `parse` checks it here.
  */
 export interface LockerFlag {
   readonly option: keyof typeof DEFAULTS;
@@ -12,6 +14,8 @@ export interface LockerFlag {
   readonly description: string;
   /** The option's value from commander's (when the flag's value is not the option's own). */
   readonly toOption?: (value: unknown) => unknown;
+  /** Reads the flag's text instead of `number`: for a value the CLI uses itself. */
+  readonly parse?: (text: string) => unknown;
 }
 
 /** The tuning options, every key of `DEFAULTS`: what `exec` takes (status needs only layout). */
@@ -76,7 +80,10 @@ export const LOCKER_FLAGS: readonly LockerFlag[] = [
   {
     option: 'maxHoldMs',
     flags: '--max-hold <ms>',
-    description: 'let go of the lock after holding it this long (Infinity: never)',
+    description:
+      'stop the command after holding the lock this long, then release it (Infinity: never)',
+    // exec's own timer (see ExecOptions.maxHold), not the library's.
+    parse: milliseconds(1, true),
   },
   {
     option: 'driftFactor',
@@ -95,8 +102,16 @@ export const LOCKER_FLAGS: readonly LockerFlag[] = [
   },
 ];
 
-/** The flags `status` and `release` read too: they need where the keys are and their names. */
-const LAYOUT: ReadonlySet<string> = new Set(['keyPrefix', 'keyMajority']);
+/**
+ * The flags `status` and `release` read too: they need where the keys are and their names,
+ * and how long to wait for a server (a frozen one must not keep them waiting for ever).
+ */
+const LAYOUT: ReadonlySet<string> = new Set([
+  'keyPrefix',
+  'keyMajority',
+  'commandTimeoutMs',
+  'connectTimeoutMs',
+]);
 
 /**
  * Add the server flags, and the layout flags or (`all`) every locker flag, to `command`.
@@ -126,7 +141,9 @@ export function addLockerFlags(command: Command, all: boolean): Command {
       )
       .addOption(new Option('--sentinel-name <name>', "the primary's name at the sentinels"));
   }
-  command.optionsGroup(all ? 'Locker options (LockerOptions, less "Ms"):' : 'Key layout:');
+  command.optionsGroup(
+    all ? 'Locker options (LockerOptions, less "Ms"):' : 'Key layout and timeouts:',
+  );
   for (const flag of LOCKER_FLAGS) {
     if (!all && !LAYOUT.has(flag.option)) continue;
     command.addOption(flagOption(flag));
@@ -143,7 +160,7 @@ function flagOption(flag: LockerFlag): Option {
   );
   if (flag.option === 'tracking') return option.choices(['auto', 'on', 'off']);
   if (flag.option === 'keyPrefix' || !flag.flags.includes('<')) return option;
-  return option.argParser(number);
+  return option.argParser(flag.parse ?? number);
 }
 
 /** The `LockerOptions` the flags of `command` (and `REDIS_URL`) say. */
@@ -163,6 +180,9 @@ export function lockerOptions(command: Command): LockerOptions {
   if (nodes) options.nodes = nodes;
   else if (cluster) options.cluster = { rootNodes: cluster.map((url) => ({ url })) };
   else if (sentinels) options.sentinel = sentinel(sentinels, given.sentinelName);
+  else if (given.sentinelName !== undefined) {
+    throw new TypeError('--sentinel-name names the primary at the --sentinel servers: give them');
+  }
   // REDIS_URL is a default for one server; a topology given by flags comes first.
   const fromEnv = command.getOptionValueSource('url') === 'env';
   if (given.url !== undefined && !(fromEnv && (nodes || cluster || sentinels))) {
@@ -188,6 +208,36 @@ function sentinel(addresses: readonly string[], name: unknown) {
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+/**
+ * A flag of whole ms from `min` to setTimeout's largest delay (Node would fire a larger or
+ * fractional one after 1 ms), or `Infinity` when `infinite` says it means "never".
+ */
+export function milliseconds(min: number, infinite: boolean): (text: string) => number {
+  return (text) => {
+    const value = number(text);
+    if (infinite && value === Infinity) return value;
+    if (!Number.isInteger(value) || value < min || value > MAX_TIMER_MS) {
+      const or = infinite ? ', or Infinity' : '';
+      throw new InvalidArgumentError(`expected whole ms from ${min} to ${MAX_TIMER_MS}${or}`);
+    }
+    return value;
+  };
+}
+
+/**
+ * `message` (the library's, naming options) with each option that has a `<value>` flag named
+ * by its flag: `--wait -1` should not answer "waitTimeoutMs must be…".
+ */
+export function inFlagTerms(message: string): string {
+  let said = message;
+  for (const { option, flags } of LOCKER_FLAGS) {
+    if (flags.includes('<') && /[A-Z]/.test(option)) {
+      said = said.replace(new RegExp(`\\b${option}\\b`, 'g'), flags.split(' ')[0] as string);
+    }
+  }
+  return said;
 }
 
 /** A flag's number: any number, or Infinity; the library checks its range. */

@@ -21,6 +21,11 @@ export interface Place {
   readonly keys: readonly { readonly key: string; readonly index: number }[];
   readonly fence: string;
   readonly queue: QueueNames;
+  /**
+   * `request` (a command of `client`), rejected when it has no reply within `--command-timeout`:
+   * a frozen server (SIGSTOP, a full disk) accepts the connection and never answers.
+   */
+  within<T>(request: Promise<T>): Promise<T>;
 }
 
 /** Where lock `name`'s keys are, and the lock's size. */
@@ -64,11 +69,15 @@ export async function openPlaces(name: string, options: LockerOptions): Promise<
   const close = async () => {
     for (const client of clients) client.destroy();
   };
+  const server = (j: number) => describeAddress(servers[j] as RedisClientOptions);
   try {
     await Promise.all(
-      clients.map((client) => {
+      clients.map((client, j) => {
         client.on('error', () => {});
-        return client.connect();
+        // connectTimeout bounds the TCP connection; a frozen server accepts it and then never
+        // answers the client's handshake.
+        const flag = `--connect-timeout (${resolved.connectTimeoutMs} ms)`;
+        return bounded(client.connect(), resolved.connectTimeoutMs, `${server(j)}: ${flag}`);
       }),
     );
   } catch (error) {
@@ -76,8 +85,14 @@ export async function openPlaces(name: string, options: LockerOptions): Promise<
     throw error;
   }
   const places = clients.map((client, j) => ({
-    server: describeAddress(servers[j] as RedisClientOptions),
+    server: server(j),
     client,
+    within: <T>(request: Promise<T>) =>
+      bounded(
+        request,
+        resolved.commandTimeoutMs,
+        `${server(j)}: --command-timeout (${resolved.commandTimeoutMs} ms)`,
+      ),
     keys: Array.from({ length: keyCount / n }, (_, i) => ({
       key: lockKey(prefix, i, name),
       index: i * n + j,
@@ -86,4 +101,17 @@ export async function openPlaces(name: string, options: LockerOptions): Promise<
     queue: n === 1 ? queueNames(prefix, name) : besideQueueNames(lockKey(prefix, 0, name)),
   }));
   return { places, keyCount, keyMajority: resolved.keyMajority, close };
+}
+
+/** `promise`, or a rejection saying there was no answer from `where` (server: the bound). */
+async function bounded<T>(promise: Promise<T>, ms: number, where: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from ${where} ran out`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_GRACE_MS, exec } from './exec.js';
 import { EXIT } from './exit-codes.js';
-import { addLockerFlags, lockerOptions, number } from './locker-flags.js';
+import { addLockerFlags, inFlagTerms, lockerOptions, milliseconds } from './locker-flags.js';
 import { openPlaces, type Places } from './places.js';
 import { forceRelease } from './release.js';
 import { say } from './say.js';
@@ -20,9 +20,11 @@ Exit status: the command's own, or 128 + the signal that killed it; else
   ${EXIT.notExecutable}  the command is not executable; ${EXIT.notFound}: not found
 
 The command runs in a process group of its own (unless --foreground), as with
-timeout(1). SIGINT, SIGTERM and SIGHUP are passed on to that group; the lock is
-released when the command exits. When the lock is lost the group gets SIGTERM,
-then SIGKILL after --grace. The fencing token is in TRACKLOCK_TOKEN.
+timeout(1). SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGALRM and SIGPIPE are
+passed on to that group; the lock is released when the command exits. When the
+lock is lost or held for --max-hold, the group gets SIGTERM, then SIGKILL after
+--grace; at --max-hold the lock is released only once the command has exited.
+The fencing token is in TRACKLOCK_TOKEN.
 
 Example:
   tracklock exec nightly-report --no-wait -- ./report.sh --since yesterday`;
@@ -55,15 +57,16 @@ Examples:
       .argument('<name>', 'the lock')
       .argument('<command...>', 'the command and its arguments, after --')
       .addOption(
-        new Option('--wait <ms>', 'give up waiting after so long (default: wait)').argParser(
-          number,
-        ),
+        new Option(
+          '--wait <ms>',
+          'give up waiting after so long (default: wait; Infinity: wait)',
+        ).argParser(milliseconds(0, true)),
       )
       .option('--no-wait', 'try once, and exit 75 if the lock is held')
       .addOption(
-        new Option('--grace <ms>', 'from SIGTERM to SIGKILL when the lock is lost')
+        new Option('--grace <ms>', 'from SIGTERM to SIGKILL when the lock is lost or at --max-hold')
           .default(DEFAULT_GRACE_MS)
-          .argParser(number),
+          .argParser(milliseconds(0, false)),
       )
       .option(
         '--foreground',
@@ -72,11 +75,13 @@ Examples:
       .addHelpText('after', EXEC_HELP),
     true,
   ).action(async (name: string, command: string[], options, self: Command) => {
+    const { maxHoldMs = Infinity, ...locker } = lockerOptions(self);
+    const wait = options.wait === Infinity ? true : (options.wait ?? true);
     process.exitCode = await exec(
       name,
       command,
-      { wait: options.wait ?? true, grace: options.grace, foreground: options.foreground === true },
-      lockerOptions(self),
+      { wait, grace: options.grace, maxHold: maxHoldMs, foreground: options.foreground === true },
+      locker,
     );
   });
 
@@ -134,7 +139,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     // Commander has printed its own (help, version, usage errors).
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT.usage;
-    say(error instanceof Error ? error.message : String(error));
+    say(inFlagTerms(error instanceof Error ? error.message : String(error)));
     return error instanceof TypeError || error instanceof RangeError
       ? EXIT.usage
       : EXIT.unavailable;

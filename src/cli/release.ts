@@ -3,7 +3,7 @@ import { confirm } from './confirm.js';
 import { EXIT } from './exit-codes.js';
 import type { Place, Places } from './places.js';
 import { say } from './say.js';
-import { formatStatus, type KeyState, readStatus } from './status.js';
+import { formatStatus, readStatus } from './status.js';
 
 /** How often a deletion is tried again when the holder touched its keys (an extension) meanwhile. */
 const WATCH_TRIES = 5;
@@ -35,9 +35,14 @@ export async function forceRelease(name: string, places: Places, yes: boolean): 
       return 1;
     }
   }
+  // A held lock: only its holder's keys (another value holding a key now may be the next
+  // holder's). No holder: the values shown, all leftovers. Absent keys (expired) either way.
+  const allowed = new Set<string | null>([null]);
+  if (status.holder !== null) allowed.add(status.holder);
+  else for (const { value } of present) allowed.add(value);
   let deleted = 0;
   for (const place of places.places) {
-    const outcome = await deleteSeen(place, status.keys);
+    const outcome = await deleteSeen(place, allowed);
     if (outcome === 'changed') {
       say(`lock "${name}" changed on ${place.server} since it was read: run the command again`);
       return 1;
@@ -56,24 +61,26 @@ export async function forceRelease(name: string, places: Places, yes: boolean): 
 }
 
 /**
- * Delete `place`'s lock keys if none holds a value other than those `seen` (WATCH, compare,
+ * Delete `place`'s lock keys if none holds a value other than those `allowed` (WATCH, compare,
  * MULTI DEL): never the keys of a holder that took the lock after they were shown. A key that
  * expired since, or that the holder shown took since (with nodes, a slow node's key), is no
  * reason to stop. Plain commands, no script. Resolves with how many were deleted, or 'changed'.
  */
-async function deleteSeen(place: Place, seen: readonly KeyState[]): Promise<number | 'changed'> {
+async function deleteSeen(
+  place: Place,
+  allowed: ReadonlySet<string | null>,
+): Promise<number | 'changed'> {
   const keys = place.keys.map(({ key }) => key);
-  const shown = new Set(seen.map(({ value }) => value));
-  const { client } = place;
+  const { client, within } = place;
   for (let i = 0; i < WATCH_TRIES; i++) {
-    await client.watch(keys);
-    const now = await client.mGet(keys);
-    if (now.some((value) => value !== null && !shown.has(value))) {
-      await client.unwatch();
+    await within(client.watch(keys));
+    const now = await within(client.mGet(keys));
+    if (now.some((value) => !allowed.has(value))) {
+      await within(client.unwatch());
       return 'changed';
     }
     try {
-      const [count] = await client.multi().del(keys).exec();
+      const [count] = await within(client.multi().del(keys).exec());
       return Number(count);
     } catch (error) {
       // An extension touched a key between WATCH and EXEC: its value is the same, try again.

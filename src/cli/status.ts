@@ -70,12 +70,14 @@ async function readPlace(place: Place) {
   const { client, server, queue } = place;
   const multi = client.multi();
   for (const { key } of place.keys) multi.get(key).pTTL(key);
-  const replies = (await multi
-    .get(place.fence)
-    .pTTL(place.fence)
-    .zRangeWithScores(queue.queueKey, 0, -1)
-    .hGetAll(queue.rolesKey)
-    .exec()) as unknown[];
+  const replies = (await place.within(
+    multi
+      .get(place.fence)
+      .pTTL(place.fence)
+      .zRangeWithScores(queue.queueKey, 0, -1)
+      .hGetAll(queue.rolesKey)
+      .exec(),
+  )) as unknown[];
   const value = (at: number) => (replies[at] ?? null) as string | null;
   const ttl = (at: number) => {
     const pttl = Number(replies[at]);
