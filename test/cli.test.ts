@@ -273,6 +273,21 @@ test('release --force --yes frees a stuck lock: the holder is told, the fence st
   await next.release();
 });
 
+test('release --force deletes a held lock beside a key another value held when it was shown', async (ctx) => {
+  // A racer's leftover or a queued waiter's key: shown, unchanged, not a new holder.
+  const lock = await (await holder(ctx)).withContext('stray', WAIT);
+  const held = await ctx.client.get('rueidislock:0:stray');
+  await ctx.client.set('rueidislock:2:stray', 'someone-else', { PX: 60_000 });
+  assert.is(await ctx.client.get('rueidislock:1:stray'), held);
+  const { code, output } = await run(ctx, ['release', '--force', '--yes', 'stray']);
+  assert.is(code, 0, output);
+  await abortedWithin(lock.signal, 10_000);
+  assert.is(
+    await ctx.client.exists(['rueidislock:0:stray', 'rueidislock:1:stray', 'rueidislock:2:stray']),
+    0,
+  );
+});
+
 test('status and release --force read and free a lock on --node servers', async (ctx) => {
   const servers = await Promise.all([0, 1, 2].map(() => startRedisServer()));
   const urls = servers.map((server) => server.url);

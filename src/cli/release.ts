@@ -35,11 +35,11 @@ export async function forceRelease(name: string, places: Places, yes: boolean): 
       return 1;
     }
   }
-  // A held lock: only its holder's keys (another value holding a key now may be the next
-  // holder's). No holder: the values shown, all leftovers. Absent keys (expired) either way.
-  const allowed = new Set<string | null>([null]);
-  if (status.holder !== null) allowed.add(status.holder);
-  else for (const { value } of present) allowed.add(value);
+  // Each key may still hold what it was shown with, or be gone (expired), or, for a held lock,
+  // hold its holder (a slow node's key it took since). Any other value may be a new holder's.
+  const shown = new Map(status.keys.map(({ index, value }) => [index, value]));
+  const allowed = (index: number, value: string | null) =>
+    value === null || value === shown.get(index) || value === status.holder;
   let deleted = 0;
   for (const place of places.places) {
     const outcome = await deleteSeen(place, allowed);
@@ -61,21 +61,20 @@ export async function forceRelease(name: string, places: Places, yes: boolean): 
 }
 
 /**
- * Delete `place`'s lock keys if none holds a value other than those `allowed` (WATCH, compare,
- * MULTI DEL): never the keys of a holder that took the lock after they were shown. A key that
- * expired since, or that the holder shown took since (with nodes, a slow node's key), is no
- * reason to stop. Plain commands, no script. Resolves with how many were deleted, or 'changed'.
+ * Delete `place`'s lock keys if each holds a value it is `allowed` (WATCH, compare, MULTI DEL):
+ * never the keys of a holder that took the lock after they were shown. Plain commands, no
+ * script. Resolves with how many were deleted, or 'changed'.
  */
 async function deleteSeen(
   place: Place,
-  allowed: ReadonlySet<string | null>,
+  allowed: (index: number, value: string | null) => boolean,
 ): Promise<number | 'changed'> {
   const keys = place.keys.map(({ key }) => key);
   const { client, within } = place;
   for (let i = 0; i < WATCH_TRIES; i++) {
     await within(client.watch(keys));
     const now = await within(client.mGet(keys));
-    if (now.some((value) => !allowed.has(value))) {
+    if (now.some((value, i) => !allowed(place.keys[i]?.index ?? -1, value))) {
       await within(client.unwatch());
       return 'changed';
     }
