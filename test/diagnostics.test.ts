@@ -259,14 +259,11 @@ test('a lock ended by its caller\u2019s signal publishes lost, reason aborted, w
   }
   await abortedWithin(innerOfLost.signal, 5000);
   // (A lock's signal aborts before its own message goes out: the nested one's comes first.)
-  assert.equal(
-    lost.map(({ name, reason }) => [name, reason]).sort(),
-    [
-      ['nest-inner', 'aborted'],
-      ['nest-lost', 'changed'],
-      ['nest-lost-inner', 'aborted'],
-    ],
-  );
+  assert.equal(lost.map(({ name, reason }) => [name, reason]).sort(), [
+    ['nest-inner', 'aborted'],
+    ['nest-lost', 'changed'],
+    ['nest-lost-inner', 'aborted'],
+  ]);
 });
 
 test('an acquisition\u2019s outcome: aborted by the caller\u2019s signal whatever its reason, error for bad arguments, closed', async (ctx) => {
