@@ -21,11 +21,16 @@ const token = (raw: unknown): bigint | undefined =>
  * on several servers, leaves the holder's token here and keeps the fence alive, so that every
  * later holder, whose keys' servers overlap this holder's, draws more.
  */
-const NEXT_TOKEN = `
+export const NEXT_TOKEN = `
 local clock
 local function server_time()
   clock = clock or redis.call('TIME')
   return clock
+end
+-- The server's time in ms, read once per script and only when needed.
+local function now_ms()
+  local now = server_time()
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 local function next_token(fence, validity)
   local now = server_time()
@@ -56,11 +61,6 @@ end`;
 const QUEUE = `
 local RUN = '#run'
 local queue, roles, tickets, wakes, handoffs
--- The server's time in ms, read once per script and only when needed.
-local function now_ms()
-  local now = server_time()
-  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-end
 local function drop(v)
   redis.call('ZREM', queue, v)
   redis.call('DEL', tickets .. v, wakes .. v, handoffs .. v)
