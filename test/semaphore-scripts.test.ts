@@ -1,3 +1,4 @@
+import { createConnection } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runScript } from '../src/redis/lua.js';
@@ -19,26 +20,25 @@ let server: RedisServer;
 let client: Client;
 const send = (args: string[]) => client.sendCommand(args);
 
-const keysFor = (value: string) => ({
+const keysFor = (value: string) => ({ own: `${NAMES.owns}${value}` });
+const shared = (value: string, permits: number) => ({
+  value,
+  permits: String(permits),
   meta: NAMES.meta,
   holders: NAMES.holders,
-  own: `${NAMES.owns}${value}`,
   vacancy: NAMES.vacancy,
 });
 const argsFor = (value: string, permits: number, limit: number, validityMs: number) => ({
-  value,
-  permits: String(permits),
+  ...shared(value, permits),
   limit: String(limit),
   validityMs: String(validityMs),
 });
 
 const acquire = (value: string, { permits = 1, limit = 3, validityMs = LONG_MS } = {}) =>
-  runScript(
-    send,
-    SEMAPHORE_SCRIPTS.acquire,
-    { ...keysFor(value), fence: NAMES.fence },
-    argsFor(value, permits, limit, validityMs),
-  );
+  runScript(send, SEMAPHORE_SCRIPTS.acquire, keysFor(value), {
+    ...argsFor(value, permits, limit, validityMs),
+    fence: NAMES.fence,
+  });
 const extend = (value: string, { permits = 1, limit = 3, validityMs = LONG_MS } = {}) =>
   runScript(
     send,
@@ -48,12 +48,11 @@ const extend = (value: string, { permits = 1, limit = 3, validityMs = LONG_MS } 
   );
 const release = (value: string, permits = 1) =>
   runScript(send, SEMAPHORE_SCRIPTS.release, keysFor(value), {
-    value,
-    permits: String(permits),
+    ...shared(value, permits),
     validityMs: String(LONG_MS),
   });
 const check = (value: string, permits = 1) =>
-  runScript(send, SEMAPHORE_SCRIPTS.check, keysFor(value), { value, permits: String(permits) });
+  runScript(send, SEMAPHORE_SCRIPTS.check, keysFor(value), shared(value, permits));
 
 async function serverMs(): Promise<number> {
   const [seconds, micros] = (await client.sendCommand(['TIME'])) as [string, string];
@@ -241,6 +240,48 @@ test('a check tells whether the holder still holds all its permits, and writes n
   await client.zRem(NAMES.holders, 'a#1');
   assert.is((await check('a', 2)).held, false);
   assert.is((await check('c')).held, false);
+});
+
+test("a holder's scripts leave only its own key tracked on its connection", async () => {
+  // What the design asks of loss by push: another holder's admission, extension or release
+  // must not be pushed to this one (N holders would cost N² pushes per validity). The pushes
+  // go to a plain socket: RESP2 invalidation messages carry an array, which no client parses.
+  const listener = createConnection({ host: '127.0.0.1', port: server.port });
+  let heard = '';
+  listener.on('data', (data) => {
+    heard += data.toString();
+  });
+  const tracked = await connect(server.url);
+  try {
+    listener.write('CLIENT ID\r\nSUBSCRIBE __redis__:invalidate\r\n');
+    await until(() => heard.includes('__redis__:invalidate'));
+    const id = /^:(\d+)/.exec(heard)?.[1] ?? '';
+    await tracked.sendCommand(['CLIENT', 'TRACKING', 'ON', 'REDIRECT', id, 'NOLOOP']);
+    const viaTracked = (args: string[]) => tracked.sendCommand(args);
+    const args = argsFor('a', 1, 3, LONG_MS);
+    const keys = keysFor('a');
+    const held = await runScript(viaTracked, SEMAPHORE_SCRIPTS.acquire, keys, {
+      ...args,
+      fence: NAMES.fence,
+    });
+    assert.is(held.status, 'held');
+    assert.equal(await runScript(viaTracked, SEMAPHORE_SCRIPTS.extend, keys, args), {
+      status: 'extended',
+    });
+    const checked = await runScript(viaTracked, SEMAPHORE_SCRIPTS.check, keys, shared('a', 1));
+    assert.ok(checked.held);
+    assert.is((await acquire('b')).status, 'held');
+    assert.equal(await extend('b'), { status: 'extended' });
+    assert.is(await release('b'), true);
+    await client.del(keys.own);
+    await until(() => heard.includes(keys.own));
+    for (const other of [NAMES.meta, NAMES.holders, NAMES.fence, NAMES.vacancy]) {
+      assert.not.ok(heard.includes(other), `${other} was pushed: ${heard}`);
+    }
+  } finally {
+    await tracked.close();
+    listener.destroy();
+  }
 });
 
 test.run();

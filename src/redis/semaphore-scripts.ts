@@ -36,18 +36,29 @@ const stored = (raw: unknown): StoredLimit | undefined => {
   return status === 'LIMIT' ? { status: 'limit', stored: Number(limit) } : undefined;
 };
 
-const HOLDER_KEYS = { meta: 'one', holders: 'one', own: 'one', vacancy: 'one' } as const;
-const HOLDER_ARGS = { value: 'one', permits: 'one', limit: 'one', validityMs: 'one' } as const;
+// Only the holder's own key is declared: Redis tracks the declared keys a script reads, and a
+// holder must hear of its own key only, not of every other holder's change to the shared keys
+// (N holders would cost N² pushes per validity). The shared keys, in the own key's slot, come
+// by name as arguments, as the mutex's queue does.
+const HOLDER_KEYS = { own: 'one' } as const;
+const SHARED = {
+  value: 'one',
+  permits: 'one',
+  meta: 'one',
+  holders: 'one',
+  vacancy: 'one',
+} as const;
+const HOLDER_ARGS = { ...SHARED, limit: 'one', validityMs: 'one' } as const;
 
 /**
- * Shared by every semaphore script: the keys and arguments by name (every script declares
- * `meta, holders, own, vacancy` first and `value, permits` first), and the steps they share.
- * Times are the server's (`now_ms`), never a client's: scores and the own key's PXAT are
- * compared by the server only, so clients' clocks need not agree.
+ * Shared by every semaphore script: the keys and arguments by name (every script's arguments
+ * begin with `SHARED`), and the steps they share. Times are the server's (`now_ms`), never a
+ * client's: scores and the own key's PXAT are compared by the server only, so clients' clocks
+ * need not agree.
  */
 const SEM = `${NEXT_TOKEN}
-local meta, holders, own, vacancy = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local value, k = ARGV[1], tonumber(ARGV[2])
+local own = KEYS[1]
+local value, k, meta, holders, vacancy = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local function member(i) return value .. '#' .. (i - 1) end
 -- The limit stored by the first holder, when it differs from ours: checked before any write,
 -- so that a locker with another limit changes nothing (two limits would admit the larger).
@@ -134,9 +145,9 @@ export const SEMAPHORE_SCRIPTS = {
    */
   acquire: defineScript(
     'semaphore-acquire',
-    { keys: { ...HOLDER_KEYS, fence: 'one' }, args: HOLDER_ARGS, reply: acquired },
+    { keys: HOLDER_KEYS, args: { ...HOLDER_ARGS, fence: 'one' }, reply: acquired },
     `${SEM}
-local limit, validity, fence = ARGV[3], tonumber(ARGV[4]), KEYS[5]
+local limit, validity, fence = ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local mismatch = other_limit(limit)
 if mismatch then return mismatch end
 wake(cleanup(), validity)
@@ -166,7 +177,7 @@ return {'HELD', next_token(fence, validity)}
         stored(raw) ?? { status: (raw as unknown[])[0] === 1 ? 'extended' : 'lost' },
     },
     `${SEM}
-local limit, validity = ARGV[3], tonumber(ARGV[4])
+local limit, validity = ARGV[6], tonumber(ARGV[7])
 local mismatch = other_limit(limit)
 if mismatch then return mismatch end
 local freed = cleanup()
@@ -190,11 +201,11 @@ return {held and 1 or 0}
     'semaphore-release',
     {
       keys: HOLDER_KEYS,
-      args: { value: 'one', permits: 'one', validityMs: 'one' },
+      args: { ...SHARED, validityMs: 'one' },
       reply: (raw): boolean => raw === 1,
     },
     `${SEM}
-local validity = tonumber(ARGV[3])
+local validity = tonumber(ARGV[6])
 local freed = cleanup()
 local held = holds()
 freed = freed + remove()
@@ -214,7 +225,7 @@ return held and 1 or 0
     'semaphore-check',
     {
       keys: HOLDER_KEYS,
-      args: { value: 'one', permits: 'one' },
+      args: SHARED,
       reply: (raw): SemaphoreCheck => {
         const [held, pttl] = raw as [number, number];
         return { held: held === 1, pttlMs: Number(pttl) };
