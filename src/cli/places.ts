@@ -9,6 +9,7 @@ import {
 } from '../shared/keys.js';
 import { describeAddress, type LockerOptions } from '../shared/options.js';
 import { resolveOptions } from '../shared/resolve-options.js';
+import { within } from '../shared/timing.js';
 
 export type PlainClient = ReturnType<typeof createClient>;
 
@@ -77,7 +78,9 @@ export async function openPlaces(name: string, options: LockerOptions): Promise<
         // connectTimeout bounds the TCP connection; a frozen server accepts it and then never
         // answers the client's handshake.
         const flag = `--connect-timeout (${resolved.connectTimeoutMs} ms)`;
-        return bounded(client.connect(), resolved.connectTimeoutMs, `${server(j)}: ${flag}`);
+        return within(client.connect(), resolved.connectTimeoutMs, () =>
+          noAnswer(`${server(j)}: ${flag}`),
+        );
       }),
     );
   } catch (error) {
@@ -88,10 +91,8 @@ export async function openPlaces(name: string, options: LockerOptions): Promise<
     server: server(j),
     client,
     within: <T>(request: Promise<T>) =>
-      bounded(
-        request,
-        resolved.commandTimeoutMs,
-        `${server(j)}: --command-timeout (${resolved.commandTimeoutMs} ms)`,
+      within(request, resolved.commandTimeoutMs, () =>
+        noAnswer(`${server(j)}: --command-timeout (${resolved.commandTimeoutMs} ms)`),
       ),
     keys: Array.from({ length: keyCount / n }, (_, i) => ({
       key: lockKey(prefix, i, name),
@@ -103,15 +104,7 @@ export async function openPlaces(name: string, options: LockerOptions): Promise<
   return { places, keyCount, keyMajority: resolved.keyMajority, close };
 }
 
-/** `promise`, or a rejection saying there was no answer from `where` (server: the bound). */
-async function bounded<T>(promise: Promise<T>, ms: number, where: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from ${where} ran out`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** The error of a request `where` did not answer in time (`where`: the server and the bound). */
+function noAnswer(where: string): Error {
+  return new Error(`no answer from ${where} ran out`);
 }

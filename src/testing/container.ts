@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { within } from '../shared/timing.js';
 import { freePort } from './free-port.js';
 import type { ServerControls } from './start-redis.js';
 import { stoppable } from './stoppable.js';
@@ -24,19 +25,12 @@ export function dockerEngine(): Promise<string | undefined> {
     if (!engineHinted()) return 'no DOCKER_HOST, testcontainers config nor Docker socket found';
     const testcontainers = await load().catch((error: Error) => error);
     if (testcontainers instanceof Error) return testcontainers.message;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<string>((resolve) => {
-      timer = setTimeout(resolve, ENGINE_ANSWER_MS, `no answer within ${ENGINE_ANSWER_MS} ms`);
-    });
-    const answered = testcontainers.getContainerRuntimeClient().then(
-      () => undefined,
-      (error: Error) => error.message,
-    );
-    try {
-      return await Promise.race([answered, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    const answered = testcontainers.getContainerRuntimeClient().then(() => undefined);
+    return within(
+      answered,
+      ENGINE_ANSWER_MS,
+      () => new Error(`no answer within ${ENGINE_ANSWER_MS} ms`),
+    ).catch((error: Error) => error.message);
   })();
   return engine;
 }

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { settleWithin } from '../shared/timing.js';
 
 /** A child process that is ready, and its exit (resolved once it has exited). */
 export interface Spawned {
@@ -76,7 +77,7 @@ export async function spawnUntil(
   } catch (error) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     // As stop() does: a caller that counts handles once this rejects must find none.
-    await bounded(closed, CLOSE_MS);
+    await settleWithin(closed, CLOSE_MS);
     await sleep(0); // the handles are freed in the loop's close phase, after the event
     throw error;
   }
@@ -89,19 +90,6 @@ export async function spawnUntil(
 
 /** How long a killed child may take to close its stdio: it has no children of its own. */
 const CLOSE_MS = 5000;
-
-/** `promise` settled, or `ms` passed: whichever comes first. */
-async function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  try {
-    await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const children = new Set<ChildProcess>();
 
