@@ -33,14 +33,13 @@ function keysOf(names: SemaphoreNames): string[] {
     names.meta,
     names.holders,
     `${names.owns}${VALUE}`,
-    names.vacancy,
     names.fence,
     queue.queueKey,
     queue.rolesKey,
     `${queue.tickets}${VALUE}`,
     `${queue.wakes}${VALUE}`,
     `${queue.handoffs}${VALUE}`,
-    ...(names.writers === undefined ? [] : [names.writers]),
+    names.writers,
   ];
 }
 
@@ -87,11 +86,6 @@ test('every key of one semaphore is in one cluster slot, whatever braces its nam
       assert.is(slots.size, 1, `${kind} ${name}: slots ${[...slots].join(', ')}`);
     }
   }
-});
-
-test('only a read-write lock has a writers queue', () => {
-  assert.is(semaphoreNames(PREFIX, 's', 'a').writers, undefined);
-  assert.type(semaphoreNames(PREFIX, 'rw', 'a').writers, 'string');
 });
 
 test('limit is a whole number of permits from 1 to MAX_SEMAPHORE_LIMIT, else an error naming it', () => {

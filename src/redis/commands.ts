@@ -208,6 +208,16 @@ export class LockCommands implements KeyOps {
     await this.#release([], value, queue, undefined, this.#fenceKey(keys));
   }
 
+  script<K extends Layout, A extends Layout, R>(
+    script: Script<K, A, R>,
+    keys: Given<K>,
+    args: Given<A>,
+    kind: keyof CallCounts,
+  ): Promise<R> {
+    this.#calls[kind]++;
+    return this.#run(script, keys, args);
+  }
+
   /** The release script on `keys` (none: only leave the queue; `fence` then routes it). */
   #release(
     keys: readonly string[],

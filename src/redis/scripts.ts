@@ -58,7 +58,7 @@ end`;
  * so a waiter that died costs the queue at most one ticket validity. The per-waiter keys are
  * `tickets .. value`, `wakes .. value` and `handoffs .. value`.
  */
-const QUEUE = `
+export const QUEUE = `
 local RUN = '#run'
 local queue, roles, tickets, wakes, handoffs
 local function drop(v)

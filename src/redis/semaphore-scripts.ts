@@ -1,19 +1,30 @@
-import { defineScript } from './lua.js';
-import { NEXT_TOKEN } from './scripts.js';
+import type { SemaphoreNames } from '../shared/keys.js';
+import { defineScript, type Given } from './lua.js';
+import { NEXT_TOKEN, QUEUE } from './scripts.js';
+import type { QueueState } from './store.js';
 
-// The semaphore's scripts (docs/design/semaphores.md, step 2: no queue yet, and nothing calls
-// them yet). Keys are `semaphoreNames` (src/shared/keys.ts): the limit in `meta`, one member
-// `value#i` per permit in `holders` scored by its expiry on the server's clock, and each
-// holder's own key `owns .. value` holding its permits, expiring with them.
+// The scripts of semaphores and read-write locks (docs/semaphores.md). Keys are
+// `semaphoreNames` (src/shared/keys.ts): a semaphore's limit in `meta`; one member `value#i`
+// per permit in `holders` (a rw lock: one per reader, and its writer's in `writers`), scored
+// by its expiry on the server's clock; each holder's own key `owns .. value` holding its
+// permits and expiring with them; and the mutex's queue (QUEUE), whose head alone is woken
+// (its wake key written) when it fits.
 
-/** What an acquisition found: admitted, short of permits, or a semaphore of another limit. */
+/** What a request takes: a semaphore's permits (`'1'`, `'2'`…), or a rw lock's `'r'` or `'w'`. */
+export type Spec = string;
+
+/** What an acquisition found: admitted, busy, or a semaphore of another limit. */
 export type SemaphoreAcquired =
   | { readonly status: 'held'; readonly token: bigint }
   /**
-   * `needed`: how many more permits must free before this request fits; `earliestMs`: when the
-   * earliest holder expires if it does not extend (server ms from now).
+   * `earliestMs`: when the earliest holder expires if it does not extend (server ms from now);
+   * `place`: the waiter's place in the queue (none for a try, which never queues).
    */
-  | { readonly status: 'busy'; readonly needed: number; readonly earliestMs: number }
+  | {
+      readonly status: 'busy';
+      readonly earliestMs: number;
+      readonly place: QueueState | undefined;
+    }
   | StoredLimit;
 
 /** Another locker's semaphore of this name has another limit: nothing was written. */
@@ -36,44 +47,93 @@ const stored = (raw: unknown): StoredLimit | undefined => {
   return status === 'LIMIT' ? { status: 'limit', stored: Number(limit) } : undefined;
 };
 
-// Only the holder's own key is declared: Redis tracks the declared keys a script reads, and a
-// holder must hear of its own key only, not of every other holder's change to the shared keys
-// (N holders would cost N² pushes per validity). The shared keys, in the own key's slot, come
-// by name as arguments, as the mutex's queue does.
-const HOLDER_KEYS = { own: 'one' } as const;
+// Only a request's own keys are declared: Redis tracks the declared keys a script reads, and
+// a holder must hear of its own key only, a waiter of its wake key only, not of every other
+// holder's change to the shared keys (N holders would cost N² pushes per validity). The shared
+// keys, in the own key's slot, come by name as arguments, as the mutex's queue does.
+const OWN_KEYS = { own: 'one', ticket: 'optional', wake: 'optional' } as const;
 const SHARED = {
   value: 'one',
-  permits: 'one',
+  spec: 'one',
   meta: 'one',
   holders: 'one',
-  vacancy: 'one',
+  writers: 'one',
+  fence: 'one',
+  queue: 'one',
+  roles: 'one',
+  tickets: 'one',
+  wakes: 'one',
+  handoffs: 'one',
+  validityMs: 'one',
+  limit: 'one', // '' for a rw lock
 } as const;
-const HOLDER_ARGS = { ...SHARED, limit: 'one', validityMs: 'one' } as const;
+
+/** The arguments every semaphore script begins with. */
+export function sharedArgs(
+  names: SemaphoreNames,
+  value: string,
+  spec: Spec,
+  validityMs: number,
+  limit: number | undefined,
+): Given<typeof SHARED> {
+  const { queue } = names;
+  return {
+    value,
+    spec,
+    meta: names.meta,
+    holders: names.holders,
+    writers: names.writers,
+    fence: names.fence,
+    queue: queue.queueKey,
+    roles: queue.rolesKey,
+    tickets: queue.tickets,
+    wakes: queue.wakes,
+    handoffs: queue.handoffs,
+    validityMs: String(validityMs),
+    limit: limit === undefined ? '' : String(limit),
+  };
+}
 
 /**
- * Shared by every semaphore script: the keys and arguments by name (every script's arguments
- * begin with `SHARED`), and the steps they share. Times are the server's (`now_ms`), never a
- * client's: scores and the own key's PXAT are compared by the server only, so clients' clocks
- * need not agree.
+ * Shared by every script: the keys and arguments by name, and the steps they share. Times are
+ * the server's (`now_ms`), never a client's: scores and the own key's PXAT are compared by the
+ * server only, so clients' clocks need not agree.
  */
-const SEM = `${NEXT_TOKEN}
-local own = KEYS[1]
-local value, k, meta, holders, vacancy = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+const SEM = `${NEXT_TOKEN}${QUEUE}
+local own, my_ticket, my_wake = KEYS[1], KEYS[2], KEYS[3]
+local value, spec, meta, holders, writers, fence = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+queue, roles, tickets, wakes, handoffs = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local validity, cap = tonumber(ARGV[12]), tonumber(ARGV[13])
+-- Every own key shares ours up to our value (\`owns .. value\`), in our slot.
+local owns = string.sub(own, 1, #own - #value)
+-- What a request of spec s takes: a set of holders, and permits in it.
+local function takes(s)
+  if s == 'w' then return writers, 1 end
+  if s == 'r' then return holders, 1 end
+  return holders, tonumber(s)
+end
+local mine, k = takes(spec)
 local function member(i) return value .. '#' .. (i - 1) end
 -- The limit stored by the first holder, when it differs from ours: checked before any write,
 -- so that a locker with another limit changes nothing (two limits would admit the larger).
-local function other_limit(limit)
+local function other_limit()
+  if not cap then return nil end
   local found = redis.call('HGET', meta, 'limit')
-  if found and found ~= limit then return {'LIMIT', found} end
+  if found and tonumber(found) ~= cap then return {'LIMIT', found} end
 end
--- Removes expired permits, and their holders' own keys, before anything is counted: a holder
--- that crashed costs its permits at most one validity. Returns how many permits it freed.
-local function cleanup()
-  local gone = redis.call('ZRANGEBYSCORE', holders, '-inf', now_ms())
+-- Whether a request of spec s fits now: a reader while no writer holds, a writer while nobody
+-- does, k permits while k are free.
+local function fits(s)
+  if s == 'r' then return redis.call('ZCARD', writers) == 0 end
+  local held = redis.call('ZCARD', holders) + redis.call('ZCARD', writers)
+  if s == 'w' then return held == 0 end
+  return held + tonumber(s) <= cap
+end
+-- Removes a set's expired members, and their holders' own keys; returns how many it removed.
+local function expire(set)
+  local gone = redis.call('ZRANGEBYSCORE', set, '-inf', now_ms())
   if #gone == 0 then return 0 end
-  redis.call('ZREMRANGEBYSCORE', holders, '-inf', now_ms())
-  -- Their own keys share ours up to our value (\`owns .. value\`), in our slot.
-  local owns = string.sub(own, 1, #own - #value)
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', now_ms())
   local seen = {}
   for _, m in ipairs(gone) do
     local v = string.match(m, '^(.*)#%d+$')
@@ -84,47 +144,55 @@ local function cleanup()
   end
   return #gone
 end
+-- Before anything is counted: a holder that crashed costs its permits at most one validity.
+local function cleanup() return expire(holders) + expire(writers) end
 -- Whether we hold all k permits: our own key says k and every member is there, unexpired
 -- (check runs without cleanup).
 local function holds()
   if tonumber(redis.call('GET', own)) ~= k then return false end
   for i = 1, k do
-    local score = tonumber(redis.call('ZSCORE', holders, member(i)))
+    local score = tonumber(redis.call('ZSCORE', mine, member(i)))
     if not score or score <= now_ms() then return false end
   end
   return true
 end
 -- Our k members and own key, until now + validity. The GET after the SET keeps the own key in
 -- this connection's tracking table (a write drops it there, even for NOLOOP): loss by push.
-local function hold(validity)
+local function hold()
   local expiry = now_ms() + validity
   local scored = {}
   for i = 1, k do
     scored[2 * i - 1] = expiry
     scored[2 * i] = member(i)
   end
-  redis.call('ZADD', holders, unpack(scored))
+  redis.call('ZADD', mine, unpack(scored))
   redis.call('SET', own, k, 'PXAT', expiry)
   redis.call('GET', own)
 end
--- The limit lives exactly as long as the holders (the queue's life joins in with the queue):
--- an idle semaphore leaves no keys, and a new limit is taken once every holder is gone.
-local function keep(limit)
-  local latest = redis.call('ZRANGE', holders, -1, -1, 'WITHSCORES')[2]
-  if not latest then
+local function latest(set) return tonumber(redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')[2]) end
+-- The sets and the limit live as long as their last holder: an idle semaphore leaves no keys
+-- (but the fence, and the queue while it lives), and a new limit is taken once every holder
+-- of the old one is gone.
+local function keep()
+  local readers, writer = latest(holders), latest(writers)
+  if readers then redis.call('PEXPIREAT', holders, readers) end
+  if writer then redis.call('PEXPIREAT', writers, writer) end
+  local last = math.max(readers or 0, writer or 0)
+  if last == 0 then
     redis.call('DEL', meta)
-    return
+  elseif cap then
+    redis.call('HSET', meta, 'limit', cap)
+    redis.call('PEXPIREAT', meta, last)
   end
-  if limit then redis.call('HSET', meta, 'limit', limit) end
-  redis.call('PEXPIREAT', holders, latest)
-  redis.call('PEXPIREAT', meta, latest)
 end
--- Freed permits are written to the vacancy key, which waiters read (step 4 writes it only
--- when the queue's head fits). It lives as long as a fence key.
-local function wake(freed, validity)
-  if freed > 0 then
-    redis.call('INCR', vacancy)
-    redis.call('PEXPIRE', vacancy, 10 * validity)
+-- Wake the queue's head (write its wake key, which it alone reads) when it fits: so a release
+-- wakes at most one waiter, and an extension none, however many wait. Promoting first buries
+-- a head that is gone.
+local function wake_head()
+  if redis.call('EXISTS', queue) == 0 then return end
+  local head = promote(validity)[1]
+  if head and fits(redis.call('HGET', roles, '#' .. head) or '1') then
+    redis.call('SET', wakes .. head, 'fit', 'PX', validity)
   end
 end
 -- Removes whatever is left of ours (a lost or releasing holder). Returns the permits freed.
@@ -132,33 +200,100 @@ local function remove()
   local members = {}
   for i = 1, k do members[i] = member(i) end
   redis.call('DEL', own)
-  return redis.call('ZREM', holders, unpack(members))
+  return redis.call('ZREM', mine, unpack(members))
+end
+-- When the earliest holder expires if it does not extend, in ms from now (or a validity).
+local function earliest()
+  local first = math.huge
+  for _, set in ipairs({holders, writers}) do
+    local score = tonumber(redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')[2])
+    if score and score < first then first = score end
+  end
+  if first == math.huge then return validity end
+  return math.max(0, first - now_ms())
 end`;
 
-/** The semaphore's scripts, each declared once (not loaded at connect until a caller exists). */
+/** The semaphore's scripts, each declared once (sent by body the first time a server sees it). */
 export const SEMAPHORE_SCRIPTS = {
   /**
-   * Admit `permits` more holders' permits, or say how many are missing. The count and the
-   * admission are one script, so two lockers never both see the last free permit. Each
-   * admission draws a fencing token from `fence` (see NEXT_TOKEN): greater than every earlier
-   * one of this semaphore.
+   * Admit the request, or queue it. The count and the admission are one script, so two
+   * lockers never both see the last free permit. Fair: while the queue is not empty only its
+   * head is admitted, and newcomers join behind it even when permits are free, so a request
+   * for 2 permits is not starved by requests for 1, nor a writer by readers. A `try` never
+   * queues. Each admission draws a fencing token from `fence` (see NEXT_TOKEN): greater than
+   * every earlier one of this semaphore. A queued waiter's reply gives its place, as the
+   * mutex's (`QueueState`), and it renews its ticket as the mutex's listeners do.
    */
   acquire: defineScript(
     'semaphore-acquire',
-    { keys: HOLDER_KEYS, args: { ...HOLDER_ARGS, fence: 'one' }, reply: acquired },
+    {
+      keys: OWN_KEYS,
+      args: { ...SHARED, lifeMs: 'one', mode: 'one' },
+      reply: acquired,
+    },
     `${SEM}
-local limit, validity, fence = ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local mismatch = other_limit(limit)
+local life, try = ARGV[14], ARGV[15] == 'try'
+local mismatch = other_limit()
 if mismatch then return mismatch end
-wake(cleanup(), validity)
-local used = redis.call('ZCARD', holders)
-if used + k > tonumber(limit) then
-  local earliest = redis.call('ZRANGE', holders, 0, 0, 'WITHSCORES')[2]
-  return {'BUSY', used + k - tonumber(limit), (tonumber(earliest) or now_ms()) - now_ms()}
+local freed = cleanup()
+local queued = redis.call('EXISTS', queue) == 1
+local rank, joined
+if queued then
+  promote(validity)
+  rank = redis.call('ZRANK', queue, value)
+  queued = redis.call('EXISTS', queue) == 1
 end
-hold(validity)
-keep(limit)
-return {'HELD', next_token(fence, validity)}
+-- Arrivals wait behind the queue (a try gives up); the head, or anyone when nobody waits, is
+-- admitted when it fits.
+if queued and not rank and not try then
+  rank = join(value, validity)
+  redis.call('HSET', roles, '#' .. value, spec)
+  joined = true
+end
+if (rank == 0 or not queued) and fits(spec) then
+  hold()
+  keep()
+  local token = next_token(fence, validity)
+  if rank then drop(value) end
+  -- The next head may fit too (more free permits, readers behind a reader).
+  if rank or freed > 0 then wake_head() end
+  return {'HELD', token}
+end
+if freed > 0 then wake_head() end
+if try then return {'BUSY', earliest()} end
+if not rank then
+  rank = join(value, validity)
+  redis.call('HSET', roles, '#' .. value, spec)
+  joined = true
+end
+local role = redis.call('HGET', roles, value) or 'queued'
+local renewed = 0
+if role ~= 'queued' then
+  -- As the mutex's listeners: the ticket holds its deadline, renewed once a quarter passed.
+  local deadline = tonumber(redis.call('GET', my_ticket)) or 0
+  if deadline - now_ms() < 0.75 * validity then
+    redis.call('SET', my_ticket, now_ms() + validity, 'PX', validity)
+    renewed = 1
+  end
+end
+redis.call('GET', my_wake)
+local watching, watch_ms = false, -2
+if role == 'deputy' then
+  watching = redis.call('ZRANGE', queue, 0, 0)[1]
+  watch_ms = redis.call('PTTL', tickets .. watching)
+elseif role == 'queued' then
+  for _, v in ipairs(redis.call('ZRANGE', queue, 0, 1)) do
+    if (tonumber(redis.call('GET', tickets .. v)) or 0) < 0 then
+      local left = redis.call('PTTL', tickets .. v)
+      if left >= 0 and (watch_ms < 0 or left < watch_ms) then watch_ms = left end
+    end
+  end
+end
+if renewed == 1 or joined then
+  redis.call('PEXPIRE', queue, life)
+  redis.call('PEXPIRE', roles, life)
+end
+return {'BUSY', earliest(), role, renewed, watching, watch_ms, rank, joined and 1 or 0}
 `,
   ),
 
@@ -171,46 +306,47 @@ return {'HELD', next_token(fence, validity)}
   extend: defineScript(
     'semaphore-extend',
     {
-      keys: HOLDER_KEYS,
-      args: HOLDER_ARGS,
+      keys: OWN_KEYS,
+      args: SHARED,
       reply: (raw): SemaphoreExtended =>
         stored(raw) ?? { status: (raw as unknown[])[0] === 1 ? 'extended' : 'lost' },
     },
     `${SEM}
-local limit, validity = ARGV[6], tonumber(ARGV[7])
-local mismatch = other_limit(limit)
+local mismatch = other_limit()
 if mismatch then return mismatch end
 local freed = cleanup()
 local held = holds()
 if held then
-  hold(validity)
+  hold()
 else
   freed = freed + remove()
 end
-keep(held and limit)
-wake(freed, validity)
+keep()
+if freed > 0 then wake_head() end
 return {held and 1 or 0}
 `,
   ),
 
   /**
-   * Let go of our permits: true when we still held all of them, false when they were already
-   * lost (what is left of ours is removed either way). Freed permits write the vacancy key.
+   * Let go of our permits, and of our place in the queue (a holder, or a waiter giving up):
+   * true when we still held all of them, false when they were already lost (what is left of
+   * ours is removed either way). Freed permits, or a head gone, wake the (next) head if it fits.
    */
   release: defineScript(
     'semaphore-release',
-    {
-      keys: HOLDER_KEYS,
-      args: { ...SHARED, validityMs: 'one' },
-      reply: (raw): boolean => raw === 1,
-    },
+    { keys: OWN_KEYS, args: SHARED, reply: (raw): boolean => raw === 1 },
     `${SEM}
-local validity = tonumber(ARGV[6])
 local freed = cleanup()
 local held = holds()
 freed = freed + remove()
-keep(false)
-wake(freed, validity)
+local rank = redis.call('ZRANK', queue, value)
+if rank then
+  drop(value)
+else
+  redis.call('DEL', tickets .. value, wakes .. value, handoffs .. value)
+end
+keep()
+if freed > 0 or rank then wake_head() end
 return held and 1 or 0
 `,
   ),
@@ -224,7 +360,7 @@ return held and 1 or 0
   check: defineScript(
     'semaphore-check',
     {
-      keys: HOLDER_KEYS,
+      keys: OWN_KEYS,
       args: SHARED,
       reply: (raw): SemaphoreCheck => {
         const [held, pttl] = raw as [number, number];
@@ -240,8 +376,19 @@ return {holds() and 1 or 0, redis.call('PTTL', own)}
 function acquired(raw: unknown): SemaphoreAcquired {
   const replies = raw as unknown[];
   if (replies[0] === 'HELD') return { status: 'held', token: BigInt(replies[1] as string) };
-  if (replies[0] === 'BUSY') {
-    return { status: 'busy', needed: Number(replies[1]), earliestMs: Number(replies[2]) };
-  }
-  return stored(raw) as StoredLimit;
+  if (replies[0] !== 'BUSY') return stored(raw) as StoredLimit;
+  const [, earliestMs, role, renewed, watching, watchMs, rank, joined] = replies;
+  const place: QueueState | undefined =
+    typeof role === 'string'
+      ? {
+          role: role as QueueState['role'],
+          renewed: renewed === 1,
+          watching: typeof watching === 'string' ? watching : undefined,
+          watchMs: Number(watchMs),
+          token: undefined,
+          joined: joined === 1,
+          rank: Number(rank),
+        }
+      : undefined;
+  return { status: 'busy', earliestMs: Number(earliestMs), place };
 }

@@ -1,4 +1,6 @@
+import type { Given, Layout, Script } from './lua.js';
 import {
+  type CallCounts,
   type KeyCheck,
   type KeyOps,
   type KeyState,
@@ -122,6 +124,21 @@ export class SplitStore implements KeyOps {
   leave(keys: readonly string[], value: string, queue: QueueKeys): Promise<void> {
     const { ops, key } = this.#place(keys[0] as string);
     return ops.leave([key], value, queue);
+  }
+
+  /**
+   * In a cluster, the server of the script's first key, which shares its slot with the others
+   * (on independent nodes no script of one server could count a semaphore's holders: the
+   * locker refuses semaphores there).
+   */
+  script<K extends Layout, A extends Layout, R>(
+    script: Script<K, A, R>,
+    keys: Given<K>,
+    args: Given<A>,
+    kind: keyof CallCounts,
+  ): Promise<R> {
+    const first = Object.values(keys)[0] as string;
+    return this.#place(first).ops.script(script, keys, args, kind);
   }
 
   /** The group of key 0, whose server holds the queue. */

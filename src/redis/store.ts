@@ -1,4 +1,5 @@
 import type { QueueNames } from '../shared/keys.js';
+import type { Given, Layout, Script } from './lua.js';
 
 /**
  * The seam between the lock logic and Redis. The lock speaks in keys and per-key outcomes;
@@ -52,6 +53,17 @@ export interface KeyOps {
    * cannot see whether its attempt got the majority, so the waiter leaves once it has.
    */
   leave(keys: readonly string[], value: string, queue: QueueKeys): Promise<void>;
+  /**
+   * Run one script of a semaphore or read-write lock (see semaphore-scripts.ts), whose keys
+   * share one slot, on the server that holds them: bounded by `commandTimeoutMs`, counted as a
+   * call of `kind`.
+   */
+  script<K extends Layout, A extends Layout, R>(
+    script: Script<K, A, R>,
+    keys: Given<K>,
+    args: Given<A>,
+    kind: keyof CallCounts,
+  ): Promise<R>;
 }
 
 /** What the lock logic holds: the operations, and the close of the connections behind them. */

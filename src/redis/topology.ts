@@ -86,6 +86,7 @@ async function open(
     delete: (keys, value, token) => ops.delete(keys, value, token),
     release: (keys, value, queue, token) => ops.release(keys, value, queue, token),
     leave: (keys, value, queue) => ops.leave(keys, value, queue),
+    script: (script, keys, args, kind) => ops.script(script, keys, args, kind),
     close: (timeoutMs) => connection.close(timeoutMs),
   };
   return store;

@@ -160,26 +160,27 @@ export function hashtag(key: string): string | undefined {
 export type SemaphoreKind = 's' | 'rw';
 
 /**
- * The keys of semaphore (`'s'`) or read-write lock (`'rw'`) `name` (docs/design/semaphores.md,
- * not used yet): all under the base `{${prefix}:${kind}:${name}}`, so that they share one
+ * The keys of semaphore (`'s'`) or read-write lock (`'rw'`) `name` (docs/semaphores.md): all under the base `{${prefix}:${kind}:${name}}`, so that they share one
  * cluster slot whatever braces the name holds (the hashtag opens at the key's first byte and
  * closes inside that shared base), and never equal a mutex key (whose part after the prefix
  * is a number or a single letter, and whose own hashtagged keys begin `{${prefix}:<number>:`).
  * The per-holder and per-waiter prefixes end with `:`; a value after them has no `}`.
  */
 export interface SemaphoreNames {
-  /** A hash: the semaphore's `limit` (a rw lock: its writer). */
+  /** A hash: the semaphore's `limit`. */
   readonly meta: string;
-  /** A sorted set: one member per permit held, scored by its expiry (server ms). */
+  /**
+   * A sorted set: one member per permit held (a rw lock: per reader), scored by its expiry
+   * (server ms).
+   */
   readonly holders: string;
+  /** A rw lock's writer, as `holders` (a semaphore's stays empty). */
+  readonly writers: string;
   /** Prefix of a holder's own key, the one it reads to hear of its loss. */
   readonly owns: string;
-  /** Written when freed permits make the queue's head fit: what the head reads. */
-  readonly vacancy: string;
   readonly fence: string;
+  /** The queue of waiters, as the mutex's (`queueNames`). */
   readonly queue: QueueNames;
-  /** A rw lock's queued writers (a sorted set); undefined for a semaphore. */
-  readonly writers: string | undefined;
 }
 
 export function semaphoreNames(prefix: string, kind: SemaphoreKind, name: string): SemaphoreNames {
@@ -187,8 +188,8 @@ export function semaphoreNames(prefix: string, kind: SemaphoreKind, name: string
   return {
     meta: `${base}:m`,
     holders: `${base}:h`,
+    writers: `${base}:hw`,
     owns: `${base}:o:`,
-    vacancy: `${base}:v`,
     fence: `${base}:f`,
     queue: {
       queueKey: `${base}:q`,
@@ -197,6 +198,5 @@ export function semaphoreNames(prefix: string, kind: SemaphoreKind, name: string
       wakes: `${base}:w:`,
       handoffs: `${base}:x:`,
     },
-    writers: kind === 'rw' ? `${base}:qw` : undefined,
   };
 }
