@@ -13,8 +13,15 @@ export {
   type ServerMessage,
 } from './lock/diagnostics.js';
 export type { Lock } from './lock/handle.js';
+export type {
+  PermitLock,
+  PermitOptions,
+  ReadWriteLock,
+  Semaphore,
+} from './lock/semaphore.js';
 export type { LockerStats } from './lock/stats.js';
 export {
+  LimitMismatchError,
   LockError,
   type LockErrorCode,
   LockerClosedError,
@@ -27,6 +34,7 @@ export {
   UnavailableError,
 } from './shared/errors.js';
 export { MAX_NAME_BYTES } from './shared/keys.js';
+export { MAX_SEMAPHORE_LIMIT } from './shared/limits.js';
 export {
   DEFAULTS,
   type GroupOptions,

@@ -249,6 +249,17 @@ test('a locker with another limit is answered with the stored limit and nothing 
   assert.equal(await queue(), ['q']);
 });
 
+test('a locker with another limit is refused while waiters of the old one queue, though nobody holds', async () => {
+  const one = permits(1, { limit: 1 });
+  await held('a', one);
+  await queuedAt('b', 0, one);
+  // a leaves: b is woken to fit but has not come yet, and nobody holds.
+  assert.is(await release('a', one), true);
+  assert.is(await client.get(wakeOf('b')), 'fit');
+  assert.equal(await acquire('c', permits(1, { limit: 5 })), { status: 'limit', stored: 1 });
+  assert.equal(await queue(), ['b']);
+});
+
 test('each admission draws a token greater than every earlier one', async () => {
   const tokens: bigint[] = [];
   for (let i = 0; i < 5; i++) {

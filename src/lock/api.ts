@@ -2,6 +2,7 @@ import type { LockerOptions } from '../shared/options.js';
 import { resolveOptions } from '../shared/resolve-options.js';
 import type { Lock } from './handle.js';
 import { RedisLocker } from './locker.js';
+import type { ReadWriteLock, Semaphore } from './semaphore.js';
 import type { LockerStats } from './stats.js';
 
 /** Options of one acquisition. */
@@ -51,6 +52,18 @@ export interface Locker {
     fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
     options?: WaitOptions,
   ): Promise<T>;
+  /**
+   * The semaphore `name`: at most `limit` permits held at once, by any lockers, waiters served
+   * in arrival order (docs/semaphores.md). Every locker must give a name the same `limit`
+   * (else `LimitMismatchError`). One server, sentinel or cluster; a `TypeError` with `nodes` or
+   * `groups`, whose majority cannot count N holders.
+   */
+  semaphore(name: string, options: { readonly limit: number }): Semaphore;
+  /**
+   * The read-write lock `name`: many readers at once, or one writer; waiters served in arrival
+   * order, so a queued writer stops later readers. Topologies as `semaphore`.
+   */
+  readWriteLock(name: string): ReadWriteLock;
   /**
    * A snapshot of what this locker holds, waits for and sent, counted since it was created:
    * cheap (integer counters), for health checks and metrics. See docs/diagnostics.md.

@@ -40,6 +40,13 @@ import { listensToKeys, placeIn, pollFor, sleepFor } from './listening.js';
 import { passes, passOn } from './local-handoff.js';
 import { HeldLock, type HoldTerms, type LockTaken } from './lock.js';
 import { type NameState, Names } from './names.js';
+import {
+  createReadWriteLock,
+  createSemaphore,
+  type ReadWriteLock,
+  type Semaphore,
+} from './semaphore.js';
+import { type PermitRequest, Semaphores } from './semaphores.js';
 import { Counters, type LockerStats } from './stats.js';
 import { type Ticket, Tickets } from './tickets.js';
 import { withLock } from './with-lock.js';
@@ -78,12 +85,22 @@ export class RedisLocker implements Locker {
   #closed: Promise<void> | undefined;
   /** What `stats()` reports. */
   readonly #counters = new Counters();
+  /** The semaphores' and read-write locks' holders and waiters. */
+  readonly #semaphores: Semaphores;
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
     this.#leftovers = new Leftovers(options.keyValidityMs);
     this.#spread = options.topology.kind !== 'server';
     this.#polling = options.tracking === 'off';
+    this.#semaphores = new Semaphores({
+      options,
+      storeFor: (name) => this.#storeFor(name),
+      closing: this.#closing.signal,
+      counters: this.#counters,
+      leftovers: this.#leftovers,
+      polling: () => this.#polling,
+    });
   }
 
   get mode(): 'push' | 'poll' {
@@ -95,6 +112,7 @@ export class RedisLocker implements Locker {
       invalidated: (key) => this.#invalidated(key),
       dropped: (store, served) => {
         this.#names.dropped((name) => this.#storeFor(name) === store, served);
+        this.#semaphores.dropped(store, served);
         this.#queueDropped(store, served);
       },
       polling: (reason) => {
@@ -114,6 +132,7 @@ export class RedisLocker implements Locker {
   stats(): LockerStats {
     let held = 0;
     for (const _ of this.#names.locks()) held++;
+    for (const _ of this.#semaphores.locks()) held++;
     return this.#counters.snapshot(held);
   }
 
@@ -137,6 +156,33 @@ export class RedisLocker implements Locker {
     return withLock(this, name, fn, options);
   }
 
+  semaphore(name: string, options: { readonly limit: number }): Semaphore {
+    this.#permitsServed();
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError('locker.semaphore(name, { limit }): options with a limit are required');
+    }
+    return createSemaphore((request) => this.#permits(request), name, options.limit);
+  }
+
+  readWriteLock(name: string): ReadWriteLock {
+    this.#permitsServed();
+    return createReadWriteLock((request) => this.#permits(request), name);
+  }
+
+  /** Semaphores need every holder counted in one place: one server, or a cluster's one slot. */
+  #permitsServed(): void {
+    const { kind } = this.#options.topology;
+    if (kind === 'nodes' || kind === 'groups') {
+      throw new TypeError(
+        `semaphores and read-write locks need one server, sentinel or cluster, not ${kind}: a majority of independent nodes cannot count N holders (docs/semaphores.md)`,
+      );
+    }
+  }
+
+  #permits(request: PermitRequest): Promise<Lock> {
+    return this.#semaphores.acquire(request);
+  }
+
   close(): Promise<void> {
     this.#closed ??= this.#closeOnce();
     return this.#closed;
@@ -148,7 +194,8 @@ export class RedisLocker implements Locker {
     // Let aborted waiters queue the deletion of what their in-flight attempts may have taken,
     // so that it goes out before the connection closes.
     await new Promise((resolve) => setImmediate(resolve));
-    const cleanups = [...this.#names.locks()].map((lock) => lock.end(reason, 'own'));
+    const locks = [...this.#names.locks(), ...this.#semaphores.locks()];
+    const cleanups = locks.map((lock) => lock.end(reason, 'own'));
     // One deadline for the deletions and the connection's close together.
     const deadline = performance.now() + this.#options.commandTimeoutMs;
     await settleWithin(Promise.allSettled(cleanups), this.#options.commandTimeoutMs);
@@ -601,6 +648,10 @@ export class RedisLocker implements Locker {
 
   #invalidated(key: string | null): void {
     publishInvalidation(key);
+    if (this.#semaphores.invalidated(key)) {
+      this.#counters.invalidations++;
+      return;
+    }
     if (key === null) {
       this.#leftovers.retry();
       // A server came back (or was flushed): waiters that raced queue again.

@@ -127,7 +127,7 @@ local function fits(s)
   if s == 'r' then return redis.call('ZCARD', writers) == 0 end
   local held = redis.call('ZCARD', holders) + redis.call('ZCARD', writers)
   if s == 'w' then return held == 0 end
-  return held + tonumber(s) <= cap
+  return held + tonumber(s) <= (cap or tonumber(redis.call('HGET', meta, 'limit')) or 0)
 end
 -- Removes a set's expired members, and their holders' own keys; returns how many it removed.
 local function expire(set)
@@ -178,10 +178,15 @@ local function keep()
   if readers then redis.call('PEXPIREAT', holders, readers) end
   if writer then redis.call('PEXPIREAT', writers, writer) end
   local last = math.max(readers or 0, writer or 0)
+  -- The limit also lives while waiters of it queue, so that a locker with another limit is
+  -- refused rather than queued behind them.
+  local waiting = redis.call('PTTL', queue)
+  if waiting > 0 then last = math.max(last, now_ms() + waiting) end
   if last == 0 then
     redis.call('DEL', meta)
   elseif cap then
-    redis.call('HSET', meta, 'limit', cap)
+    -- Never over another's: a give-back of a call refused for its limit comes here too.
+    redis.call('HSETNX', meta, 'limit', cap)
     redis.call('PEXPIREAT', meta, last)
   end
 end
@@ -191,7 +196,8 @@ end
 local function wake_head()
   if redis.call('EXISTS', queue) == 0 then return end
   local head = promote(validity)[1]
-  if head and fits(redis.call('HGET', roles, '#' .. head) or '1') then
+  local needs = head and redis.call('HGET', roles, '#' .. head)
+  if needs and fits(needs) then
     redis.call('SET', wakes .. head, 'fit', 'PX', validity)
   end
 end
@@ -252,9 +258,9 @@ if queued and not rank and not try then
 end
 if (rank == 0 or not queued) and fits(spec) then
   hold()
-  keep()
   local token = next_token(fence, validity)
   if rank then drop(value) end
+  keep()
   -- The next head may fit too (more free permits, readers behind a reader).
   if rank or freed > 0 then wake_head() end
   return {'HELD', token}
@@ -292,6 +298,7 @@ end
 if renewed == 1 or joined then
   redis.call('PEXPIRE', queue, life)
   redis.call('PEXPIRE', roles, life)
+  keep()
 end
 return {'BUSY', earliest(), role, renewed, watching, watch_ms, rank, joined and 1 or 0}
 `,

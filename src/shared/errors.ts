@@ -8,7 +8,8 @@ export type LockErrorCode =
   | 'ERR_RELEASE_UNCONFIRMED'
   | 'ERR_UNAVAILABLE'
   | 'ERR_CONNECT'
-  | 'ERR_SERVER_VERSION';
+  | 'ERR_SERVER_VERSION'
+  | 'ERR_LIMIT_MISMATCH';
 
 /** Base class of every error tracklock throws or aborts a signal with. Switch on `code`. */
 export class LockError extends Error {
@@ -107,5 +108,27 @@ export class ReleaseUnconfirmedError extends LockError {
 export class UnavailableError extends LockError {
   constructor(message: string, cause: unknown) {
     super('ERR_UNAVAILABLE', message, { cause });
+  }
+}
+
+/**
+ * A semaphore's call found the semaphore in use with another `limit` (another locker, or this
+ * one with another `locker.semaphore()`): nothing was written. Every locker must give one name
+ * one limit; a new limit is taken once every holder of the old one is gone.
+ */
+export class LimitMismatchError extends LockError {
+  readonly lockName: string;
+  /** The limit this call gave. */
+  readonly limit: number;
+  /** The limit the semaphore's holders use, as Redis stores it. */
+  readonly stored: number;
+  constructor(lockName: string, limit: number, stored: number) {
+    super(
+      'ERR_LIMIT_MISMATCH',
+      `semaphore "${lockName}" is in use with limit ${stored}, not ${limit}: every locker must give a name the same limit`,
+    );
+    this.lockName = lockName;
+    this.limit = limit;
+    this.stored = stored;
   }
 }

@@ -1,0 +1,55 @@
+import { SEMAPHORE_SCRIPTS, type Spec, sharedArgs } from '../redis/semaphore-scripts.js';
+import type { KeyCheck, KeyState, KeyStore, Outcome } from '../redis/store.js';
+import type { SemaphoreNames } from '../shared/keys.js';
+
+/** One holder of a semaphore or read-write lock: where it is, and what it took. */
+export interface Permit {
+  readonly names: SemaphoreNames;
+  readonly value: string;
+  readonly spec: Spec;
+  /** The semaphore's limit; none for a rw lock. */
+  readonly limit: number | undefined;
+  readonly validityMs: number;
+}
+
+/**
+ * A holder of permits seen as the one key a `HeldLock` holds (its own key, `owns + value`):
+ * extending, checking and releasing it run the semaphore's scripts, so the lock's deadline,
+ * keep-alive, loss by push and end are the mutex's, unchanged. A lost permit is never taken
+ * back (no retake: redis-semaphore#175).
+ */
+export function permitStore(store: KeyStore, permit: Permit): KeyStore {
+  const keys = { own: permit.names.owns + permit.value };
+  const args = sharedArgs(permit.names, permit.value, permit.spec, permit.validityMs, permit.limit);
+  const one = async <T>(reply: Promise<T>): Promise<Outcome<T>[]> => {
+    try {
+      return [{ status: 'fulfilled', value: await reply }];
+    } catch (reason) {
+      return [{ status: 'rejected', reason }];
+    }
+  };
+  const release = () => one(store.script(SEMAPHORE_SCRIPTS.release, keys, args, 'release'));
+  const none: KeyState = { value: null, pttlMs: -2, token: undefined };
+  return {
+    acquire: async () => [{ status: 'fulfilled', value: none }],
+    extend: () =>
+      one(
+        store
+          .script(SEMAPHORE_SCRIPTS.extend, keys, args, 'extend')
+          .then((extended) => extended.status === 'extended'),
+      ),
+    check: () =>
+      one(
+        store
+          .script(SEMAPHORE_SCRIPTS.check, keys, args, 'check')
+          .then((found): KeyCheck => ({ ours: found.held, pttlMs: found.pttlMs })),
+      ),
+    watch: async () => {},
+    delete: release,
+    release,
+    leave: async () => {},
+    script: (script, scriptKeys, scriptArgs, kind) =>
+      store.script(script, scriptKeys, scriptArgs, kind),
+    close: async () => {},
+  };
+}

@@ -1,0 +1,94 @@
+import { checkName, type SemaphoreKind } from '../shared/keys.js';
+import { checkLimit, checkPermits } from '../shared/limits.js';
+import type { AcquireOptions, WaitOptions } from './api.js';
+import type { Lock } from './handle.js';
+import type { PermitRequest } from './semaphores.js';
+import { withLock } from './with-lock.js';
+
+/** How many permits one call of a semaphore takes (1 … its `limit`; 1 by default). */
+export interface PermitOptions {
+  permits?: number;
+}
+
+/**
+ * Take and hold permits: a semaphore's (N holders at once), or one side of a read-write lock.
+ * Each call resolves to the mutex's {@link Lock} handle: its signal aborts when the permits are
+ * lost, and `release()` gives them back.
+ */
+export interface PermitLock<Extra = object> {
+  /** The name given to `locker.semaphore()` or `locker.readWriteLock()`. */
+  readonly name: string;
+  /** Wait for the permits, in arrival order (fair), as `locker.withContext` waits. */
+  withContext(options?: WaitOptions & Extra): Promise<Lock>;
+  /** Take the permits if they are free and nobody waits for them, else reject with `NotLockedError`. */
+  tryWithContext(options?: AcquireOptions & Extra): Promise<Lock>;
+  /** `withContext`, run `fn` with the signal, release: as `locker.withLock`. */
+  withLock<T>(
+    fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
+    options?: WaitOptions & Extra,
+  ): Promise<T>;
+}
+
+/** A semaphore: at most `limit` permits held at once (see `locker.semaphore()`). */
+export interface Semaphore extends PermitLock<PermitOptions> {
+  readonly limit: number;
+}
+
+/** A read-write lock: many readers at once, or one writer (see `locker.readWriteLock()`). */
+export interface ReadWriteLock {
+  readonly name: string;
+  /** Shared: held with other readers, never with a writer. */
+  readonly read: PermitLock;
+  /** Exclusive: held alone. */
+  readonly write: PermitLock;
+}
+
+/** Takes permits for the public objects: the locker's semaphores. */
+export type Take = (request: PermitRequest) => Promise<Lock>;
+
+/** A semaphore `name` of `limit` permits on `take`. */
+export function createSemaphore(take: Take, name: string, limit: number): Semaphore {
+  checkName(name);
+  checkLimit(limit);
+  const call =
+    (mode: 'wait' | 'try') =>
+    async (options?: WaitOptions & PermitOptions): Promise<Lock> => {
+      const permits = options?.permits ?? 1;
+      checkPermits(permits, limit);
+      return take({ kind: 's', name, spec: String(permits), limit, mode, options });
+    };
+  const withContext = call('wait');
+  return Object.freeze({
+    name,
+    limit,
+    withContext,
+    tryWithContext: call('try'),
+    withLock: <T>(
+      fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
+      options?: WaitOptions & PermitOptions,
+    ) => withLock({ withContext: (_, o) => withContext(o) }, name, fn, options),
+  });
+}
+
+/** A read-write lock `name` on `take`. */
+export function createReadWriteLock(take: Take, name: string): ReadWriteLock {
+  checkName(name);
+  const side = (spec: 'r' | 'w'): PermitLock => {
+    const kind: SemaphoreKind = 'rw';
+    const call =
+      (mode: 'wait' | 'try') =>
+      (options?: WaitOptions): Promise<Lock> =>
+        take({ kind, name, spec, limit: undefined, mode, options });
+    const withContext = call('wait');
+    return Object.freeze({
+      name,
+      withContext,
+      tryWithContext: call('try'),
+      withLock: <T>(
+        fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
+        options?: WaitOptions,
+      ) => withLock({ withContext: (_, o) => withContext(o) }, name, fn, options),
+    });
+  };
+  return Object.freeze({ name, read: side('r'), write: side('w') });
+}

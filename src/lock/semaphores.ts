@@ -1,0 +1,310 @@
+import { randomUUID } from 'node:crypto';
+import { abortable } from 'abort-controller-x';
+import { SEMAPHORE_SCRIPTS, type Spec, sharedArgs } from '../redis/semaphore-scripts.js';
+import type { KeyStore } from '../redis/store.js';
+import { LimitMismatchError, NotLockedError, UnavailableError } from '../shared/errors.js';
+import { checkName, type SemaphoreKind, semaphoreNames } from '../shared/keys.js';
+import type { ResolvedOptions } from '../shared/options.js';
+import { checkMaxHold } from '../shared/resolve-options.js';
+import { listen } from './acquisition.js';
+import type { AcquireOptions, WaitOptions } from './api.js';
+import { type AcquireTrace, traceAcquire, tracingAcquires } from './diagnostics.js';
+import { Gate } from './gate.js';
+import { createHandle, type Lock } from './handle.js';
+import type { Leftovers } from './leftovers.js';
+import { pollFor, sleepFor } from './listening.js';
+import { HeldLock, type HoldTerms } from './lock.js';
+import { type Permit, permitStore } from './permit-store.js';
+import type { Counters } from './stats.js';
+
+/** What the semaphores need of their locker. */
+export interface SemaphoreDeps {
+  readonly options: ResolvedOptions;
+  /** The store of a name's keys. */
+  storeFor(name: string): KeyStore;
+  /** Aborts when the locker closes. */
+  readonly closing: AbortSignal;
+  readonly counters: Counters;
+  readonly leftovers: Leftovers;
+  /** No invalidation comes from some server: waiters poll, holders check. */
+  polling(): boolean;
+}
+
+/** One call for permits: of which lock, what it takes, and how it may wait. */
+export interface PermitRequest {
+  readonly kind: SemaphoreKind;
+  readonly name: string;
+  readonly spec: Spec;
+  readonly limit: number | undefined;
+  readonly mode: 'wait' | 'try';
+  readonly options: (WaitOptions & AcquireOptions) | undefined;
+}
+
+/**
+ * The semaphores and read-write locks of one locker (docs/semaphores.md): their waiting
+ * loop, and which of their keys concern whom, so that the locker's invalidations reach them.
+ * A holder is a `HeldLock` over its own key (see `permitStore`); a waiter is queued on the
+ * server, listens to its wake key (written when it is the head and fits) and, as the queue's
+ * deputy, to the head's ticket, and renews its ticket as the mutex's waiters do.
+ */
+export class Semaphores {
+  readonly #deps: SemaphoreDeps;
+  /** The options a holder's `HeldLock` follows: one key, its own. */
+  readonly #holding: ResolvedOptions;
+  /** Holders by own key. */
+  readonly #held = new Map<string, HeldLock>();
+  /** Waiters by the keys that wake them (their wake key, the head's ticket they watch). */
+  readonly #waking = new Map<string, Gate<never>>();
+  /** Waiters by lock (its meta key), with the place their last attempt found. */
+  readonly #local = new Map<string, Set<LocalWaiter>>();
+
+  constructor(deps: SemaphoreDeps) {
+    this.#deps = deps;
+    this.#holding = { ...deps.options, keyMajority: 1, keyCount: 1 };
+  }
+
+  acquire(request: PermitRequest): Promise<Lock> {
+    const { name, mode, options } = request;
+    if (!tracingAcquires()) return this.#take(request, undefined);
+    const stops = { caller: options?.signal, closing: this.#deps.closing };
+    return traceAcquire(name, mode, stops, (trace) => this.#take(request, trace));
+  }
+
+  /** Every holder in this locker. */
+  locks(): IterableIterator<HeldLock> {
+    return this.#held.values();
+  }
+
+  /** Whether `key` was one of ours; `null` (anything may have changed) reaches everyone. */
+  invalidated(key: string | null): boolean {
+    if (key === null) {
+      for (const gate of new Set(this.#waking.values())) gate.wake();
+      for (const lock of this.#held.values()) lock.recheck(null);
+      return false;
+    }
+    const lock = this.#held.get(key);
+    if (lock) lock.recheck(0);
+    const gate = this.#waking.get(key);
+    gate?.wake();
+    return lock !== undefined || gate !== undefined;
+  }
+
+  /** A connection of `store` dropped: its holders' permits may be gone. */
+  dropped(store: KeyStore, served: (key: string) => boolean): void {
+    for (const [key, lock] of this.#held) {
+      if (this.#deps.storeFor(lock.name) === store && served(key)) lock.dropped(served);
+    }
+  }
+
+  async #take(request: PermitRequest, trace: AcquireTrace | undefined): Promise<Lock> {
+    const { kind, name, spec, limit, mode, options } = request;
+    checkName(name);
+    const deps = this.#deps;
+    const rules = deps.options;
+    const terms: HoldTerms = {
+      parent: options?.signal,
+      maxHoldMs: checkMaxHold(options?.maxHoldMs ?? rules.maxHoldMs),
+    };
+    const waitTimeoutMs = mode === 'wait' ? options?.waitTimeoutMs : undefined;
+    const { signal, waiting, dispose } = listen(deps.closing, name, terms.parent, waitTimeoutMs);
+    const names = semaphoreNames(rules.keyPrefix, kind, name);
+    const store = deps.storeFor(name);
+    const gate = new Gate<never>();
+    /** Keys this waiter listens to, and the value whose place they are. */
+    const heard = new Set<string>();
+    const hear = (key: string) => {
+      heard.add(key);
+      this.#waking.set(key, gate);
+    };
+    let permit: Permit = {
+      names,
+      value: randomUUID(),
+      spec,
+      limit,
+      validityMs: rules.keyValidityMs,
+    };
+    const local: LocalWaiter = { gate, rank: -1 };
+    const peers = this.#local.get(names.meta) ?? new Set();
+    this.#local.set(names.meta, peers.add(local));
+    /** An attempt under this value may have queued it (or admitted it): give it back. */
+    let queued = false;
+    let lock: HeldLock | undefined;
+    let failure: { cause: unknown } | undefined;
+    if (mode === 'wait') deps.counters.waiting++;
+    try {
+      signal.throwIfAborted();
+      hear(names.queue.wakes + permit.value);
+      for (let failures = 0, polls = 0, role: string | undefined; ; ) {
+        const epoch = gate.epoch;
+        if (trace) trace.attempts++;
+        const keys = ownKeys(permit);
+        const sentAt = performance.now();
+        const args = {
+          ...sharedArgs(names, permit.value, spec, rules.keyValidityMs, limit),
+          lifeMs: String(2 * rules.backstopMs),
+          mode,
+        };
+        const sent = store.script(SEMAPHORE_SCRIPTS.acquire, keys, args, 'acquire');
+        queued = true;
+        const reply = await abortable(signal, sent).then(
+          (found) => ({ found }),
+          (error: unknown) => ({ error }),
+        );
+        signal.throwIfAborted();
+        if ('error' in reply) {
+          // Unknown whether it admitted or queued us: give that back, and go on under a new
+          // value, so that the give-back cannot take what a later attempt gets.
+          failure = { cause: reply.error };
+          this.#giveBack(store, permit);
+          queued = false;
+          heard.delete(names.queue.wakes + permit.value);
+          this.#waking.delete(names.queue.wakes + permit.value);
+          permit = { ...permit, value: randomUUID() };
+          hear(names.queue.wakes + permit.value);
+          if (mode === 'try') {
+            throw new UnavailableError(
+              `Redis did not complete the attempt to take "${name}"`,
+              reply.error,
+            );
+          }
+          failures++;
+          const backoff = rules.tryNextAfterMs * 2 ** Math.min(failures - 1, 20);
+          await gate.sleep(epoch, Math.min(backoff, rules.keyValidityMs), waiting);
+          continue;
+        }
+        failures = 0;
+        failure = undefined;
+        const found = reply.found;
+        if (found.status === 'limit') {
+          throw new LimitMismatchError(name, limit as number, found.stored);
+        }
+        if (found.status === 'held') {
+          queued = false; // an admission leaves the queue
+          lock = this.#hold(name, store, permit, terms, found.token, sentAt);
+          // It may have promoted a waiter of ours, whose wake key our write did not push to us.
+          this.#nudge(names, local);
+          return createHandle(lock);
+        }
+        if (trace) trace.contended = true;
+        if (mode === 'try') throw new NotLockedError(name);
+        // A waitTimeoutMs that ran out during the attempt ends the wait here.
+        waiting.throwIfAborted();
+        const { place } = found;
+        polls = place?.role === role ? polls + 1 : 0;
+        role = place?.role;
+        local.rank = place?.rank ?? -1;
+        // The head looks again when the earliest holder would expire (its attempt then
+        // removes it), and at least twice a validity to renew its ticket.
+        let sleepMs = sleepFor(place, found.earliestMs + rules.tryNextAfterMs, rules);
+        if (deps.polling()) sleepMs = Math.min(sleepMs, pollFor(place, polls, rules));
+        else if (place?.watching !== undefined) {
+          const key = names.queue.tickets + place.watching;
+          if (!heard.has(key)) {
+            for (const old of heard)
+              if (old.startsWith(names.queue.tickets)) this.#unhear(heard, old, gate);
+            hear(key);
+          }
+          store.watch(key).catch(() => {});
+        }
+        await gate.sleep(epoch, sleepMs, waiting);
+      }
+    } catch (error) {
+      if (failure && error instanceof NotLockedError && error === waiting.reason) {
+        throw new UnavailableError(
+          `waitTimeoutMs (${waitTimeoutMs} ms) ran out with Redis failing or not answering the last attempt to take "${name}"`,
+          failure.cause,
+        );
+      }
+      throw error;
+    } finally {
+      if (mode === 'wait') deps.counters.waiting--;
+      for (const key of heard) this.#unhear(heard, key, gate);
+      peers.delete(local);
+      if (peers.size === 0 && this.#local.get(names.meta) === peers) this.#local.delete(names.meta);
+      // Given up (or refused): leave the queue, and let go of what an attempt in flight may
+      // have taken; it goes out behind that attempt on the same connection.
+      if (!lock && queued) this.#giveBack(store, permit);
+      dispose();
+    }
+  }
+
+  /**
+   * Our own scripts' writes are not pushed back to us (NOLOOP): after one that may have woken
+   * or promoted a waiter of this locker, wake the local waiters that may be among the queue's
+   * first two now (the head and the deputy, the only ones a script wakes): this locker's two
+   * first in line, by the places their last attempts found (the queue keeps their order).
+   */
+  #nudge(names: { readonly meta: string }, self?: LocalWaiter): void {
+    const waiters = [...(this.#local.get(names.meta) ?? [])].filter((one) => one !== self);
+    waiters.sort((a, b) => a.rank - b.rank);
+    for (const waiter of waiters.slice(0, 2)) waiter.gate.wake();
+  }
+
+  #unhear(heard: Set<string>, key: string, gate: Gate<never>): void {
+    heard.delete(key);
+    if (this.#waking.get(key) === gate) this.#waking.delete(key);
+  }
+
+  /** Hold the permits an acquisition sent at `sentAt` was admitted to. */
+  #hold(
+    name: string,
+    store: KeyStore,
+    permit: Permit,
+    terms: HoldTerms,
+    token: bigint,
+    sentAt: number,
+  ): HeldLock {
+    const deps = this.#deps;
+    const own = permit.names.owns + permit.value;
+    const held = permitStore(store, permit);
+    const lock = new HeldLock(held, this.#holding, {
+      name,
+      keys: [own],
+      value: permit.value,
+      owned: [true],
+      sentAt,
+      now: performance.now(),
+      queue: undefined,
+      token,
+      terms,
+      counters: deps.counters,
+      pollMs: deps.polling() ? deps.options.checkIntervalMs : undefined,
+      onEnd: (ended) => {
+        if (this.#held.get(own) === ended) this.#held.delete(own);
+      },
+      onDeleting: (deletion, sent) => {
+        void deps.leftovers.track(held, deletion, sent);
+        void sent.then(() => this.#nudge(permit.names));
+      },
+    });
+    // A lock whose parent had already aborted ended in its constructor.
+    if (!lock.signal.aborted) this.#held.set(own, lock);
+    return lock;
+  }
+
+  /** Leave the queue and let go of whatever an attempt under `permit` may hold. */
+  #giveBack(store: KeyStore, permit: Permit): void {
+    const held = permitStore(store, permit);
+    const deletion = { keys: [permit.names.owns + permit.value], value: permit.value };
+    const sent = held.release(deletion.keys, deletion.value);
+    void this.#deps.leftovers.track(held, deletion, sent);
+    void sent.then(() => this.#nudge(permit.names));
+  }
+}
+
+/** A waiter of this locker, as its semaphore's other local waiters see it. */
+interface LocalWaiter {
+  readonly gate: Gate<never>;
+  /** Its place in the queue as its last attempt found it (-1: none yet, or not queued). */
+  rank: number;
+}
+
+/** A permit's own key and its waiter's ticket and wake keys. */
+function ownKeys(permit: Permit) {
+  const { names, value } = permit;
+  return {
+    own: names.owns + value,
+    ticket: names.queue.tickets + value,
+    wake: names.queue.wakes + value,
+  };
+}

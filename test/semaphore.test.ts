@@ -1,0 +1,388 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  createLocker,
+  LimitMismatchError,
+  type Lock,
+  type Locker,
+  LockerClosedError,
+  type LockerOptions,
+  LockLostError,
+  MAX_SEMAPHORE_LIMIT,
+  NotLockedError,
+} from '../src/index.js';
+import { type Client, connect } from './helpers/redis.js';
+import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { abortedWithin, sleep, until, watched } from './helpers/wait.js';
+
+// Semaphores and read-write locks (issue 16, docs/semaphores.md) on one server of the test's
+// own: counts, fairness, loss, tokens, limits, close, and what waiting costs.
+const test = suite<{ server: RedisServer; admin: Client; lockers: Locker[] }>('semaphore');
+type Ctx = { server: RedisServer; admin: Client; lockers: Locker[] };
+
+test.before(async (ctx) => {
+  ctx.server = await startRedisServer();
+  ctx.admin = await connect(ctx.server.url);
+  ctx.lockers = [];
+});
+
+test.after.each(async (ctx) => {
+  await Promise.all(ctx.lockers.splice(0).map((locker) => locker.close()));
+});
+
+test.after(async (ctx) => {
+  ctx.admin.destroy();
+  await ctx.server.stop();
+});
+
+let n = 0;
+const fresh = (what = 'sem') => `${what}-${++n}`;
+
+async function locker(ctx: Ctx, options: LockerOptions = {}): Promise<Locker> {
+  const created = await createLocker({ url: ctx.server.url, ...options });
+  ctx.lockers.push(created);
+  return created;
+}
+
+/** What `promise` rejects with; fails when it resolves. */
+async function rejection(promise: Promise<unknown> | (() => Promise<unknown>)): Promise<unknown> {
+  const settled = typeof promise === 'function' ? promise() : promise;
+  const outcome = await settled.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  if ('value' in outcome) throw new Error('resolved where a rejection was expected');
+  return outcome.error;
+}
+
+/** `promise`, its rejection handled: a test that fails first must not leave it unhandled. */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
+// Key names spelled out here, not taken from src/, so that the tests check the layout.
+const base = (name: string, kind = 's') => `{rueidislock:${kind}:${name}}`;
+const queueOf = (name: string, kind = 's') => `${base(name, kind)}:q`;
+const entries = (admin: Client, name: string, kind = 's') =>
+  admin.zRange(queueOf(name, kind), 0, -1);
+const until60 = { waitTimeoutMs: 60_000 };
+
+/** Start a wait and resolve once it is queued on the server, with its place's value. */
+async function enqueue(admin: Client, name: string, start: () => Promise<Lock>, kind = 's') {
+  const before = new Set(await entries(admin, name, kind));
+  const waiting = handled(start());
+  let value: string | undefined;
+  await until(async () => {
+    value = (await entries(admin, name, kind)).find((entry) => !before.has(entry));
+    return value !== undefined;
+  });
+  return { waiting, value: value as string };
+}
+
+test('at most limit holders at once among many callers of several lockers, each getting a permit in the end', async (ctx) => {
+  const lockers = await Promise.all([locker(ctx), locker(ctx), locker(ctx)]);
+  const name = fresh();
+  const limit = 2;
+  let inside = 0;
+  let most = 0;
+  const runs = lockers.flatMap((one) =>
+    Array.from({ length: 4 }, () =>
+      one.semaphore(name, { limit }).withLock(async (signal) => {
+        inside++;
+        most = Math.max(most, inside);
+        await sleep(5);
+        signal.throwIfAborted();
+        inside--;
+      }, until60),
+    ),
+  );
+  await Promise.all(runs);
+  assert.is(most, limit, 'the most holders at once');
+  assert.equal(await ctx.admin.keys(`${base(name)}:[hmoq]*`), [], 'what is left of it');
+});
+
+test('tryWithContext is refused with NotLockedError when the permits are taken, and while anyone waits', async (ctx) => {
+  const [a, b] = await Promise.all([locker(ctx), locker(ctx)]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 2 }).withContext({ permits: 2 });
+  const error = await b
+    .semaphore(name, { limit: 2 })
+    .tryWithContext()
+    .catch((e: unknown) => e);
+  assert.instance(error, NotLockedError);
+  // One waiter for 2 permits; one permit frees: a try for 1 must not pass the waiter.
+  const { waiting } = await enqueue(ctx.admin, name, () =>
+    b.semaphore(name, { limit: 2 }).withContext({ permits: 2, ...until60 }),
+  );
+  await held.release();
+  const second = await waiting;
+  const refused = await a
+    .semaphore(name, { limit: 2 })
+    .tryWithContext()
+    .catch((e: unknown) => e);
+  assert.instance(refused, NotLockedError);
+  await second.release();
+  const free = await a.semaphore(name, { limit: 2 }).tryWithContext();
+  await free.release();
+});
+
+test('waiters are served in arrival order: a waiter for 2 permits is not passed by later waiters for 1', async (ctx) => {
+  const lockers = await Promise.all([locker(ctx), locker(ctx), locker(ctx), locker(ctx)]);
+  const name = fresh();
+  const sem = (i: number) => (lockers[i] as Locker).semaphore(name, { limit: 3 });
+  const holders = await Promise.all([
+    sem(0).withContext(),
+    sem(0).withContext(),
+    sem(0).withContext(),
+  ]);
+  const order: string[] = [];
+  const wait = async (label: string, i: number, permits: number) => {
+    const queued = await enqueue(ctx.admin, name, () =>
+      sem(i).withContext({ permits, ...until60 }),
+    );
+    void queued.waiting.then(() => order.push(label));
+    return { waiting: queued.waiting };
+  };
+  const { waiting: two } = await wait('two', 1, 2);
+  const { waiting: one } = await wait('one', 2, 1);
+  const { waiting: later } = await wait('later', 3, 1);
+  // One permit frees: the head (2 permits) does not fit, and nobody passes it.
+  await (holders[0] as Lock).release();
+  await sleep(100);
+  assert.equal(order, [], 'admitted while the head for 2 did not fit');
+  await (holders[1] as Lock).release();
+  const twoLock = await two;
+  // The head took 2 of the 3; the third holder still has 1: the next waits.
+  await sleep(50);
+  assert.equal(order, ['two']);
+  await (holders[2] as Lock).release();
+  const oneLock = await one;
+  await twoLock.release();
+  const laterLock = await later;
+  assert.equal(order, ['two', 'one', 'later']);
+  await Promise.all([oneLock.release(), laterLock.release()]);
+});
+
+test('every holder gets a token greater than every earlier holder’s of the same semaphore', async (ctx) => {
+  const [a, b] = await Promise.all([locker(ctx), locker(ctx)]);
+  const name = fresh();
+  let last = 0n;
+  let previous: Lock | undefined;
+  for (let i = 0; i < 6; i++) {
+    // Two held at once: the earlier one is still a holder when the later draws its token.
+    const lock = await (i % 2 ? a : b).semaphore(name, { limit: 2 }).withContext();
+    assert.ok(lock.token !== undefined && lock.token > last, `token ${lock.token} after ${last}`);
+    last = lock.token as bigint;
+    await previous?.release();
+    previous = lock;
+  }
+  await previous?.release();
+});
+
+test('two lockers that give one name two limits: the second is refused with LimitMismatchError, writing nothing', async (ctx) => {
+  const [a, b] = await Promise.all([locker(ctx), locker(ctx)]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 2 }).withContext();
+  const keys = async () => {
+    const found = (await ctx.admin.keys(`${base(name)}*`)).sort();
+    return Promise.all(found.map(async (key) => [key, await ctx.admin.dump(key)]));
+  };
+  const before = await keys();
+  for (const call of [
+    () => b.semaphore(name, { limit: 3 }).withContext(),
+    () => b.semaphore(name, { limit: 1 }).tryWithContext(),
+  ]) {
+    const error = await call().catch((e: unknown) => e);
+    assert.instance(error, LimitMismatchError);
+    assert.is((error as LimitMismatchError).code, 'ERR_LIMIT_MISMATCH');
+    assert.is((error as LimitMismatchError).stored, 2);
+  }
+  assert.equal(await keys(), before, 'the keys after the refused calls');
+  await held.release();
+  // Once every holder of the old limit is gone, a new one is taken.
+  const taken = await b.semaphore(name, { limit: 3 }).withContext();
+  await taken.release();
+});
+
+test('bad input is refused before anything is written, naming what is wrong', async (ctx) => {
+  const a = await locker(ctx);
+  for (const limit of [0, -1, 1.5, Number.NaN, MAX_SEMAPHORE_LIMIT + 1]) {
+    assert.throws(
+      () => a.semaphore('x', { limit }),
+      (e: Error) => e instanceof RangeError && /limit/.test(e.message),
+    );
+  }
+  assert.throws(() => a.semaphore('x', { limit: '2' as unknown as number }), /limit/);
+  assert.throws(() => a.semaphore('x', undefined as unknown as { limit: number }), /limit/);
+  assert.throws(() => a.semaphore('', { limit: 1 }), TypeError);
+  const sem = a.semaphore('bad-permits', { limit: 2 });
+  for (const permits of [0, 3, 1.5]) {
+    assert.match(String(await rejection(sem.withContext({ permits }))), /permits/);
+  }
+  assert.equal(await ctx.admin.keys('*bad-permits*'), []);
+});
+
+test('semaphores and read-write locks are refused on independent nodes, with a TypeError saying why', async (ctx) => {
+  const a = await createLocker({ nodes: [ctx.server.url] });
+  ctx.lockers.push(a);
+  assert.throws(() => a.semaphore('x', { limit: 2 }), /majority of independent nodes/);
+  assert.throws(() => a.readWriteLock('x'), /majority of independent nodes/);
+});
+
+test('a semaphore, a read-write lock and a mutex of one name share no key', async (ctx) => {
+  const a = await locker(ctx);
+  const name = fresh('shared');
+  const mutex = await a.tryWithContext(name);
+  const permit = await a.semaphore(name, { limit: 1 }).tryWithContext();
+  const write = await a.readWriteLock(name).write.tryWithContext();
+  await Promise.all([mutex.release(), permit.release(), write.release()]);
+});
+
+test('a holder whose own key is deleted, or whose permits are removed, is told by LockLostError; the next waiter goes', async (ctx) => {
+  const [a, b] = await Promise.all([locker(ctx), locker(ctx, { keyValidityMs: 2000 })]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 1 }).withContext();
+  const { waiting } = await enqueue(ctx.admin, name, () =>
+    b.semaphore(name, { limit: 1 }).withContext(until60),
+  );
+  const [own] = await ctx.admin.keys(`${base(name)}:o:*`);
+  await ctx.admin.del(own as string);
+  const reason = await abortedWithin(held.signal, 5000);
+  assert.instance(reason, LockLostError);
+  assert.is((reason as LockLostError).loss, 'changed');
+  const next = await waiting;
+  // Its permits removed from outside (the own key stays): the next extension finds it lost.
+  await ctx.admin.del(`${base(name)}:h`);
+  const gone = await abortedWithin(next.signal, 5000);
+  assert.instance(gone, LockLostError);
+  assert.is(await next.release(), false);
+});
+
+test('a holder that cannot extend (server paused) aborts before its permits can expire on the server', async (ctx) => {
+  const a = await locker(ctx, { keyValidityMs: 600, commandTimeoutMs: 200 });
+  const held = await a.semaphore(fresh(), { limit: 1 }).withContext();
+  await ctx.admin.sendCommand(['CLIENT', 'PAUSE', '1200', 'ALL']);
+  const reason = await abortedWithin(held.signal, 5000);
+  assert.instance(reason, LockLostError);
+  assert.is((reason as LockLostError).loss, 'expired');
+});
+
+test('waitTimeoutMs ends a wait with NotLockedError and leaves the queue; the caller’s signal too', async (ctx) => {
+  const [a, b] = await Promise.all([locker(ctx), locker(ctx)]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 1 }).withContext();
+  const timedOut = await b
+    .semaphore(name, { limit: 1 })
+    .withContext({ waitTimeoutMs: 100 })
+    .catch((e: unknown) => e);
+  assert.instance(timedOut, NotLockedError);
+  await until(async () => (await entries(ctx.admin, name)).length === 0);
+  const controller = new AbortController();
+  const { waiting } = await enqueue(ctx.admin, name, () =>
+    b.semaphore(name, { limit: 1 }).withContext({ signal: controller.signal }),
+  );
+  controller.abort(new Error('given up'));
+  assert.match(String(await rejection(waiting)), /given up/);
+  await until(async () => (await entries(ctx.admin, name)).length === 0);
+  assert.equal(b.stats().waiting, 0);
+  await held.release();
+});
+
+test('close() aborts every holder with LockerClosedError, rejects waiters, and leaves no permit behind', async (ctx) => {
+  const [a, b] = await Promise.all([locker(ctx), locker(ctx)]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 2 }).withContext({ permits: 2 });
+  const write = await a.readWriteLock(name).write.withContext();
+  const waiter = handled(a.semaphore(name, { limit: 2 }).withContext());
+  const other = watched(handled(b.semaphore(name, { limit: 2 }).withContext(until60)));
+  assert.is(a.stats().held, 2);
+  await a.close();
+  assert.instance(held.signal.reason, LockerClosedError);
+  assert.instance(write.signal.reason, LockerClosedError);
+  assert.instance(await rejection(waiter), LockerClosedError);
+  const next = await other.promise;
+  assert.equal(await ctx.admin.keys(`${base(name, 'rw')}:[ho]*`), []);
+  await next.release();
+});
+
+test('read-write lock: readers share it, a writer holds it alone, and a queued writer stops later readers', async (ctx) => {
+  const [a, b, c] = await Promise.all([locker(ctx), locker(ctx), locker(ctx)]);
+  const name = fresh('rw');
+  const rw = (one: Locker) => one.readWriteLock(name);
+  const r1 = await rw(a).read.withContext();
+  const r2 = await rw(b).read.withContext();
+  assert.instance(await rejection(rw(c).write.tryWithContext()), NotLockedError);
+  const writer = await enqueue(ctx.admin, name, () => rw(c).write.withContext(until60), 'rw');
+  // A reader arriving after the writer waits behind it, although readers hold.
+  const reader = await enqueue(ctx.admin, name, () => rw(a).read.withContext(until60), 'rw');
+  assert.instance(await rejection(rw(b).read.tryWithContext()), NotLockedError);
+  await r1.release();
+  await sleep(50);
+  await r2.release();
+  const w = await writer.waiting;
+  const late = watched(reader.waiting);
+  await sleep(100);
+  assert.not.ok(late.resolved(), 'a reader held beside the writer');
+  await w.release();
+  const r3 = await late.promise;
+  // Readers queued behind it go together once it is gone.
+  const r4 = await rw(b).read.withContext();
+  await Promise.all([r3.release(), r4.release()]);
+});
+
+test('polling (tracking off): a waiter gets the permit within its poll, a holder sees a deletion by its check', async (ctx) => {
+  const options = { tracking: 'off' as const, pollIntervalMs: 50, checkIntervalMs: 100 };
+  const [a, b] = await Promise.all([locker(ctx, options), locker(ctx, options)]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 1 }).withContext();
+  const { waiting } = await enqueue(ctx.admin, name, () =>
+    b.semaphore(name, { limit: 1 }).withContext(until60),
+  );
+  await held.release();
+  const next = await waiting;
+  const [own] = await ctx.admin.keys(`${base(name)}:o:*`);
+  await ctx.admin.del(own as string);
+  assert.instance(await abortedWithin(next.signal, 5000), LockLostError);
+});
+
+/** EVALSHA calls on the server so far (INFO commandstats). */
+async function scripts(admin: Client): Promise<number> {
+  const info = String(await admin.sendCommand(['INFO', 'commandstats']));
+  return Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+test('what W waiters cost the server while the permits are held does not grow with W: extensions wake nobody', async (ctx) => {
+  // Holders extend 4 times a validity. Per window the design allows: the holder's extensions,
+  // and the head's and the deputy's renewals of their tickets (each at most twice a validity)
+  // with the deputy's read of the head's ticket. The others sleep on their wake keys.
+  const validity = 800;
+  const options = { keyValidityMs: validity, extendIntervalMs: validity / 4 };
+  const perWindow = new Map<number, number>();
+  for (const w of [2, 8]) {
+    const name = fresh('cost');
+    const holder = await locker(ctx, options);
+    const held = await holder.semaphore(name, { limit: 1 }).withContext();
+    for (let i = 0; i < w; i++) {
+      const one = await locker(ctx, options);
+      await enqueue(ctx.admin, name, () => one.semaphore(name, { limit: 1 }).withContext(until60));
+    }
+    const before = await scripts(ctx.admin);
+    const startedAt = performance.now();
+    await sleep(4 * validity);
+    const windowMs = performance.now() - startedAt;
+    const made = (await scripts(ctx.admin)) - before;
+    perWindow.set(w, made);
+    // The holder's extensions (and one at each edge), the head's and deputy's renewals.
+    const extensions = Math.ceil(windowMs / (validity / 4)) + 1;
+    const renewals = 2 * (Math.ceil(windowMs / (validity / 2)) + 1);
+    assert.ok(made <= extensions + renewals, `W = ${w}: ${made} scripts in ${windowMs} ms`);
+    assert.not.ok(held.signal.aborted);
+    await Promise.all(ctx.lockers.splice(0).map((done) => done.close()));
+  }
+  const [two, eight] = [perWindow.get(2), perWindow.get(8)] as [number, number];
+  // The same listeners at W = 2 and 8; timers may shift one attempt of each across the edges.
+  assert.ok(eight <= two + 4, `scripts per window: ${two} at W = 2, ${eight} at W = 8`);
+});
+
+test.run();
