@@ -64,20 +64,25 @@ const tryAcquire = (value: string, request = permits()) =>
     lifeMs: String(LONG_MS),
     mode: 'try',
   });
-const extend = (value: string, request = permits(), via = send) =>
-  runScript(
+/** An extension's status (the waiters it woke are the review tests' concern). */
+const extend = async (value: string, request = permits(), via = send) => {
+  const found = await runScript(
     via,
     SEMAPHORE_SCRIPTS.extend,
     holderKeys(value, request.names),
     argsOf(value, request),
   );
-const release = (value: string, request = permits()) =>
-  runScript(
-    send,
-    SEMAPHORE_SCRIPTS.release,
-    holderKeys(value, request.names),
-    argsOf(value, request),
-  );
+  return found.status === 'limit' ? found : { status: found.status };
+};
+const release = async (value: string, request = permits()) =>
+  (
+    await runScript(
+      send,
+      SEMAPHORE_SCRIPTS.release,
+      holderKeys(value, request.names),
+      argsOf(value, request),
+    )
+  ).held;
 const check = (value: string, request = permits(), via = send) =>
   runScript(via, SEMAPHORE_SCRIPTS.check, holderKeys(value, request.names), argsOf(value, request));
 

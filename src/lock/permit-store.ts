@@ -1,4 +1,9 @@
-import { SEMAPHORE_SCRIPTS, type Spec, sharedArgs } from '../redis/semaphore-scripts.js';
+import {
+  SEMAPHORE_SCRIPTS,
+  type Spec,
+  sharedArgs,
+  type Woken,
+} from '../redis/semaphore-scripts.js';
 import type { KeyCheck, KeyState, KeyStore, Outcome } from '../redis/store.js';
 import type { SemaphoreNames } from '../shared/keys.js';
 
@@ -16,9 +21,14 @@ export interface Permit {
  * A holder of permits seen as the one key a `HeldLock` holds (its own key, `owns + value`):
  * extending, checking and releasing it run the semaphore's scripts, so the lock's deadline,
  * keep-alive, loss by push and end are the mutex's, unchanged. A lost permit is never taken
- * back (no retake: redis-semaphore#175).
+ * back (no retake: redis-semaphore#175). `woke` hears of the waiters each script woke (see
+ * `Woken`).
  */
-export function permitStore(store: KeyStore, permit: Permit): KeyStore {
+export function permitStore(
+  store: KeyStore,
+  permit: Permit,
+  woke: (woken: Woken) => void,
+): KeyStore {
   const keys = { own: permit.names.owns + permit.value };
   const args = sharedArgs(permit.names, permit.value, permit.spec, permit.validityMs, permit.limit);
   const one = async <T>(reply: Promise<T>): Promise<Outcome<T>[]> => {
@@ -28,15 +38,22 @@ export function permitStore(store: KeyStore, permit: Permit): KeyStore {
       return [{ status: 'rejected', reason }];
     }
   };
-  const release = () => one(store.script(SEMAPHORE_SCRIPTS.release, keys, args, 'release'));
+  const release = () =>
+    one(
+      store.script(SEMAPHORE_SCRIPTS.release, keys, args, 'release').then((released) => {
+        woke(released.woken);
+        return released.held;
+      }),
+    );
   const none: KeyState = { value: null, pttlMs: -2, token: undefined };
   return {
     acquire: async () => [{ status: 'fulfilled', value: none }],
     extend: () =>
       one(
-        store
-          .script(SEMAPHORE_SCRIPTS.extend, keys, args, 'extend')
-          .then((extended) => extended.status === 'extended'),
+        store.script(SEMAPHORE_SCRIPTS.extend, keys, args, 'extend').then((extended) => {
+          if (extended.status !== 'limit') woke(extended.woken);
+          return extended.status === 'extended';
+        }),
       ),
     check: () =>
       one(

@@ -1,9 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { abortable } from 'abort-controller-x';
-import { SEMAPHORE_SCRIPTS, type Spec, sharedArgs } from '../redis/semaphore-scripts.js';
+import {
+  SEMAPHORE_SCRIPTS,
+  type Spec,
+  sharedArgs,
+  type Woken,
+} from '../redis/semaphore-scripts.js';
 import type { KeyStore } from '../redis/store.js';
 import { LimitMismatchError, NotLockedError, UnavailableError } from '../shared/errors.js';
-import { checkName, type SemaphoreKind, semaphoreNames } from '../shared/keys.js';
+import {
+  checkName,
+  type SemaphoreKind,
+  type SemaphoreNames,
+  semaphoreNames,
+} from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { checkMaxHold } from '../shared/resolve-options.js';
 import { listen } from './acquisition.js';
@@ -55,8 +65,6 @@ export class Semaphores {
   readonly #held = new Map<string, HeldLock>();
   /** Waiters by the keys that wake them (their wake key, the head's ticket they watch). */
   readonly #waking = new Map<string, Gate<never>>();
-  /** Waiters by lock (its meta key), with the place their last attempt found. */
-  readonly #local = new Map<string, Set<LocalWaiter>>();
 
   constructor(deps: SemaphoreDeps) {
     this.#deps = deps;
@@ -123,9 +131,6 @@ export class Semaphores {
       limit,
       validityMs: rules.keyValidityMs,
     };
-    const local: LocalWaiter = { gate, rank: -1 };
-    const peers = this.#local.get(names.meta) ?? new Set();
-    this.#local.set(names.meta, peers.add(local));
     /** An attempt under this value may have queued it (or admitted it): give it back. */
     let queued = false;
     let lock: HeldLock | undefined;
@@ -178,11 +183,11 @@ export class Semaphores {
         if (found.status === 'limit') {
           throw new LimitMismatchError(name, limit as number, found.stored);
         }
+        // It may have promoted or woken a waiter of ours, whose wake key was not pushed to us.
+        this.#woke(names, found.woken);
         if (found.status === 'held') {
           queued = false; // an admission leaves the queue
           lock = this.#hold(name, store, permit, terms, found.token, sentAt);
-          // It may have promoted a waiter of ours, whose wake key our write did not push to us.
-          this.#nudge(names, local);
           return createHandle(lock);
         }
         if (trace) trace.contended = true;
@@ -192,7 +197,6 @@ export class Semaphores {
         const { place } = found;
         polls = place?.role === role ? polls + 1 : 0;
         role = place?.role;
-        local.rank = place?.rank ?? -1;
         // The head looks again when the earliest holder would expire (its attempt then
         // removes it), and at least twice a validity to renew its ticket.
         let sleepMs = sleepFor(place, found.earliestMs + rules.tryNextAfterMs, rules);
@@ -219,8 +223,6 @@ export class Semaphores {
     } finally {
       if (mode === 'wait') deps.counters.waiting--;
       for (const key of heard) this.#unhear(heard, key, gate);
-      peers.delete(local);
-      if (peers.size === 0 && this.#local.get(names.meta) === peers) this.#local.delete(names.meta);
       // Given up (or refused): leave the queue, and let go of what an attempt in flight may
       // have taken; it goes out behind that attempt on the same connection.
       if (!lock && queued) this.#giveBack(store, permit);
@@ -229,15 +231,11 @@ export class Semaphores {
   }
 
   /**
-   * Our own scripts' writes are not pushed back to us (NOLOOP): after one that may have woken
-   * or promoted a waiter of this locker, wake the local waiters that may be among the queue's
-   * first two now (the head and the deputy, the only ones a script wakes): this locker's two
-   * first in line, by the places their last attempts found (the queue keeps their order).
+   * Our own scripts' writes are not pushed back to us (NOLOOP): wake the waiters of this
+   * locker whose wake keys a script of ours wrote (it says which: `Woken`).
    */
-  #nudge(names: { readonly meta: string }, self?: LocalWaiter): void {
-    const waiters = [...(this.#local.get(names.meta) ?? [])].filter((one) => one !== self);
-    waiters.sort((a, b) => a.rank - b.rank);
-    for (const waiter of waiters.slice(0, 2)) waiter.gate.wake();
+  #woke(names: SemaphoreNames, woken: Woken): void {
+    for (const value of woken) this.#waking.get(names.queue.wakes + value)?.wake();
   }
 
   #unhear(heard: Set<string>, key: string, gate: Gate<never>): void {
@@ -256,7 +254,7 @@ export class Semaphores {
   ): HeldLock {
     const deps = this.#deps;
     const own = permit.names.owns + permit.value;
-    const held = permitStore(store, permit);
+    const held = permitStore(store, permit, (woken) => this.#woke(permit.names, woken));
     const lock = new HeldLock(held, this.#holding, {
       name,
       keys: [own],
@@ -272,10 +270,7 @@ export class Semaphores {
       onEnd: (ended) => {
         if (this.#held.get(own) === ended) this.#held.delete(own);
       },
-      onDeleting: (deletion, sent) => {
-        void deps.leftovers.track(held, deletion, sent);
-        void sent.then(() => this.#nudge(permit.names));
-      },
+      onDeleting: (deletion, sent) => void deps.leftovers.track(held, deletion, sent),
     });
     // A lock whose parent had already aborted ended in its constructor.
     if (!lock.signal.aborted) this.#held.set(own, lock);
@@ -284,19 +279,11 @@ export class Semaphores {
 
   /** Leave the queue and let go of whatever an attempt under `permit` may hold. */
   #giveBack(store: KeyStore, permit: Permit): void {
-    const held = permitStore(store, permit);
+    const held = permitStore(store, permit, (woken) => this.#woke(permit.names, woken));
     const deletion = { keys: [permit.names.owns + permit.value], value: permit.value };
     const sent = held.release(deletion.keys, deletion.value);
     void this.#deps.leftovers.track(held, deletion, sent);
-    void sent.then(() => this.#nudge(permit.names));
   }
-}
-
-/** A waiter of this locker, as its semaphore's other local waiters see it. */
-interface LocalWaiter {
-  readonly gate: Gate<never>;
-  /** Its place in the queue as its last attempt found it (-1: none yet, or not queued). */
-  rank: number;
 }
 
 /** A permit's own key and its waiter's ticket and wake keys. */

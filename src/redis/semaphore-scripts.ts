@@ -15,7 +15,7 @@ export type Spec = string;
 
 /** What an acquisition found: admitted, busy, or a semaphore of another limit. */
 export type SemaphoreAcquired =
-  | { readonly status: 'held'; readonly token: bigint }
+  | { readonly status: 'held'; readonly token: bigint; readonly woken: readonly string[] }
   /**
    * `earliestMs`: when the earliest holder expires if it does not extend (server ms from now);
    * `place`: the waiter's place in the queue (none for a try, which never queues).
@@ -24,6 +24,7 @@ export type SemaphoreAcquired =
       readonly status: 'busy';
       readonly earliestMs: number;
       readonly place: QueueState | undefined;
+      readonly woken: readonly string[];
     }
   | StoredLimit;
 
@@ -33,8 +34,25 @@ export interface StoredLimit {
   readonly stored: number;
 }
 
-/** What an extension found: still held (and extended), lost, or another limit stored. */
-export type SemaphoreExtended = { readonly status: 'extended' | 'lost' } | StoredLimit;
+/**
+ * What an extension found: still held (and extended), lost, or another limit stored; and the
+ * waiters it woke (see `Woken`).
+ */
+export type SemaphoreExtended =
+  | { readonly status: 'extended' | 'lost'; readonly woken: readonly string[] }
+  | StoredLimit;
+
+/**
+ * The values of the waiters whose wake keys a script wrote (the caller's own excepted): our
+ * own locker is not told by a push (NOLOOP), so it wakes those of them that are its own.
+ */
+export type Woken = readonly string[];
+
+/** What a release found: whether we still held all our permits, and whom it woke. */
+export interface SemaphoreReleased {
+  readonly held: boolean;
+  readonly woken: Woken;
+}
 
 /** What a check found: whether the holder still holds all its permits, and its own key's PTTL. */
 export interface SemaphoreCheck {
@@ -113,6 +131,38 @@ local function takes(s)
   return holders, tonumber(s)
 end
 local mine, k = takes(spec)
+-- Whom this script wakes, to be told to our own locker: a wake key we write is never pushed
+-- back to us (NOLOOP), and a locker has many waiters of one semaphore. A wake key is written
+-- only for the queue's first two when their role changes (promote), and for a head that fits
+-- (wake_head): so the first two whose role differs from the script's start, and those heads.
+local function front()
+  local first = redis.call('ZRANGE', queue, 0, 1)
+  local role = {}
+  if #first > 0 then
+    local had = redis.call('HMGET', roles, unpack(first))
+    for i, v in ipairs(first) do role[v] = had[i] or false end
+  end
+  return first, role
+end
+local _, started = front()
+local fitted = {}
+local function woken()
+  local first, role = front()
+  local list, seen = {}, {}
+  for _, v in ipairs(first) do
+    if v ~= value and role[v] ~= (started[v] or false) then
+      seen[v] = true
+      list[#list + 1] = v
+    end
+  end
+  for _, v in ipairs(fitted) do
+    if v ~= value and not seen[v] and role[v] ~= nil then
+      seen[v] = true
+      list[#list + 1] = v
+    end
+  end
+  return list
+end
 local function member(i) return value .. '#' .. (i - 1) end
 -- The limit stored by the first holder, when it differs from ours: checked before any write,
 -- so that a locker with another limit changes nothing (two limits would admit the larger).
@@ -199,6 +249,7 @@ local function wake_head()
   local needs = head and redis.call('HGET', roles, '#' .. head)
   if needs and fits(needs) then
     redis.call('SET', wakes .. head, 'fit', 'PX', validity)
+    fitted[#fitted + 1] = head
   end
 end
 -- Removes whatever is left of ours (a lost or releasing holder). Returns the permits freed.
@@ -263,10 +314,10 @@ if (rank == 0 or not queued) and fits(spec) then
   keep()
   -- The next head may fit too (more free permits, readers behind a reader).
   if rank or freed > 0 then wake_head() end
-  return {'HELD', token}
+  return {'HELD', token, woken()}
 end
 if freed > 0 then wake_head() end
-if try then return {'BUSY', earliest()} end
+if try then return {'BUSY', earliest(), false, false, false, false, false, false, woken()} end
 if not rank then
   rank = join(value, validity)
   redis.call('HSET', roles, '#' .. value, spec)
@@ -300,7 +351,7 @@ if renewed == 1 or joined then
   redis.call('PEXPIRE', roles, life)
   keep()
 end
-return {'BUSY', earliest(), role, renewed, watching, watch_ms, rank, joined and 1 or 0}
+return {'BUSY', earliest(), role, renewed, watching, watch_ms, rank, joined and 1 or 0, woken()}
 `,
   ),
 
@@ -316,7 +367,10 @@ return {'BUSY', earliest(), role, renewed, watching, watch_ms, rank, joined and 
       keys: OWN_KEYS,
       args: SHARED,
       reply: (raw): SemaphoreExtended =>
-        stored(raw) ?? { status: (raw as unknown[])[0] === 1 ? 'extended' : 'lost' },
+        stored(raw) ?? {
+          status: (raw as unknown[])[0] === 1 ? 'extended' : 'lost',
+          woken: wokenOf((raw as unknown[])[1]),
+        },
     },
     `${SEM}
 local mismatch = other_limit()
@@ -330,7 +384,7 @@ else
 end
 keep()
 if freed > 0 then wake_head() end
-return {held and 1 or 0}
+return {held and 1 or 0, woken()}
 `,
   ),
 
@@ -341,7 +395,14 @@ return {held and 1 or 0}
    */
   release: defineScript(
     'semaphore-release',
-    { keys: OWN_KEYS, args: SHARED, reply: (raw): boolean => raw === 1 },
+    {
+      keys: OWN_KEYS,
+      args: SHARED,
+      reply: (raw): SemaphoreReleased => {
+        const [held, woken] = raw as [unknown, unknown];
+        return { held: held === 1, woken: wokenOf(woken) };
+      },
+    },
     `${SEM}
 local freed = cleanup()
 local held = holds()
@@ -354,7 +415,7 @@ else
 end
 keep()
 if freed > 0 or rank then wake_head() end
-return held and 1 or 0
+return {held and 1 or 0, woken()}
 `,
   ),
 
@@ -382,9 +443,11 @@ return {holds() and 1 or 0, redis.call('PTTL', own)}
 
 function acquired(raw: unknown): SemaphoreAcquired {
   const replies = raw as unknown[];
-  if (replies[0] === 'HELD') return { status: 'held', token: BigInt(replies[1] as string) };
+  if (replies[0] === 'HELD') {
+    return { status: 'held', token: BigInt(replies[1] as string), woken: wokenOf(replies[2]) };
+  }
   if (replies[0] !== 'BUSY') return stored(raw) as StoredLimit;
-  const [, earliestMs, role, renewed, watching, watchMs, rank, joined] = replies;
+  const [, earliestMs, role, renewed, watching, watchMs, rank, joined, woken] = replies;
   const place: QueueState | undefined =
     typeof role === 'string'
       ? {
@@ -397,5 +460,9 @@ function acquired(raw: unknown): SemaphoreAcquired {
           rank: Number(rank),
         }
       : undefined;
-  return { status: 'busy', earliestMs: Number(earliestMs), place };
+  return { status: 'busy', earliestMs: Number(earliestMs), place, woken: wokenOf(woken) };
+}
+
+function wokenOf(raw: unknown): Woken {
+  return Array.isArray(raw) ? raw.map(String) : [];
 }
