@@ -103,4 +103,31 @@ test('a waiter of one locker promoted by that locker’s own admission of anothe
   await order.lock?.release();
 });
 
+/** EVALSHA and EVAL calls on the server so far (INFO commandstats). */
+async function scripts(admin: Client): Promise<number> {
+  const info = String(await admin.sendCommand(['INFO', 'commandstats']));
+  const calls = (name: string) =>
+    Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
+  return calls('evalsha') + calls('eval');
+}
+
+test('a refused tryWithContext, or a call refused for its limit, costs one script: nothing was taken, nothing is given back', async (ctx) => {
+  // The holder extends every 30 s: not within this test.
+  const [a, b] = await Promise.all([locker(ctx, { keyValidityMs: 60_000 }), locker(ctx)]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 1 }).withContext();
+  for (const call of [
+    () => b.semaphore(name, { limit: 1 }).tryWithContext(),
+    () => b.semaphore(name, { limit: 2 }).tryWithContext(),
+    () => b.semaphore(name, { limit: 2 }).withContext(),
+  ]) {
+    const before = await scripts(ctx.admin);
+    await call().catch(() => {});
+    // A give-back, if one is sent, goes out as the call settles: give it time to arrive.
+    await sleep(50);
+    assert.is((await scripts(ctx.admin)) - before, 1, `scripts for ${call}`);
+  }
+  await held.release();
+});
+
 test.run();

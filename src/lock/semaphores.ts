@@ -180,6 +180,8 @@ export class Semaphores {
         failures = 0;
         failure = undefined;
         const found = reply.found;
+        // Refused for its limit, or a try refused: the script took nothing, queued nothing.
+        if (found.status === 'limit' || (found.status === 'busy' && mode === 'try')) queued = false;
         if (found.status === 'limit') {
           throw new LimitMismatchError(name, limit as number, found.stored);
         }
