@@ -8,12 +8,7 @@ import {
 } from '../redis/semaphore-scripts.js';
 import type { KeyStore } from '../redis/store.js';
 import { LimitMismatchError, NotLockedError, UnavailableError } from '../shared/errors.js';
-import {
-  checkName,
-  type SemaphoreKind,
-  type SemaphoreNames,
-  semaphoreNames,
-} from '../shared/keys.js';
+import { type SemaphoreKind, type SemaphoreNames, semaphoreNames } from '../shared/keys.js';
 import type { ResolvedOptions } from '../shared/options.js';
 import { checkMaxHold } from '../shared/resolve-options.js';
 import { listen } from './acquisition.js';
@@ -105,8 +100,8 @@ export class Semaphores {
   }
 
   async #take(request: PermitRequest, trace: AcquireTrace | undefined): Promise<Lock> {
+    // The name was checked when its Semaphore or ReadWriteLock was made.
     const { kind, name, spec, limit, mode, options } = request;
-    checkName(name);
     const deps = this.#deps;
     const rules = deps.options;
     const terms: HoldTerms = {

@@ -160,8 +160,9 @@ export function hashtag(key: string): string | undefined {
 export type SemaphoreKind = 's' | 'rw';
 
 /**
- * The keys of semaphore (`'s'`) or read-write lock (`'rw'`) `name` (docs/semaphores.md): all under the base `{${prefix}:${kind}:${name}}`, so that they share one
- * cluster slot whatever braces the name holds (the hashtag opens at the key's first byte and
+ * The keys of semaphore (`'s'`) or read-write lock (`'rw'`) `name` (docs/semaphores.md): all
+ * under the base `{${prefix}:${kind}:${name}}`, so that they share one cluster slot whatever
+ * braces the name holds (the hashtag opens at the key's first byte and
  * closes inside that shared base), and never equal a mutex key (whose part after the prefix
  * is a number or a single letter, and whose own hashtagged keys begin `{${prefix}:<number>:`).
  * The per-holder and per-waiter prefixes end with `:`; a value after them has no `}`.
