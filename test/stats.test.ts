@@ -117,6 +117,9 @@ test('a nodes locker names each of its 3 servers with its own mode', async (ctx)
     const nodes = servers.map((server) => server.url);
     const spread = await createLocker({ nodes });
     ctx.lockers.push(spread);
+    // createLocker resolves once a majority of the nodes is up: the last may come just after
+    // (it did at load 14).
+    await until(() => Object.keys(spread.stats().servers).length === 3);
     assert.equal(spread.stats().servers, {
       [address(nodes[0] as string)]: 'push',
       [address(nodes[1] as string)]: 'push',
