@@ -111,6 +111,29 @@ local function join(v, validity)
   end
   promote(validity)
   return redis.call('ZRANK', queue, v)
+end
+-- A listener's ticket holds its deadline and vanishes with it (a waiter that is gone): renewed
+-- once a quarter of it has passed, so that the deputy, which watches the head's, is woken that
+-- often and no more. Returns 1 when it renewed it.
+local function renew(ticket, role, validity)
+  if role == 'queued' then return 0 end
+  local deadline = tonumber(redis.call('GET', ticket)) or 0
+  if deadline - now_ms() >= 0.75 * validity then return 0 end
+  redis.call('SET', ticket, now_ms() + validity, 'PX', validity)
+  return 1
+end
+-- For a waiter behind the first two: listeners promoted but not yet answering may be gone
+-- (crashed while queued, behind other dead ones): the shortest PTTL of their tickets (-2 when
+-- none), so that it looks again when they run out and the queue is mended then.
+local function unanswered_ms()
+  local shortest = -2
+  for _, v in ipairs(redis.call('ZRANGE', queue, 0, 1)) do
+    if (tonumber(redis.call('GET', tickets .. v)) or 0) < 0 then
+      local left = redis.call('PTTL', tickets .. v)
+      if left >= 0 and (shortest < 0 or left < shortest) then shortest = left end
+    end
+  end
+  return shortest
 end`;
 
 /**
@@ -273,17 +296,7 @@ if queue then
     if not rank then rank = join(value, validity) end
   end
   local role = redis.call('HGET', roles, value) or 'queued'
-  local renewed = 0
-  if role ~= 'queued' then
-    -- A listener's ticket holds its deadline and vanishes with it (a waiter that is gone):
-    -- renewed once a quarter of it has passed, so that the deputy, which watches the head's,
-    -- is woken that often and no more.
-    local deadline = tonumber(redis.call('GET', my_ticket)) or 0
-    if deadline - now_ms() < 0.75 * validity then
-      redis.call('SET', my_ticket, now_ms() + validity, 'PX', validity)
-      renewed = 1
-    end
-  end
+  local renewed = renew(my_ticket, role, validity)
   redis.call('GET', my_wake)
   local watching, watch_ms, reserved = false, -2, false
   if role == 'head' and apart then
@@ -302,14 +315,7 @@ if queue then
     watching = redis.call('ZRANGE', queue, 0, 0)[1]
     watch_ms = redis.call('PTTL', tickets .. watching)
   else
-    -- Listeners promoted but not yet answering may be gone (crashed while queued, behind
-    -- other dead ones): look again when their tickets run out, so the queue is mended then.
-    for _, v in ipairs(redis.call('ZRANGE', queue, 0, 1)) do
-      if (tonumber(redis.call('GET', tickets .. v)) or 0) < 0 then
-        local left = redis.call('PTTL', tickets .. v)
-        if left >= 0 and (watch_ms < 0 or left < watch_ms) then watch_ms = left end
-      end
-    end
+    watch_ms = unanswered_ms()
   end
   -- The queue lives on while its listeners renew their tickets (or new waiters join).
   if renewed == 1 or joined then

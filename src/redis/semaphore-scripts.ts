@@ -324,27 +324,14 @@ if not rank then
   joined = true
 end
 local role = redis.call('HGET', roles, value) or 'queued'
-local renewed = 0
-if role ~= 'queued' then
-  -- As the mutex's listeners: the ticket holds its deadline, renewed once a quarter passed.
-  local deadline = tonumber(redis.call('GET', my_ticket)) or 0
-  if deadline - now_ms() < 0.75 * validity then
-    redis.call('SET', my_ticket, now_ms() + validity, 'PX', validity)
-    renewed = 1
-  end
-end
+local renewed = renew(my_ticket, role, validity)
 redis.call('GET', my_wake)
 local watching, watch_ms = false, -2
 if role == 'deputy' then
   watching = redis.call('ZRANGE', queue, 0, 0)[1]
   watch_ms = redis.call('PTTL', tickets .. watching)
 elseif role == 'queued' then
-  for _, v in ipairs(redis.call('ZRANGE', queue, 0, 1)) do
-    if (tonumber(redis.call('GET', tickets .. v)) or 0) < 0 then
-      local left = redis.call('PTTL', tickets .. v)
-      if left >= 0 and (watch_ms < 0 or left < watch_ms) then watch_ms = left end
-    end
-  end
+  watch_ms = unanswered_ms()
 end
 if renewed == 1 or joined then
   redis.call('PEXPIRE', queue, life)
