@@ -352,10 +352,12 @@ test('polling (tracking off): a waiter gets the permit within its poll, a holder
   assert.instance(await abortedWithin(next.signal, 5000), LockLostError);
 });
 
-/** EVALSHA calls on the server so far (INFO commandstats). */
+/** EVALSHA and EVAL calls on the server so far (INFO commandstats). */
 async function scripts(admin: Client): Promise<number> {
   const info = String(await admin.sendCommand(['INFO', 'commandstats']));
-  return Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0);
+  const calls = (name: string) =>
+    Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
+  return calls('evalsha') + calls('eval');
 }
 
 test('what W waiters cost the server while the permits are held does not grow with W: extensions wake nobody', async (ctx) => {
@@ -392,6 +394,72 @@ test('what W waiters cost the server while the permits are held does not grow wi
   const [two, eight] = [perWindow.get(2), perWindow.get(8)] as [number, number];
   // The same listeners at W = 2 and 8; timers may shift one attempt of each across the edges.
   assert.ok(eight <= two + 4, `scripts per window: ${two} at W = 2, ${eight} at W = 8`);
+});
+
+test('a waiter of one locker promoted by that locker’s own admission of another is woken, and keeps its place (NOLOOP, stale ranks)', async (ctx) => {
+  // One locker: its own writes are not pushed back to it, so it must wake whom its scripts
+  // promote. W4 joined at rank 4; two ahead of it left, so it is 3rd while its last attempt
+  // said 4, and W5, later, said 3: ranks found at different times do not tell who is next.
+  const validity = 1000;
+  const a = await locker(ctx, { keyValidityMs: validity });
+  const name = fresh();
+  const sem = a.semaphore(name, { limit: 1 });
+  const holder = await sem.withContext();
+  const w: { waiting: Promise<Lock>; value: string }[] = [];
+  const aborts: AbortController[] = [];
+  for (let i = 0; i < 5; i++) {
+    const controller = new AbortController();
+    aborts.push(controller);
+    w.push(
+      await enqueue(ctx.admin, name, () =>
+        sem.withContext({ ...until60, signal: controller.signal }),
+      ),
+    );
+  }
+  // W2 and W3 give up: W4 is 3rd now (no promotion: the first two stay).
+  (aborts[2] as AbortController).abort(new Error('gone'));
+  (aborts[3] as AbortController).abort(new Error('gone'));
+  await until(async () => (await entries(ctx.admin, name)).length === 3);
+  const w5 = await enqueue(ctx.admin, name, () => sem.withContext(until60));
+  await holder.release();
+  const first = await (w[0] as { waiting: Promise<Lock> }).waiting;
+  // W0's admission made W4 the deputy (W1 the head). A deputy that is not told never renews
+  // the ticket its promoter gave it: after a validity it is buried, and W5 passes it.
+  await sleep(2.5 * validity);
+  const w4 = (w[4] as { value: string }).value;
+  assert.ok(
+    (await ctx.admin.zRank(queueOf(name), w4)) !== null,
+    'W4 was dropped from the queue (never woken as deputy)',
+  );
+  await first.release();
+  const second = await (w[1] as { waiting: Promise<Lock> }).waiting;
+  await second.release();
+  const order = await Promise.race([
+    (w[4] as { waiting: Promise<Lock> }).waiting.then((lock) => ({ who: 'W4', lock })),
+    w5.waiting.then((lock) => ({ who: 'W5', lock })),
+    sleep(5000).then(() => ({ who: 'nobody', lock: undefined })),
+  ]);
+  assert.is(order.who, 'W4', 'the next holder after W1');
+  await order.lock?.release();
+});
+
+test('a refused tryWithContext, or a call refused for its limit, costs one script: nothing was taken, nothing is given back', async (ctx) => {
+  // The holder extends every 30 s: not within this test.
+  const [a, b] = await Promise.all([locker(ctx, { keyValidityMs: 60_000 }), locker(ctx)]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 1 }).withContext();
+  for (const call of [
+    () => b.semaphore(name, { limit: 1 }).tryWithContext(),
+    () => b.semaphore(name, { limit: 2 }).tryWithContext(),
+    () => b.semaphore(name, { limit: 2 }).withContext(),
+  ]) {
+    const before = await scripts(ctx.admin);
+    await call().catch(() => {});
+    // A give-back, if one is sent, goes out as the call settles: give it time to arrive.
+    await sleep(50);
+    assert.is((await scripts(ctx.admin)) - before, 1, `scripts for ${call}`);
+  }
+  await held.release();
 });
 
 test.run();
