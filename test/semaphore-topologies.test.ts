@@ -9,10 +9,11 @@ import {
   NotLockedError,
   UnavailableError,
 } from '../src/index.js';
-import { connect } from './helpers/redis.js';
+import { on } from './helpers/redis.js';
 import { type RedisCluster, startRedisCluster } from './helpers/redis-cluster.js';
 import { type RedisSentinelSet, startRedisSentinel } from './helpers/redis-sentinel.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { mostAtOnce } from './helpers/semaphores.js';
 import { abortedWithin, sleep, until, watched } from './helpers/wait.js';
 
 // Semaphores and read-write locks (docs/semaphores.md, Topologies) on a Redis Cluster and with
@@ -23,18 +24,6 @@ const base = (name: string, kind = 's') => `{rueidislock:${kind}:${name}}`;
 const holdersOf = (name: string, kind = 's') => `${base(name, kind)}:h`;
 const queueOf = (name: string, kind = 's') => `${base(name, kind)}:q`;
 const until60 = { waitTimeoutMs: 60_000 };
-
-/** `commands` on the server at `url`, directly (no redirection): the last reply. */
-async function on(url: string, ...commands: string[][]): Promise<unknown> {
-  const client = await connect(url);
-  try {
-    let reply: unknown;
-    for (const command of commands) reply = await client.sendCommand(command);
-    return reply;
-  } finally {
-    client.destroy();
-  }
-}
 
 /** `promise`, its rejection handled: a test that fails first must not leave it unhandled. */
 function handled<T>(promise: Promise<T>): Promise<T> {
@@ -52,29 +41,6 @@ async function enqueue(entries: () => Promise<string[]>, start: () => Promise<Lo
   const waiting = handled(start());
   await until(async () => (await entries()).some((entry) => !before.has(entry)));
   return { waiting };
-}
-
-/**
- * `callers` calls of `withLock` on semaphore `name` (limit `limit`) spread over `lockers`, each
- * holding a moment: the most that were inside at once.
- */
-async function mostAtOnce(lockers: Locker[], name: string, limit: number, callers: number) {
-  let inside = 0;
-  let most = 0;
-  await Promise.all(
-    Array.from({ length: callers }, (_, i) =>
-      (lockers[i % lockers.length] as Locker)
-        .semaphore(name, { limit })
-        .withLock(async (signal) => {
-          inside++;
-          most = Math.max(most, inside);
-          await sleep(5);
-          signal.throwIfAborted();
-          inside--;
-        }, until60),
-    ),
-  );
-  return most;
 }
 
 /** The ports `locker.stats().servers` names. */
