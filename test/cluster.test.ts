@@ -1,8 +1,7 @@
-import { createClient } from '@redis/client';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLocker, type LockerOptions, LockLostError } from '../src/index.js';
-import { keysOf, scriptCounter, stillHeldAgainst } from './helpers/redis.js';
+import { keysOf, on, scriptCounter, stillHeldAgainst } from './helpers/redis.js';
 import { type RedisCluster, startRedisCluster } from './helpers/redis-cluster.js';
 import { abortedWithin, bound, sleep, until } from './helpers/wait.js';
 
@@ -21,20 +20,6 @@ const clusterOptions = (cluster: RedisCluster, more: LockerOptions = {}): Locker
   cluster: { rootNodes: cluster.rootNodes },
   ...more,
 });
-
-/** Send `commands` to the node at `url` directly (no redirection); the last reply. */
-async function on(url: string, ...commands: string[][]): Promise<unknown> {
-  const client = createClient({ url });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    let reply: unknown;
-    for (const command of commands) reply = await client.sendCommand(command);
-    return reply;
-  } finally {
-    client.destroy();
-  }
-}
 
 /** The value of `key` on `url`, read there directly. */
 async function valueOn(url: string, key: string): Promise<string | null> {

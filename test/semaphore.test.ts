@@ -13,6 +13,7 @@ import {
 } from '../src/index.js';
 import { type Client, connect } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
+import { mostAtOnce } from './helpers/semaphores.js';
 import { abortedWithin, sleep, until, watched } from './helpers/wait.js';
 
 // Semaphores and read-write locks (issue 16, docs/semaphores.md) on one server of the test's
@@ -84,21 +85,7 @@ test('at most limit holders at once among many callers of several lockers, each 
   const lockers = await Promise.all([locker(ctx), locker(ctx), locker(ctx)]);
   const name = fresh();
   const limit = 2;
-  let inside = 0;
-  let most = 0;
-  const runs = lockers.flatMap((one) =>
-    Array.from({ length: 4 }, () =>
-      one.semaphore(name, { limit }).withLock(async (signal) => {
-        inside++;
-        most = Math.max(most, inside);
-        await sleep(5);
-        signal.throwIfAborted();
-        inside--;
-      }, until60),
-    ),
-  );
-  await Promise.all(runs);
-  assert.is(most, limit, 'the most holders at once');
+  assert.is(await mostAtOnce(lockers, name, limit, 12), limit, 'the most holders at once');
   assert.equal(await ctx.admin.keys(`${base(name)}:[hmoq]*`), [], 'what is left of it');
 });
 

@@ -19,6 +19,18 @@ export async function connect(url: string) {
   return client;
 }
 
+/** `commands` on the server at `url` over a connection of their own (no redirection): the last reply. */
+export async function on(url: string, ...commands: string[][]): Promise<unknown> {
+  const client = await connect(url);
+  try {
+    let reply: unknown;
+    for (const command of commands) reply = await client.sendCommand(command);
+    return reply;
+  } finally {
+    client.destroy();
+  }
+}
+
 /** Total calls of one command on the server since its start (INFO commandstats). */
 export async function calls(client: Client, command: string): Promise<number> {
   const info = String(await client.sendCommand(['INFO', 'commandstats']));
