@@ -10,6 +10,7 @@ import {
   LockLostError,
   MAX_SEMAPHORE_LIMIT,
   NotLockedError,
+  UnavailableError,
 } from '../src/index.js';
 import { type Client, connect } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
@@ -447,6 +448,26 @@ test('a refused tryWithContext, or a call refused for its limit, costs one scrip
     assert.is((await scripts(ctx.admin)) - before, 1, `scripts for ${call}`);
   }
   await held.release();
+});
+
+test('a waiter whose user the ACL refuses the semaphore’s keys is told at once with UnavailableError, as the mutex’s', async (ctx) => {
+  // A user that may use the mutex's keys only: the semaphore's base begins with a brace.
+  await ctx.admin.sendCommand([
+    'ACL',
+    'SETUSER',
+    'narrow',
+    'on',
+    '>narrow-pw',
+    '~rueidislock:*',
+    '+@all',
+  ]);
+  const url = ctx.server.url.replace('redis://', 'redis://narrow:narrow-pw@');
+  const a = await locker(ctx, { url });
+  const startedAt = performance.now();
+  const error = await rejection(a.semaphore(fresh(), { limit: 1 }).withContext(until60));
+  assert.instance(error, UnavailableError);
+  assert.match(String((error as UnavailableError).cause), /NOPERM/);
+  assert.ok(performance.now() - startedAt < 30_000, 'it waited for its waitTimeoutMs');
 });
 
 test.run();

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { abortable } from 'abort-controller-x';
+import { refusedByAcl } from '../redis/connect.js';
 import {
   SEMAPHORE_SCRIPTS,
   type Spec,
@@ -164,6 +165,12 @@ export class Semaphores {
           if (mode === 'try') {
             throw new UnavailableError(
               `Redis did not complete the attempt to take "${name}"`,
+              reply.error,
+            );
+          }
+          if (refusedByAcl(reply.error)) {
+            throw new UnavailableError(
+              `Redis refused a command of the attempt to take "${name}" for the user's ACL, which retrying cannot change: see the smallest ACL in docs/compatibility.md`,
               reply.error,
             );
           }
