@@ -41,12 +41,13 @@ const WRITE: Request = { ...READ, spec: 'w' };
 const own = (value: string, names = S) => `${names.owns}${value}`;
 const ticketOf = (value: string, names = S) => `${names.queue.tickets}${value}`;
 const wakeOf = (value: string, names = S) => `${names.queue.wakes}${value}`;
-/** A holder's scripts name its own key only; a waiter's also its ticket and wake keys. */
+/** A holder's scripts name its own key only; a waiter's also its ticket, wake and handoff keys. */
 const holderKeys = (value: string, names = S) => ({ own: own(value, names) });
 const waiterKeys = (value: string, names = S) => ({
   own: own(value, names),
   ticket: ticketOf(value, names),
   wake: wakeOf(value, names),
+  handoff: `${names.queue.handoffs}${value}`,
 });
 const argsOf = (value: string, { names, spec, validityMs, limit }: Request) =>
   sharedArgs(names, value, spec, validityMs, limit);

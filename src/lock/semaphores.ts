@@ -59,8 +59,11 @@ export class Semaphores {
   readonly #holding: ResolvedOptions;
   /** Holders by own key. */
   readonly #held = new Map<string, HeldLock>();
-  /** Waiters by the keys that wake them (their wake key, the head's ticket they watch). */
-  readonly #waking = new Map<string, Gate<never>>();
+  /**
+   * Waiters by the keys that concern them: their wake key and the head's ticket they watch
+   * (which wake them), and their handoff key (a grant).
+   */
+  readonly #waking = new Map<string, Listener>();
 
   constructor(deps: SemaphoreDeps) {
     this.#deps = deps;
@@ -82,15 +85,16 @@ export class Semaphores {
   /** Whether `key` was one of ours; `null` (anything may have changed) reaches everyone. */
   invalidated(key: string | null): boolean {
     if (key === null) {
-      for (const gate of new Set(this.#waking.values())) gate.wake();
+      for (const { gate } of this.#waking.values()) gate.wake();
       for (const lock of this.#held.values()) lock.recheck(null);
       return false;
     }
     const lock = this.#held.get(key);
     if (lock) lock.recheck(0);
-    const gate = this.#waking.get(key);
-    gate?.wake();
-    return lock !== undefined || gate !== undefined;
+    const listener = this.#waking.get(key);
+    if (listener?.granted) listener.granted();
+    else listener?.gate.wake();
+    return lock !== undefined || listener !== undefined;
   }
 
   /** A connection of `store` dropped: its holders' permits may be gone. */
@@ -114,11 +118,47 @@ export class Semaphores {
     const names = semaphoreNames(rules.keyPrefix, kind, name);
     const store = deps.storeFor(name);
     const gate = new Gate<never>();
-    /** Keys this waiter listens to, and the value whose place they are. */
+    /** Keys this waiter listens to. */
     const heard = new Set<string>();
-    const hear = (key: string) => {
+    const hear = (key: string, listener: Listener = { gate }) => {
       heard.add(key);
-      this.#waking.set(key, gate);
+      this.#waking.set(key, listener);
+    };
+    /**
+     * A grant (see `wake_head` in semaphore-scripts.ts): heard while an attempt is in flight, it
+     * came before that attempt ran if the attempt found us holding, else after it (one
+     * connection: a push and a reply come in the order they were made).
+     */
+    let inFlight = false;
+    let heardGrant = false;
+    let granted = false;
+    /** The send time of the attempt that last renewed our ticket, whose deadline a grant uses. */
+    let registeredAt: number | undefined;
+    /** The token our last attempt reserved as the head: a grant's. */
+    let reserved: bigint | undefined;
+    const grantListener: Listener = {
+      gate,
+      granted: () => {
+        if (lock) return;
+        if (inFlight) heardGrant = true;
+        else {
+          granted = true;
+          gate.wake();
+        }
+      },
+    };
+    const listenAs = (value: string) => {
+      hear(names.queue.wakes + value);
+      hear(names.queue.handoffs + value, grantListener);
+    };
+    /** Hold what a grant gave, unless it came too late to be safe (the next attempt then takes it). */
+    const takeGrant = (): HeldLock | undefined => {
+      granted = false;
+      if (registeredAt === undefined || reserved === undefined) return undefined;
+      if (performance.now() >= registeredAt + rules.keyValidityMs - rules.marginMs)
+        return undefined;
+      if (trace) trace.contended = true;
+      return this.#hold(name, store, permit, terms, reserved, registeredAt);
     };
     let permit: Permit = {
       names,
@@ -134,7 +174,7 @@ export class Semaphores {
     if (mode === 'wait') deps.counters.waiting++;
     try {
       signal.throwIfAborted();
-      hear(names.queue.wakes + permit.value);
+      listenAs(permit.value);
       for (let failures = 0, polls = 0, role: string | undefined; ; ) {
         const epoch = gate.epoch;
         if (trace) trace.attempts++;
@@ -147,10 +187,13 @@ export class Semaphores {
         };
         const sent = store.script(SEMAPHORE_SCRIPTS.acquire, keys, args, 'acquire');
         queued = true;
+        inFlight = true;
+        heardGrant = false;
         const reply = await abortable(signal, sent).then(
           (found) => ({ found }),
           (error: unknown) => ({ error }),
         );
+        inFlight = false;
         signal.throwIfAborted();
         if ('error' in reply) {
           // Unknown whether it admitted or queued us: give that back, and go on under a new
@@ -158,10 +201,13 @@ export class Semaphores {
           failure = { cause: reply.error };
           this.#giveBack(store, permit);
           queued = false;
-          heard.delete(names.queue.wakes + permit.value);
-          this.#waking.delete(names.queue.wakes + permit.value);
+          for (const key of [names.queue.wakes, names.queue.handoffs]) {
+            this.#unhear(heard, key + permit.value, gate);
+          }
           permit = { ...permit, value: randomUUID() };
-          hear(names.queue.wakes + permit.value);
+          registeredAt = reserved = undefined;
+          granted = heardGrant = false;
+          listenAs(permit.value);
           if (mode === 'try') {
             throw new UnavailableError(
               `Redis did not complete the attempt to take "${name}"`,
@@ -199,6 +245,11 @@ export class Semaphores {
         // A waitTimeoutMs that ran out during the attempt ends the wait here.
         waiting.throwIfAborted();
         const { place } = found;
+        if (place?.renewed) registeredAt = sentAt;
+        reserved = place?.token;
+        if (heardGrant) granted = true;
+        if (granted) lock = takeGrant();
+        if (lock) return createHandle(lock);
         polls = place?.role === role ? polls + 1 : 0;
         role = place?.role;
         // The head looks again when the earliest holder would expire (its attempt then
@@ -215,6 +266,8 @@ export class Semaphores {
           store.watch(key).catch(() => {});
         }
         await gate.sleep(epoch, sleepMs, waiting);
+        if (granted) lock = takeGrant();
+        if (lock) return createHandle(lock);
       }
     } catch (error) {
       if (failure && error instanceof NotLockedError && error === waiting.reason) {
@@ -239,12 +292,15 @@ export class Semaphores {
    * locker whose wake keys a script of ours wrote (it says which: `Woken`).
    */
   #woke(names: SemaphoreNames, woken: Woken): void {
-    for (const value of woken) this.#waking.get(names.queue.wakes + value)?.wake();
+    for (const one of woken) {
+      if (one.startsWith('+')) this.#waking.get(names.queue.handoffs + one.slice(1))?.granted?.();
+      else this.#waking.get(names.queue.wakes + one)?.gate.wake();
+    }
   }
 
   #unhear(heard: Set<string>, key: string, gate: Gate<never>): void {
     heard.delete(key);
-    if (this.#waking.get(key) === gate) this.#waking.delete(key);
+    if (this.#waking.get(key)?.gate === gate) this.#waking.delete(key);
   }
 
   /** Hold the permits an acquisition sent at `sentAt` was admitted to. */
@@ -290,6 +346,12 @@ export class Semaphores {
   }
 }
 
+/** A waiter as the keys that concern it see it: woken, or (its handoff key) granted. */
+interface Listener {
+  readonly gate: Gate<never>;
+  readonly granted?: () => void;
+}
+
 /** A permit's own key and its waiter's ticket and wake keys. */
 function ownKeys(permit: Permit) {
   const { names, value } = permit;
@@ -297,5 +359,6 @@ function ownKeys(permit: Permit) {
     own: names.owns + value,
     ticket: names.queue.tickets + value,
     wake: names.queue.wakes + value,
+    handoff: names.queue.handoffs + value,
   };
 }

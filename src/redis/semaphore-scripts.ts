@@ -43,8 +43,9 @@ export type SemaphoreExtended =
   | StoredLimit;
 
 /**
- * The values of the waiters whose wake keys a script wrote (the caller's own excepted): our
- * own locker is not told by a push (NOLOOP), so it wakes those of them that are its own.
+ * The values of the waiters whose wake keys a script wrote (the caller's own excepted), and
+ * `'+' + value` for a waiter it granted permits (wrote its handoff key): our own locker is not
+ * told by a push (NOLOOP), so it tells those of them that are its own.
  */
 export type Woken = readonly string[];
 
@@ -69,7 +70,12 @@ const stored = (raw: unknown): StoredLimit | undefined => {
 // a holder must hear of its own key only, a waiter of its wake key only, not of every other
 // holder's change to the shared keys (N holders would cost N² pushes per validity). The shared
 // keys, in the own key's slot, come by name as arguments, as the mutex's queue does.
-const OWN_KEYS = { own: 'one', ticket: 'optional', wake: 'optional' } as const;
+const OWN_KEYS = {
+  own: 'one',
+  ticket: 'optional',
+  wake: 'optional',
+  handoff: 'optional',
+} as const;
 const SHARED = {
   value: 'one',
   spec: 'one',
@@ -118,7 +124,7 @@ export function sharedArgs(
  * server only, so clients' clocks need not agree.
  */
 const SEM = `${NEXT_TOKEN}${QUEUE}
-local own, my_ticket, my_wake = KEYS[1], KEYS[2], KEYS[3]
+local own, my_ticket, my_wake, my_handoff = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local value, spec, meta, holders, writers, fence = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 queue, roles, tickets, wakes, handoffs = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local validity, cap = tonumber(ARGV[12]), tonumber(ARGV[13])
@@ -145,7 +151,8 @@ local function front()
   return first, role
 end
 local _, started = front()
-local fitted = {}
+local fitted, granted = {}, {}
+-- The values woken, and each one granted permits as '+' .. value (see wake_head).
 local function woken()
   local first, role = front()
   local list, seen = {}, {}
@@ -161,7 +168,15 @@ local function woken()
       list[#list + 1] = v
     end
   end
+  for _, v in ipairs(granted) do list[#list + 1] = '+' .. v end
   return list
+end
+-- A waiter's request in the roles hash: its spec, and the token it reserved as the head.
+local function request_of(v)
+  local field = redis.call('HGET', roles, '#' .. v)
+  if not field then return nil end
+  local s, t = string.match(field, '^(%S+) ?(%S*)$')
+  return s, t ~= '' and t or nil
 end
 local function member(i) return value .. '#' .. (i - 1) end
 -- The limit stored by the first holder, when it differs from ours: checked before any write,
@@ -206,17 +221,21 @@ local function holds()
   end
   return true
 end
+-- v's members for spec s and its own key, until expiry (server ms).
+local function put(v, s, expiry)
+  local set, n = takes(s)
+  local scored = {}
+  for i = 1, n do
+    scored[2 * i - 1] = expiry
+    scored[2 * i] = v .. '#' .. (i - 1)
+  end
+  redis.call('ZADD', set, unpack(scored))
+  redis.call('SET', owns .. v, n, 'PXAT', expiry)
+end
 -- Our k members and own key, until now + validity. The GET after the SET keeps the own key in
 -- this connection's tracking table (a write drops it there, even for NOLOOP): loss by push.
 local function hold()
-  local expiry = now_ms() + validity
-  local scored = {}
-  for i = 1, k do
-    scored[2 * i - 1] = expiry
-    scored[2 * i] = member(i)
-  end
-  redis.call('ZADD', mine, unpack(scored))
-  redis.call('SET', own, k, 'PXAT', expiry)
+  put(value, spec, now_ms() + validity)
   redis.call('GET', own)
 end
 local function latest(set) return tonumber(redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')[2]) end
@@ -240,17 +259,32 @@ local function keep()
     redis.call('PEXPIREAT', meta, last)
   end
 end
--- Wake the queue's head (write its wake key, which it alone reads) when it fits: so a release
--- wakes at most one waiter, and an extension none, however many wait. Promoting first buries
--- a head that is gone.
+-- When the queue's head fits, hand it the permits in this script (a grant) or wake it (write
+-- its wake key, which it alone reads): so a release wakes at most one waiter, and an extension
+-- none, however many wait. Promoting first buries a head that is gone. A grant, as the mutex's
+-- handoff, needs the token the head reserved at its last attempt to be still the last drawn
+-- (so the greatest: the head, told by a push alone, knows it already) and at least a quarter
+-- of its ticket left (a live head renews it sooner); the permits last until the ticket's
+-- deadline, and its handoff key, written last, tells it. One grant per script (a second head
+-- has no token reserved): the next head is woken if it fits too.
 local function wake_head()
   if redis.call('EXISTS', queue) == 0 then return end
   local head = promote(validity)[1]
-  local needs = head and redis.call('HGET', roles, '#' .. head)
-  if needs and fits(needs) then
-    redis.call('SET', wakes .. head, 'fit', 'PX', validity)
-    fitted[#fitted + 1] = head
+  if not head then return end
+  local needs, reserved = request_of(head)
+  if not (needs and fits(needs)) then return end
+  local deadline = tonumber(redis.call('GET', tickets .. head)) or 0
+  if #granted == 0 and reserved and reserved == redis.call('GET', fence)
+    and deadline - now_ms() >= validity / 4 then
+    drop(head)
+    put(head, needs, deadline)
+    redis.call('SET', handoffs .. head, reserved, 'PXAT', deadline)
+    granted[1] = head
+    keep()
+    return wake_head()
   end
+  redis.call('SET', wakes .. head, 'fit', 'PX', validity)
+  fitted[#fitted + 1] = head
 end
 -- Removes whatever is left of ours (a lost or releasing holder). Returns the permits freed.
 local function remove()
@@ -293,6 +327,17 @@ local life, try = ARGV[14], ARGV[15] == 'try'
 local mismatch = other_limit()
 if mismatch then return mismatch end
 local freed = cleanup()
+-- Granted before this attempt ran (a release handed us the permits): ours, with this
+-- attempt's expiry and the token the grant gave.
+if holds() then
+  hold()
+  local token = redis.call('GET', handoffs .. value) or next_token(fence, validity)
+  redis.call('DEL', handoffs .. value)
+  if redis.call('ZSCORE', queue, value) then drop(value) end
+  keep()
+  if freed > 0 then wake_head() end
+  return {'HELD', token, woken()}
+end
 local queued = redis.call('EXISTS', queue) == 1
 local rank, joined
 if queued then
@@ -326,8 +371,18 @@ end
 local role = redis.call('HGET', roles, value) or 'queued'
 local renewed = renew(my_ticket, role, validity)
 redis.call('GET', my_wake)
-local watching, watch_ms = false, -2
-if role == 'deputy' then
+local watching, watch_ms, reserved = false, -2, false
+if role == 'head' then
+  -- The token a grant will give the head, drawn now so that the head knows it: still good
+  -- while no other token was drawn since (the fence holds it), else drawn again.
+  redis.call('GET', my_handoff)
+  local _, had = request_of(value)
+  reserved = had
+  if reserved ~= redis.call('GET', fence) then
+    reserved = next_token(fence, validity)
+    redis.call('HSET', roles, '#' .. value, spec .. ' ' .. reserved)
+  end
+elseif role == 'deputy' then
   watching = redis.call('ZRANGE', queue, 0, 0)[1]
   watch_ms = redis.call('PTTL', tickets .. watching)
 elseif role == 'queued' then
@@ -338,7 +393,8 @@ if renewed == 1 or joined then
   redis.call('PEXPIRE', roles, life)
   keep()
 end
-return {'BUSY', earliest(), role, renewed, watching, watch_ms, rank, joined and 1 or 0, woken()}
+return {'BUSY', earliest(), role, renewed, watching, watch_ms, rank, joined and 1 or 0, woken(),
+  reserved}
 `,
   ),
 
@@ -434,7 +490,7 @@ function acquired(raw: unknown): SemaphoreAcquired {
     return { status: 'held', token: BigInt(replies[1] as string), woken: wokenOf(replies[2]) };
   }
   if (replies[0] !== 'BUSY') return stored(raw) as StoredLimit;
-  const [, earliestMs, role, renewed, watching, watchMs, rank, joined, woken] = replies;
+  const [, earliestMs, role, renewed, watching, watchMs, rank, joined, woken, reserved] = replies;
   const place: QueueState | undefined =
     typeof role === 'string'
       ? {
@@ -442,7 +498,7 @@ function acquired(raw: unknown): SemaphoreAcquired {
           renewed: renewed === 1,
           watching: typeof watching === 'string' ? watching : undefined,
           watchMs: Number(watchMs),
-          token: undefined,
+          token: typeof reserved === 'string' ? BigInt(reserved) : undefined,
           joined: joined === 1,
           rank: Number(rank),
         }
