@@ -470,4 +470,23 @@ test('a waiter whose user the ACL refuses the semaphore’s keys is told at once
   assert.ok(performance.now() - startedAt < 30_000, 'it waited for its waitTimeoutMs');
 });
 
+test('a release hands the permit to the queue’s head in its script: the head sends nothing more, holds with a greater token, and hears of its loss', async (ctx) => {
+  // A long validity: a loss seen within the bound can only come from a push.
+  const options = { keyValidityMs: 30_000 };
+  const [a, b] = await Promise.all([locker(ctx, options), locker(ctx, options)]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 1 }).withContext();
+  const { waiting } = await enqueue(ctx.admin, name, () =>
+    b.semaphore(name, { limit: 1 }).withContext(until60),
+  );
+  await held.release();
+  const next = await waiting;
+  assert.ok((next.token as bigint) > (held.token as bigint));
+  assert.is(b.stats().calls.acquire, 1, 'attempts of the waiter: its first, queued, only');
+  const [own] = await ctx.admin.keys(`${base(name)}:o:*`);
+  await ctx.admin.del(own as string);
+  const reason = await abortedWithin(next.signal, 5000);
+  assert.instance(reason, LockLostError);
+});
+
 test.run();

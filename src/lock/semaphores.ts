@@ -158,7 +158,11 @@ export class Semaphores {
       if (performance.now() >= registeredAt + rules.keyValidityMs - rules.marginMs)
         return undefined;
       if (trace) trace.contended = true;
-      return this.#hold(name, store, permit, terms, reserved, registeredAt);
+      const handed = this.#hold(name, store, permit, terms, reserved, registeredAt);
+      // The grant's writes dropped our own key from the tracking table: read it again, so that
+      // its loss is pushed to us.
+      handed.recheck(null);
+      return handed;
     };
     let permit: Permit = {
       names,
