@@ -155,6 +155,18 @@ async function assertGranted(
   assert.is(await client.hGet(names.queue.rolesKey, `#${value}`), null);
 }
 
+/**
+ * `a` holds the one permit, and `b` is the head without having attempted as one (promoted by
+ * the script of `x`, the head before it, giving up): it reserved no token, so it cannot be
+ * granted.
+ */
+async function headNeverAttempting(one: Request) {
+  await held('a', one);
+  await queuedAt('x', 0, one);
+  await queuedAt('b', 1, one);
+  assert.is(await release('x', one), false);
+}
+
 /** The granted `value`'s attempt: HELD with the token it reserved, its handoff key gone. */
 async function takesGrant(value: string, token: bigint, request = permits()) {
   assert.is(await held(value, request), token);
@@ -313,12 +325,7 @@ test('a locker with another limit is answered with the stored limit and nothing 
 
 test('a locker with another limit is refused while waiters of the old one queue, though nobody holds', async () => {
   const one = permits(1, { limit: 1 });
-  await held('a', one);
-  await queuedAt('x', 0, one);
-  await queuedAt('b', 1, one);
-  // x gives up: b is the head without having attempted as one, so reserved no token and
-  // cannot be granted.
-  assert.is(await release('x', one), false);
+  await headNeverAttempting(one);
   // a leaves: b is woken to fit but has not come yet, and nobody holds.
   assert.is(await release('a', one), true);
   assert.is(await client.get(wakeOf('b')), 'fit');
@@ -732,11 +739,7 @@ test('a dead head buried by an arrival makes the next the head, not woken to fit
 
 test('a head that never attempted as the head reserved no token: it is woken to fit, not granted', async () => {
   const one = permits(1, { limit: 1 });
-  await held('a', one);
-  await queuedAt('x', 0, one);
-  await queuedAt('b', 1, one);
-  // x gives up: b is promoted to head by x's script, never by an attempt of its own.
-  assert.is(await release('x', one), false);
+  await headNeverAttempting(one);
   assert.is(await client.hGet(S.queue.rolesKey, '#b'), '1');
   assert.ok(Number(await client.get(ticketOf('b'))) > 0);
   const fence = await client.get(S.fence);
