@@ -41,13 +41,14 @@ const WRITE: Request = { ...READ, spec: 'w' };
 const own = (value: string, names = S) => `${names.owns}${value}`;
 const ticketOf = (value: string, names = S) => `${names.queue.tickets}${value}`;
 const wakeOf = (value: string, names = S) => `${names.queue.wakes}${value}`;
+const handoffOf = (value: string, names = S) => `${names.queue.handoffs}${value}`;
 /** A holder's scripts name its own key only; a waiter's also its ticket, wake and handoff keys. */
 const holderKeys = (value: string, names = S) => ({ own: own(value, names) });
 const waiterKeys = (value: string, names = S) => ({
   own: own(value, names),
   ticket: ticketOf(value, names),
   wake: wakeOf(value, names),
-  handoff: `${names.queue.handoffs}${value}`,
+  handoff: handoffOf(value, names),
 });
 const argsOf = (value: string, { names, spec, validityMs, limit }: Request) =>
   sharedArgs(names, value, spec, validityMs, limit);
@@ -75,15 +76,15 @@ const extend = async (value: string, request = permits(), via = send) => {
   );
   return found.status === 'limit' ? found : { status: found.status };
 };
-const release = async (value: string, request = permits()) =>
-  (
-    await runScript(
-      send,
-      SEMAPHORE_SCRIPTS.release,
-      holderKeys(value, request.names),
-      argsOf(value, request),
-    )
-  ).held;
+/** A release's whole reply: whether it held, and whom it woke or granted (`'+' + value`). */
+const released = (value: string, request = permits()) =>
+  runScript(
+    send,
+    SEMAPHORE_SCRIPTS.release,
+    holderKeys(value, request.names),
+    argsOf(value, request),
+  );
+const release = async (value: string, request = permits()) => (await released(value, request)).held;
 const check = (value: string, request = permits(), via = send) =>
   runScript(via, SEMAPHORE_SCRIPTS.check, holderKeys(value, request.names), argsOf(value, request));
 
@@ -97,13 +98,79 @@ async function held(value: string, request = permits()): Promise<bigint> {
   return reply.token;
 }
 
-/** Busy and queued at `rank`, else a failure that shows the reply. */
+/** Busy and queued at `rank`, else a failure that shows the reply; the reply. */
 async function queuedAt(value: string, rank: number, request = permits(), via = send) {
   const reply = await acquire(value, request, via);
   assert.ok(
     reply.status === 'busy' && reply.place?.rank === rank,
     `${value}: ${JSON.stringify(reply, bigints)}`,
   );
+  return reply;
+}
+
+/**
+ * Busy as the queue's head, else a failure: the token it reserved (what a grant gives it) and
+ * its ticket's deadline (until when a grant's permits last).
+ */
+async function headReserving(value: string, request = permits(), via = send) {
+  const reply = await queuedAt(value, 0, request, via);
+  const token = reply.status === 'busy' ? reply.place?.token : undefined;
+  assert.ok(token !== undefined, `${value}: ${JSON.stringify(reply, bigints)}`);
+  assert.is(
+    await client.hGet(request.names.queue.rolesKey, `#${value}`),
+    `${request.spec} ${token}`,
+  );
+  assert.is(await client.get(request.names.fence), String(token));
+  const deadline = Number(await client.get(ticketOf(value, request.names)));
+  assert.ok(deadline > 0, `${value}'s ticket: ${deadline}`);
+  return { token, deadline };
+}
+
+/**
+ * `value` was granted its permits by a script, not by an attempt of its own: its members and
+ * own key last until its ticket's deadline, its handoff key holds the token it reserved, and
+ * it left the queue (ticket, wake key and roles with it).
+ */
+async function assertGranted(
+  value: string,
+  { token, deadline }: { token: bigint; deadline: number },
+  request = permits(),
+) {
+  const { names } = request;
+  assert.is(await client.get(handoffOf(value, names)), String(token));
+  assert.is(Number(await client.sendCommand(['PEXPIRETIME', handoffOf(value, names)])), deadline);
+  const set = request.spec === 'w' ? names.writers : names.holders;
+  const k = request.spec === 'w' || request.spec === 'r' ? 1 : Number(request.spec);
+  const mine = (await client.zRangeWithScores(set, 0, -1)).filter((m) =>
+    m.value.startsWith(`${value}#`),
+  );
+  assert.equal(
+    mine.map((m) => [m.value, m.score]),
+    Array.from({ length: k }, (_, i) => [`${value}#${i}`, deadline]),
+  );
+  assert.is(await client.get(own(value, names)), String(k));
+  assert.is(Number(await client.sendCommand(['PEXPIRETIME', own(value, names)])), deadline);
+  assert.not.ok((await client.zRange(names.queue.queueKey, 0, -1)).includes(value));
+  assert.is(await client.exists([ticketOf(value, names), wakeOf(value, names)]), 0);
+  assert.is(await client.hGet(names.queue.rolesKey, `#${value}`), null);
+}
+
+/**
+ * `a` holds the one permit, and `b` is the head without having attempted as one (promoted by
+ * the script of `x`, the head before it, giving up): it reserved no token, so it cannot be
+ * granted.
+ */
+async function headNeverAttempting(one: Request) {
+  await held('a', one);
+  await queuedAt('x', 0, one);
+  await queuedAt('b', 1, one);
+  assert.is(await release('x', one), false);
+}
+
+/** The granted `value`'s attempt: HELD with the token it reserved, its handoff key gone. */
+async function takesGrant(value: string, token: bigint, request = permits()) {
+  assert.is(await held(value, request), token);
+  assert.is(await client.exists(handoffOf(value, request.names)), 0);
 }
 
 async function serverMs(): Promise<number> {
@@ -222,23 +289,24 @@ test('expired permits are removed by the next script, with their own keys, and f
   assert.is(await client.exists([own('a'), own('c')]), 0);
 });
 
-test("permits freed by expiry wake the queue's head when it fits, though the script that finds them queues", async () => {
+test("permits freed by expiry are granted to the queue's head when it fits, though the script that finds them queues", async () => {
   for (const value of ['a', 'b', 'c']) await held(value);
-  await queuedAt('d', 0, permits(2));
+  const reserved = await headReserving('d', permits(2));
   // Written by d's promotion to head (its role), not because it fits.
   assert.is(await client.get(wakeOf('d')), 'head');
   assert.equal(await extend('c'), { status: 'extended' });
   assert.is(await client.get(wakeOf('d')), 'head');
   await expireNow('a#0');
   await expireNow('b#0');
-  // e's arrival finds a and b expired: 2 free, d fits. e queues behind d.
-  await queuedAt('e', 1);
-  assert.equal(
-    (await holders()).map((m) => m.value),
-    ['c#0'],
-  );
-  assert.is(await client.get(wakeOf('d')), 'fit');
-  await held('d', permits(2));
+  // e's arrival finds a and b expired: 2 free, d fits and is granted them. e queues behind d
+  // (the head now, it does not fit).
+  const e = await queuedAt('e', 1);
+  assert.ok(e.status === 'busy' && e.woken.includes('+d'), JSON.stringify(e, bigints));
+  await assertGranted('d', reserved, permits(2));
+  assert.equal((await holders()).map((m) => m.value).sort(), ['c#0', 'd#0', 'd#1']);
+  assert.equal(await queue(), ['e']);
+  assert.is(await client.get(wakeOf('e')), 'head');
+  await takesGrant('d', reserved.token, permits(2));
 });
 
 test('a locker with another limit is answered with the stored limit and nothing is written', async () => {
@@ -257,11 +325,11 @@ test('a locker with another limit is answered with the stored limit and nothing 
 
 test('a locker with another limit is refused while waiters of the old one queue, though nobody holds', async () => {
   const one = permits(1, { limit: 1 });
-  await held('a', one);
-  await queuedAt('b', 0, one);
+  await headNeverAttempting(one);
   // a leaves: b is woken to fit but has not come yet, and nobody holds.
   assert.is(await release('a', one), true);
   assert.is(await client.get(wakeOf('b')), 'fit');
+  assert.is(await client.exists(S.holders), 0);
   assert.equal(await acquire('c', permits(1, { limit: 5 })), { status: 'limit', stored: 1 });
   assert.equal(await queue(), ['b']);
 });
@@ -308,29 +376,27 @@ test('an extension never re-admits a holder whose permits expired', async () => 
 test("a holder that lost one of its permits is lost, and what is left of it is freed for the queue's head", async () => {
   await held('a', permits(2));
   await held('b');
-  await queuedAt('c', 0);
+  const reserved = await headReserving('c');
   await client.zRem(S.holders, 'a#1');
   assert.equal(await extend('a', permits(2)), { status: 'lost' });
-  assert.equal(
-    (await holders()).map((m) => m.value),
-    ['b#0'],
-  );
+  assert.equal((await holders()).map((m) => m.value).sort(), ['b#0', 'c#0']);
   assert.is(await client.exists(own('a')), 0);
-  assert.is(await client.get(wakeOf('c')), 'fit');
+  await assertGranted('c', reserved);
+  assert.is(await client.exists(S.queue.queueKey), 0);
 });
 
-test("a release frees the permits and wakes the queue's head; a second release frees nothing", async () => {
+test("a release frees the permits and grants them to the queue's head; a second release frees nothing", async () => {
   const one = permits(1, { limit: 1 });
   await held('a', one);
-  await queuedAt('b', 0, one);
+  const reserved = await headReserving('b', one);
   assert.is(await client.get(wakeOf('b')), 'head');
-  assert.is(await release('a', one), true);
-  assert.is(await client.get(wakeOf('b')), 'fit');
+  assert.equal(await released('a', one), { held: true, woken: ['+b'] });
+  await assertGranted('b', reserved, one);
   assert.is(await client.exists(own('a')), 0);
-  await client.del(wakeOf('b'));
-  assert.is(await release('a', one), false);
-  assert.is(await client.exists(wakeOf('b')), 0);
-  await held('b', one);
+  const granted = await snapshot();
+  assert.equal(await released('a', one), { held: false, woken: [] });
+  assert.equal(await snapshot(), granted);
+  await takesGrant('b', reserved.token, one);
   // Admitted, b left the queue, and the last one out took every queue key with it.
   assert.is(await client.exists([S.queue.queueKey, S.queue.rolesKey, ticketOf('b')]), 0);
   assert.is(await release('b', one), true);
@@ -443,15 +509,23 @@ test("a holder's scripts leave only its own key tracked on its connection", asyn
 test('arrivals join behind a non-empty queue even with permits free, and only the head is admitted', async () => {
   const two = { limit: 2 };
   await held('a', permits(2, two));
-  await queuedAt('b', 0, permits(1, two));
+  const reserved = await headReserving('b', permits(1, two));
   await queuedAt('c', 1, permits(1, two));
+  // b is granted one of the two permits a frees; c, the head now, fits and is woken.
   assert.is(await release('a', permits(2, two)), true);
-  // Two permits free, yet d queues behind b and c, and c (not the head) is not admitted.
-  await queuedAt('d', 2, permits(1, two));
-  await queuedAt('c', 1, permits(1, two));
-  assert.is(await client.zCard(S.holders), 0);
-  await held('b', permits(1, two));
+  await assertGranted('b', reserved, permits(1, two));
+  assert.is(await client.get(wakeOf('c')), 'fit');
+  // One permit free, yet d and e queue behind c, and d (not the head) is not admitted.
+  await queuedAt('d', 1, permits(1, two));
+  await queuedAt('e', 2, permits(1, two));
+  await queuedAt('d', 1, permits(1, two));
+  assert.equal(
+    (await holders()).map((m) => m.value),
+    ['b#0'],
+  );
+  await takesGrant('b', reserved.token, permits(1, two));
   await held('c', permits(1, two));
+  assert.is(await release('e', permits(1, two)), false);
   // d is the head now, and both permits are taken.
   await queuedAt('d', 0, permits(1, two));
   assert.equal(await queue(), ['d']);
@@ -463,12 +537,24 @@ test("a waiter's place is the mutex's: the head, the deputy watching the head's 
   for (const value of ['b', 'c', 'd']) {
     const reply = await acquire(value);
     assert.ok(reply.status === 'busy', reply.status);
-    places.push(reply.place && [reply.place.role, reply.place.rank, reply.place.watching]);
+    places.push(
+      reply.place && [reply.place.role, reply.place.rank, reply.place.watching, reply.place.token],
+    );
   }
+  // The head alone reserves a token, the one a grant would give it: the last drawn.
+  const token = places[0]?.[3];
+  assert.ok(typeof token === 'bigint' && String(token) === (await client.get(S.fence)));
+  // Looking again, the head keeps its token while none was drawn since.
+  const again = await acquire('b');
+  assert.ok(
+    again.status === 'busy' && again.place?.token === token,
+    JSON.stringify(again, bigints),
+  );
+  assert.is(await client.get(S.fence), String(token));
   assert.equal(places, [
-    ['head', 0, undefined],
-    ['deputy', 1, 'b'],
-    ['queued', 2, undefined],
+    ['head', 0, undefined, token],
+    ['deputy', 1, 'b', undefined],
+    ['queued', 2, undefined, undefined],
   ]);
   // The listeners renewed their tickets (a deadline, on the server's clock); d has none.
   const now = await serverMs();
@@ -480,7 +566,7 @@ test("a waiter's place is the mutex's: the head, the deputy watching the head's 
   assert.equal(await client.hGetAll(S.queue.rolesKey), {
     b: 'head',
     c: 'deputy',
-    '#b': '1',
+    '#b': `1 ${token}`,
     '#c': '1',
     '#d': '1',
   });
@@ -489,14 +575,16 @@ test("a waiter's place is the mutex's: the head, the deputy watching the head's 
 test('a head for 2 permits blocks later arrivals for 1, and is admitted once 2 are free', async () => {
   await held('a');
   await held('b');
-  await queuedAt('c', 0, permits(2));
+  const reserved = await headReserving('c', permits(2));
   // One permit is free, but d would starve c: it queues.
   await queuedAt('d', 1);
   assert.is((await tryAcquire('e')).status, 'busy');
   assert.is(await client.get(wakeOf('c')), 'head');
-  assert.is(await release('a'), true);
-  assert.is(await client.get(wakeOf('c')), 'fit');
-  await held('c', permits(2));
+  assert.equal(await released('a'), { held: true, woken: ['d', '+c'] });
+  await assertGranted('c', reserved, permits(2));
+  // d, the head now, does not fit: only its promotion wrote its wake key.
+  assert.is(await client.get(wakeOf('d')), 'head');
+  await takesGrant('c', reserved.token, permits(2));
   await queuedAt('d', 0);
   assert.equal((await holders()).map((m) => m.value).sort(), ['b#0', 'c#0', 'c#1']);
 });
@@ -510,6 +598,9 @@ test("a release writes only the head's wake key, only when the head fits, and an
     await queuedAt('c', 0, permits(2), tracked.via);
     await queuedAt('d', 1, permits(1), tracked.via);
     await queuedAt('e', 2, permits(1), tracked.via);
+    // A token drawn since c reserved its own (as another admission would): c cannot be
+    // granted, and is woken instead (the grants' tests are below).
+    await client.incr(S.fence);
     assert.equal(await extend('a'), { status: 'extended' });
     // One permit free: c, which needs 2, does not fit, and d and e wait behind it.
     assert.is(await release('a'), true);
@@ -549,13 +640,14 @@ test('readers hold together, and a writer waits for them all', async () => {
   await held('r1', READ);
   await held('r2', READ);
   assert.is(await client.zCard(RW.holders), 2);
-  await queuedAt('w', 0, WRITE);
+  const reserved = await headReserving('w', WRITE);
   assert.is((await tryAcquire('w2', WRITE)).status, 'busy');
   assert.is(await release('r1', READ), true);
   assert.is(await client.get(wakeOf('w', RW)), 'head');
-  assert.is(await release('r2', READ), true);
-  assert.is(await client.get(wakeOf('w', RW)), 'fit');
-  await held('w', WRITE);
+  assert.is(await client.exists(RW.writers), 0);
+  assert.equal(await released('r2', READ), { held: true, woken: ['+w'] });
+  await assertGranted('w', reserved, WRITE);
+  await takesGrant('w', reserved.token, WRITE);
   assert.equal(await client.zRange(RW.writers, 0, -1), ['w#0']);
   assert.is(await client.exists([RW.holders, RW.meta]), 0);
 });
@@ -564,44 +656,50 @@ test('a writer excludes readers and other writers', async () => {
   await held('w', WRITE);
   assert.is((await tryAcquire('r', READ)).status, 'busy');
   assert.is((await tryAcquire('w2', WRITE)).status, 'busy');
-  await queuedAt('r', 0, READ);
+  const reserved = await headReserving('r', READ);
   assert.is(await release('w', WRITE), true);
-  assert.is(await client.get(wakeOf('r', RW)), 'fit');
-  await held('r', READ);
+  await assertGranted('r', reserved, READ);
+  assert.is(await client.exists(RW.writers), 0);
+  await takesGrant('r', reserved.token, READ);
 });
 
 test('a queued writer stops later readers, though only readers hold (FIFO)', async () => {
   await held('r1', READ);
-  await queuedAt('w', 0, WRITE);
+  const w = await headReserving('w', WRITE);
   await queuedAt('r2', 1, READ);
   assert.is((await tryAcquire('r3', READ)).status, 'busy');
   assert.is(await release('r1', READ), true);
-  await held('w', WRITE);
-  await queuedAt('r2', 0, READ);
+  await assertGranted('w', w, WRITE);
+  // r2, the head now, waits for the writer it queued behind.
+  assert.is(await client.get(wakeOf('r2', RW)), 'head');
+  assert.is(await client.exists(RW.holders), 0);
+  await takesGrant('w', w.token, WRITE);
+  const r2 = await headReserving('r2', READ);
   assert.is(await release('w', WRITE), true);
-  assert.is(await client.get(wakeOf('r2', RW)), 'fit');
-  await held('r2', READ);
+  await assertGranted('r2', r2, READ);
+  await takesGrant('r2', r2.token, READ);
 });
 
 test('readers queued ahead of a writer are admitted in turn, each waking the next', async () => {
   await held('w1', WRITE);
-  await queuedAt('r1', 0, READ);
+  const r1 = await headReserving('r1', READ);
   await queuedAt('r2', 1, READ);
   await queuedAt('w2', 2, WRITE);
+  // w1's release grants r1, which made r2 the head, and r2 fits beside r1: woken (one grant
+  // per script). w2 is the deputy now.
   assert.is(await release('w1', WRITE), true);
-  assert.is(await client.get(wakeOf('r1', RW)), 'fit');
-  assert.is(await client.get(wakeOf('r2', RW)), 'deputy');
-  await held('r1', READ);
-  // r1's admission made r2 the head, and r2 fits beside r1.
+  await assertGranted('r1', r1, READ);
   assert.is(await client.get(wakeOf('r2', RW)), 'fit');
+  assert.is(await client.get(wakeOf('w2', RW)), 'deputy');
+  await takesGrant('r1', r1.token, READ);
   await held('r2', READ);
   assert.is(await client.get(wakeOf('w2', RW)), 'head');
-  await queuedAt('w2', 0, WRITE);
+  const w2 = await headReserving('w2', WRITE);
   assert.is(await release('r1', READ), true);
   assert.is(await client.get(wakeOf('w2', RW)), 'head');
   assert.is(await release('r2', READ), true);
-  assert.is(await client.get(wakeOf('w2', RW)), 'fit');
-  await held('w2', WRITE);
+  await assertGranted('w2', w2, WRITE);
+  await takesGrant('w2', w2.token, WRITE);
 });
 
 test('a dead head is buried by the next script, and the next head woken when it fits', async () => {
@@ -632,6 +730,124 @@ test('a dead head buried by an arrival makes the next the head, not woken to fit
   assert.is(await client.get(wakeOf('c')), 'head');
   assert.is(await release('a', one), true);
   assert.is(await client.get(wakeOf('c')), 'fit');
+});
+
+// Grants (the mutex's handoff): a release, extension or arrival that frees room for the head
+// hands it the permits in the same script, when the head reserved a token at its last attempt
+// as the head, no token was drawn since, and its ticket has a quarter of a validity left.
+// Otherwise the head is woken to fit, as before.
+
+test('a head that never attempted as the head reserved no token: it is woken to fit, not granted', async () => {
+  const one = permits(1, { limit: 1 });
+  await headNeverAttempting(one);
+  assert.is(await client.hGet(S.queue.rolesKey, '#b'), '1');
+  assert.ok(Number(await client.get(ticketOf('b'))) > 0);
+  const fence = await client.get(S.fence);
+  assert.equal(await released('a', one), { held: true, woken: ['b'] });
+  assert.is(await client.get(wakeOf('b')), 'fit');
+  assert.is(await client.exists([handoffOf('b'), own('b'), S.holders]), 0);
+  assert.equal(await queue(), ['b']);
+  // Its attempt is admitted, with a token drawn then.
+  assert.ok((await held('b', one)) > BigInt(fence ?? '0'));
+});
+
+test('a token drawn since the head reserved its own: the head is woken to fit, not granted', async () => {
+  const one = permits(1, { limit: 1 });
+  await held('a', one);
+  const reserved = await headReserving('b', one);
+  await client.incr(S.fence);
+  assert.equal(await released('a', one), { held: true, woken: ['b'] });
+  assert.is(await client.get(wakeOf('b')), 'fit');
+  assert.is(await client.exists([handoffOf('b'), own('b'), S.holders]), 0);
+  assert.equal(await queue(), ['b']);
+  assert.is(await client.hGet(S.queue.rolesKey, '#b'), `1 ${reserved.token}`);
+  assert.ok((await held('b', one)) > reserved.token + 1n);
+});
+
+test("a head's ticket with less than a quarter of a validity left, or a promoter's, is woken to fit, not granted", async () => {
+  const one = permits(1, { limit: 1 });
+  for (const [value, left] of [
+    ['b', LONG_MS / 4 - 5_000],
+    ['c', -1],
+  ] as const) {
+    await client.flushAll();
+    await held('a', one);
+    await headReserving(value, one);
+    const now = await serverMs();
+    // Less than a quarter left (time only shortens it), or negative: set by a promoter.
+    const deadline = left > 0 ? now + left : -(now + LONG_MS);
+    await client.set(ticketOf(value), String(deadline), { PX: LONG_MS });
+    assert.equal(await released('a', one), { held: true, woken: [value] });
+    assert.is(await client.get(wakeOf(value)), 'fit');
+    assert.is(await client.exists([handoffOf(value), own(value), S.holders]), 0);
+    assert.equal(await queue(), [value]);
+    await held(value, one);
+  }
+  // With a quarter left, granted.
+  await client.flushAll();
+  await held('a', one);
+  const { token } = await headReserving('d', one);
+  const deadline = (await serverMs()) + LONG_MS / 4 + 10_000;
+  await client.set(ticketOf('d'), String(deadline), { PX: LONG_MS });
+  assert.equal(await released('a', one), { held: true, woken: ['+d'] });
+  await assertGranted('d', { token, deadline }, one);
+});
+
+test("a head granted before its attempt ran is held by it, with the granted token and this attempt's expiry", async () => {
+  const one = permits(1, { limit: 1 });
+  await held('a', one);
+  const reserved = await headReserving('b', one);
+  assert.is(await release('a', one), true);
+  await assertGranted('b', reserved, one);
+  const before = await serverMs();
+  const reply = await acquire('b', one);
+  assert.equal(reply, { status: 'held', token: reserved.token, woken: [] });
+  assert.is(await client.exists([handoffOf('b'), S.queue.queueKey, S.queue.rolesKey]), 0);
+  // No token drawn: the grant's is still the last.
+  assert.is(await client.get(S.fence), String(reserved.token));
+  const [member] = await holders();
+  assert.ok(member && member.value === 'b#0' && member.score >= before + LONG_MS);
+  assert.is(Number(await client.sendCommand(['PEXPIRETIME', own('b')])), member?.score);
+  assert.is(await release('b', one), true);
+});
+
+test('one grant per script: of two heads that fit in turn, the first is granted and the second woken to fit', async () => {
+  const two = { limit: 2 };
+  await held('a', permits(2, two));
+  const reserved = await headReserving('b', permits(1, two));
+  await queuedAt('c', 1, permits(1, two));
+  // Only a head reserves, so no second head ever has a token still good: set one by hand,
+  // the one b reserved, which no draw outdates before c is woken.
+  await client.hSet(S.queue.rolesKey, '#c', `1 ${reserved.token}`);
+  const reply = await released('a', permits(2, two));
+  assert.equal([...reply.woken].sort(), ['+b', 'c']);
+  await assertGranted('b', reserved, permits(1, two));
+  assert.is(await client.get(wakeOf('c')), 'fit');
+  assert.is(await client.exists([handoffOf('c'), own('c')]), 0);
+  assert.equal(await queue(), ['c']);
+  assert.equal(
+    (await holders()).map((m) => m.value),
+    ['b#0'],
+  );
+  await held('c', permits(1, two));
+  await takesGrant('b', reserved.token, permits(1, two));
+});
+
+test("a writer's release grants a reader at the head, and wakes the next reader to fit", async () => {
+  await held('w', WRITE);
+  const reserved = await headReserving('r1', READ);
+  await queuedAt('r2', 1, READ);
+  await queuedAt('r3', 2, READ);
+  const reply = await released('w', WRITE);
+  assert.equal([...reply.woken].sort(), ['+r1', 'r2', 'r3']);
+  await assertGranted('r1', reserved, READ);
+  assert.is(await client.exists(RW.writers), 0);
+  assert.is(await client.get(wakeOf('r2', RW)), 'fit');
+  assert.is(await client.get(wakeOf('r3', RW)), 'deputy');
+  assert.is(await client.exists(handoffOf('r2', RW)), 0);
+  assert.equal(await client.zRange(RW.queue.queueKey, 0, -1), ['r2', 'r3']);
+  await takesGrant('r1', reserved.token, READ);
+  await held('r2', READ);
 });
 
 test.run();
