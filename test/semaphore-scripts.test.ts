@@ -850,4 +850,21 @@ test("a writer's release grants a reader at the head, and wakes the next reader 
   await held('r2', READ);
 });
 
+test('an arrival whose script grants the head, and which is then the head and fits, is admitted, not left waiting on a wake key it wrote itself', async () => {
+  for (const value of ['a', 'b', 'c']) await held(value);
+  const reserved = await headReserving('d');
+  await expireNow('a#0');
+  await expireNow('b#0');
+  // e's arrival frees 2: d is granted 1, and e, the head after it, fits in the other. Its own
+  // script's write of its wake key is never pushed to it (NOLOOP, and written before it read
+  // it): answered busy, it would wait until its next timed look.
+  const reply = await acquire('e');
+  assert.ok(reply.status === 'held', JSON.stringify(reply, bigints));
+  assert.equal(reply.woken, ['+d']);
+  assert.ok(reply.token > reserved.token);
+  await assertGranted('d', reserved);
+  assert.equal((await holders()).map((m) => m.value).sort(), ['c#0', 'd#0', 'e#0']);
+  assert.is(await client.exists([S.queue.queueKey, wakeOf('e'), ticketOf('e')]), 0);
+});
+
 test.run();

@@ -352,16 +352,26 @@ if queued and not rank and not try then
   redis.call('HSET', roles, '#' .. value, spec)
   joined = true
 end
-if (rank == 0 or not queued) and fits(spec) then
+-- Admits us: our members and own key, a token, out of the queue (in_queue); then the next
+-- head may fit too (more free permits, readers behind a reader).
+local function admit(in_queue, wake_next)
   hold()
   local token = next_token(fence, validity)
-  if rank then drop(value) end
+  if in_queue then drop(value) end
   keep()
-  -- The next head may fit too (more free permits, readers behind a reader).
-  if rank or freed > 0 then wake_head() end
+  if wake_next then wake_head() end
   return {'HELD', token, woken()}
 end
-if freed > 0 then wake_head() end
+if (rank == 0 or not queued) and fits(spec) then return admit(rank, rank or freed > 0) end
+if freed > 0 then
+  wake_head()
+  -- Its grant may have made us the head, and we may fit: admitted now, as the head is (our
+  -- own script's write of our wake key is never pushed to us: answered busy, we would sleep
+  -- until our next timed look).
+  if #granted > 0 and redis.call('ZRANK', queue, value) == 0 and fits(spec) then
+    return admit(true, true)
+  end
+end
 if try then return {'BUSY', earliest(), false, false, false, false, false, false, woken()} end
 if not rank then
   rank = join(value, validity)
