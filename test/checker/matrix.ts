@@ -1,13 +1,14 @@
 /**
  * The fault matrix: each scenario a few seconds, its fault's timing drawn from the seed. `safe`
- * says what docs/guarantees.md promises: there, no violation and no lost update may show. The two
+ * says what docs/guarantees.md promises: there, no violation and no lost update may show. The
  * negative controls are broken locks that must show violations, so that the checker is seen
- * to catch them.
+ * to catch them. The mutex's rows come first, then the semaphore's and the rw lock's.
  */
 import { createClient } from '@redis/client';
-import { type FaultEnv, type Scenario, VALIDITY_MS } from './scenario.js';
+import { type FaultEnv, labelOf, type Scenario, VALIDITY_MS } from './scenario.js';
 import { currentHolder, lastStepOf, logLength, watchStore, wroteSince } from './store.js';
 import { workerOf } from './values.js';
+import type { Kind } from './worker.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -43,14 +44,19 @@ const redisStop = async (env: FaultEnv) => {
 
 /**
  * Restart the server empty 320 ms in, while worker 0 is in its first critical section, between
- * its read and its write, and the others wait for the lock: worker 0 reconnects late
- * (slowWorker0), so it goes on to write while the others already hold the lock on the emptied
- * server.
+ * its read and its write (a counted lock's: after its enter), and the others wait for the lock:
+ * worker 0 reconnects late (slowWorker0), so it goes on to write while the others already hold
+ * the lock on the emptied server.
  */
 const redisRestart = async (env: FaultEnv) => {
   await sleep(320);
   for (let tries = 0; tries < 1000; tries++) {
-    if ((await currentHolder(env.storeUrl, 'read')) === 0) {
+    // A semaphore's or a reader's others may enter after worker 0: look at its own last step.
+    const inside =
+      env.kind === 'mutex'
+        ? (await currentHolder(env.storeUrl, 'read')) === 0
+        : (await lastStepOf(env.storeUrl, 0)) === 'enter';
+    if (inside) {
       await env.servers[0]?.restart();
       return;
     }
@@ -99,24 +105,25 @@ const badNetwork = async (env: FaultEnv) => {
 
 /**
  * The "GC pause": SIGSTOP the worker inside its critical section, between its read and its
- * write, for two validities.
+ * write (a counted lock's: after its enter, before its exit), for two validities.
  */
 const holderStop = async (env: FaultEnv) => {
   await settle(env);
   for (let tries = 0; tries < 500; tries++) {
-    const holder = await currentHolder(env.storeUrl, 'read');
+    const holder = await currentHolder(env.storeUrl, env.midStep);
     if (holder !== undefined) {
       const pid = env.pids[holder] as number;
       process.kill(pid, 'SIGSTOP');
-      // Stopped in time? Its write may have been on the wire already: then let it go on.
+      // Stopped in time? Its write (or exit) may have been on the wire already: then let it go on.
       await sleep(20);
-      if ((await lastStepOf(env.storeUrl, holder)) === 'read') {
+      if ((await lastStepOf(env.storeUrl, holder)) === env.midStep) {
         const since = await logLength(env.storeUrl);
         await sleep(2 * env.validityMs);
-        // On a loaded machine the others may not have taken the lock and written yet: the
-        // pause lasts until one has (bounded), or the stale write would find nothing to
-        // refuse and the fault would not have landed.
-        for (let i = 0; i < 200 && !(await wroteSince(env.storeUrl, since, holder)); i++) {
+        // On a loaded machine the others may not have taken the lock and written (entered)
+        // yet: the pause lasts until one has (bounded), or the stale write would find nothing
+        // to refuse and the fault would not have landed.
+        const next = env.midStep === 'read' ? 'write' : 'enter';
+        for (let i = 0; i < 200 && !(await wroteSince(env.storeUrl, since, holder, next)); i++) {
           await sleep(env.validityMs / 10);
         }
         process.kill(pid, 'SIGCONT');
@@ -126,7 +133,7 @@ const holderStop = async (env: FaultEnv) => {
     }
     await sleep(2);
   }
-  throw new Error('never stopped a worker between its read and its write');
+  throw new Error(`never stopped a worker mid-section (after its ${env.midStep})`);
 };
 
 /** How long the keys may hold a running worker's value while it is in no section. */
@@ -441,6 +448,48 @@ const PUSHED: readonly Scenario[] = [
   },
 ];
 
+/**
+ * A semaphore's or a rw lock's rows: the mutex's faults where a counted lock is built the same
+ * way (one server: a counted lock refuses `nodes`; no queue faults yet), and its negative
+ * control. The paused holder is not safe, as for the mutex: its permit goes while it is inside.
+ */
+const countedRows = (kind: Kind): Scenario[] => {
+  const rows: Scenario[] = [
+    { name: 'no fault', mode: 'tracklock', topology: 'server', safe: true, expectShared: true },
+    ...PUSHED.filter((scenario) =>
+      [
+        'Redis SIGSTOP for 1.5 validities',
+        'CLIENT PAUSE WRITE for 1.5 validities',
+        'CLIENT KILL TYPE normal, 8 times',
+        'proxy: delay 20 ms, stall each way 2 validities, cut',
+        'Redis kill -9, restart without persistence',
+        'holder SIGSTOP for 2 validities (GC pause)',
+      ].includes(scenario.name),
+    ).filter((scenario) => scenario.mode === 'tracklock'),
+    kind === 'semaphore'
+      ? {
+          // Every worker's semaphore has room for all of them; the store allows `limit`.
+          name: 'negative control: a semaphore that does not count',
+          mode: 'no-count',
+          topology: 'server',
+          safe: false,
+        }
+      : {
+          name: 'negative control: a read lock that ignores writers',
+          mode: 'no-writer-check',
+          topology: 'server',
+          safe: false,
+        },
+  ];
+  const withKind = rows.map((scenario): Scenario => ({ ...scenario, kind }));
+  return [
+    ...withKind,
+    ...withKind
+      .filter((scenario) => scenario.mode === 'tracklock' && POLLED.includes(scenario.name))
+      .map(polling),
+  ];
+};
+
 export const MATRIX: readonly Scenario[] = [
   ...PUSHED,
   ...PUSHED.filter((scenario) => POLLED.includes(scenario.name)).map(polling),
@@ -453,18 +502,24 @@ export const MATRIX: readonly Scenario[] = [
     workers: 4,
     tracking: 'mixed',
   },
+  ...countedRows('semaphore'),
+  ...countedRows('rw'),
 ];
 
-/** The rows `npm test` runs: quick, and both negative controls. */
+/** The rows `npm test` runs, by label: quick, and every negative control. */
 export const SUBSET = MATRIX.filter((scenario) =>
   [
-    'no fault',
-    'Redis SIGSTOP for 1.5 validities',
-    'Redis kill -9, restart without persistence/tracklock',
-    'holder SIGSTOP for 2 validities (GC pause)/fenced',
-    '3 nodes, one stopped for the whole run',
-    'Go rueidislock protocol in 2 of 5 workers',
-    'negative control: SET without NX',
-    'negative control: signal ignored, holder SIGSTOP',
-  ].some((id) => id === scenario.name || id === `${scenario.name}/${scenario.mode}`),
+    'no fault [tracklock]',
+    'Redis SIGSTOP for 1.5 validities [tracklock]',
+    'Redis kill -9, restart without persistence [tracklock]',
+    'holder SIGSTOP for 2 validities (GC pause) [fenced]',
+    '3 nodes, one stopped for the whole run [tracklock]',
+    'Go rueidislock protocol in 2 of 5 workers [tracklock]',
+    'negative control: SET without NX [no-nx]',
+    'negative control: signal ignored, holder SIGSTOP [no-abort]',
+    'semaphore 2 of 5: no fault [tracklock]',
+    'semaphore 2 of 5: negative control: a semaphore that does not count [no-count]',
+    'rw: no fault [tracklock]',
+    'rw: negative control: a read lock that ignores writers [no-writer-check]',
+  ].includes(labelOf(scenario)),
 );

@@ -10,8 +10,8 @@ import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
 import { analyse, type Figures, reportFromLog, starvedSince } from './history.js';
 import { type FaultyProxy, startProxy } from './proxy.js';
 import { mulberry32 } from './random.js';
-import { closeKilled, readStore } from './store.js';
-import type { Mode, Protocol, WorkerConfig, WorkerReport } from './worker.js';
+import { closeKilled, type Role, readStore } from './store.js';
+import type { Kind, Mode, Protocol, WorkerConfig, WorkerReport } from './worker.js';
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 const STARTUP_MS = 30_000;
@@ -19,6 +19,19 @@ const STARTUP_MS = 30_000;
 export interface Scenario {
   readonly name: string;
   readonly mode: Mode;
+  /**
+   * What the workers share ('mutex'). A 'semaphore' (`limit` holders, 2 · limit + 1 workers)
+   * or an 'rw' lock (five workers: 0 and 3 write, the others read) is checked by counting who
+   * is inside (store.ts's `enter`), not by a counter.
+   */
+  readonly kind?: Kind;
+  /** A semaphore's limit (2). */
+  readonly limit?: number;
+  /**
+   * The lock must be seen shared: two workers inside at once (a semaphore's permits, readers),
+   * so that a lock that lets in one at a time does not pass for a semaphore.
+   */
+  readonly expectShared?: boolean;
   readonly topology: 'server' | 'nodes3';
   /** docs/guarantees.md: tracklock is safe here, so no violation and no lost update may show. */
   readonly safe: boolean;
@@ -37,7 +50,7 @@ export interface Scenario {
   /** A critical section sleeps from half this to this between its read and write (5 ms). */
   readonly workMs?: number;
   readonly durationMs?: number;
-  /** Worker processes (3). */
+  /** Worker processes (3; for a counted lock, as `kind` says). */
   readonly workers?: number;
   /**
    * The last this many workers speak Go rueidislock's protocol (go-locker.ts), and must get
@@ -81,6 +94,13 @@ export interface FaultEnv {
   over(): void;
   /** Something the fault saw that a safe row must not show: the row fails with it. */
   problem(text: string): void;
+  /** What the workers share. */
+  readonly kind: Kind;
+  /**
+   * The step a holder logs first that a fault can stop it after, mid-section: 'read' for a
+   * mutex (then it writes), 'enter' for a counted lock (then it works and exits).
+   */
+  readonly midStep: 'read' | 'enter';
   /** The lock servers' key prefix and the workers' lock name. */
   readonly keyPrefix: string;
   readonly lockName: string;
@@ -91,7 +111,11 @@ export interface FaultEnv {
 
 export interface Row extends Figures {
   readonly scenario: string;
+  /** The scenario's name, kind and mode, as printed (`labelOf`). */
+  readonly label: string;
   readonly mode: Mode;
+  readonly kind: Kind;
+  readonly expectShared: boolean;
   readonly safe: boolean;
   readonly expectRefused: boolean;
   readonly expectAbort: string | undefined;
@@ -109,6 +133,8 @@ export interface Row extends Figures {
 
 export const VALIDITY_MS = 500;
 const WORKERS = 3;
+const LIMIT = 2;
+const RW_WORKERS = 5;
 /** The workers' lock keys have tracklock's default prefix, which Go's rueidislock shares. */
 const KEY_PREFIX = DEFAULTS.keyPrefix;
 const LOCK_NAME = 'checked';
@@ -127,7 +153,7 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
     store = await startRedisServer();
     const storeUrl = store.url;
     if (scenario.proxy) proxy = await startProxy(servers[0]?.port as number);
-    const workers = scenario.workers ?? WORKERS;
+    const workers = workersOf(scenario);
     const reports = Array.from({ length: workers }, (_, id) => {
       const child = fork(
         WORKER,
@@ -168,6 +194,8 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
         faultOverUs ??= Date.now() * 1000;
       },
       problem: (text) => problems.push(text),
+      kind: scenario.kind ?? 'mutex',
+      midStep: (scenario.kind ?? 'mutex') === 'mutex' ? 'read' : 'enter',
       keyPrefix: KEY_PREFIX,
       lockName: LOCK_NAME,
       validityMs: VALIDITY_MS,
@@ -186,7 +214,10 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
     );
     return {
       scenario: scenario.name,
+      label: labelOf(scenario),
       mode: scenario.mode,
+      kind: scenario.kind ?? 'mutex',
+      expectShared: scenario.expectShared ?? false,
       safe: scenario.safe,
       expectRefused: scenario.expectRefused ?? false,
       expectAbort: scenario.expectAbort,
@@ -201,7 +232,7 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
         : undefined,
       problems,
       seconds: Math.round((performance.now() - started) / 100) / 10,
-      ...analyse(steps, counter, done),
+      ...analyse(steps, counter, done, scenario.limit ?? LIMIT),
     };
   } finally {
     for (const child of children) {
@@ -231,6 +262,10 @@ function workerConfig(
   return {
     id,
     mode: scenario.mode,
+    kind: scenario.kind ?? 'mutex',
+    role: roleOf(scenario, id),
+    limit: scenario.limit ?? LIMIT,
+    workers,
     protocol: protocolOf(scenario, id, workers),
     lock: {
       ...where,
@@ -248,6 +283,31 @@ function workerConfig(
     startDelayMs: id !== 0 && scenario.slowWorker0 ? 300 : 0,
     firstWorkMs: id === 0 && scenario.slowWorker0 ? 600 : undefined,
   };
+}
+
+/** The number of worker processes: 2 · limit + 1 for a semaphore, so that some always wait. */
+export function workersOf(scenario: Scenario): number {
+  if (scenario.workers !== undefined) return scenario.workers;
+  if (scenario.kind === 'semaphore') return 2 * (scenario.limit ?? LIMIT) + 1;
+  return scenario.kind === 'rw' ? RW_WORKERS : WORKERS;
+}
+
+/** How worker `id` holds a counted lock: rw workers 0 and 3 write (one slow in slowWorker0). */
+function roleOf(scenario: Scenario, id: number): Role | undefined {
+  if (scenario.kind === 'semaphore') return 'permit';
+  if (scenario.kind === 'rw') return id % 3 === 0 ? 'write' : 'read';
+  return undefined;
+}
+
+/** A row's name as printed: the kind (and a semaphore's limit), the fault, the mode. */
+export function labelOf(scenario: Scenario): string {
+  const kind =
+    scenario.kind === 'semaphore'
+      ? `semaphore ${scenario.limit ?? LIMIT} of ${workersOf(scenario)}: `
+      : scenario.kind === 'rw'
+        ? 'rw: '
+        : '';
+  return `${kind}${scenario.name} [${scenario.mode}]`;
 }
 
 function polls(scenario: Scenario, id: number): boolean {

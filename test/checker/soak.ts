@@ -11,7 +11,7 @@ import { createLocker } from '../../src/index.js';
 import { startRedisServer } from '../helpers/redis-server.js';
 import { MATRIX } from './matrix.js';
 import { mulberry32 } from './random.js';
-import { runScenario } from './scenario.js';
+import { labelOf, runScenario } from './scenario.js';
 
 const { values } = parseArgs({
   options: { minutes: { type: 'string', default: '2' }, seed: { type: 'string', default: '7' } },
@@ -34,7 +34,7 @@ while (Date.now() < end) {
   acquisitions += row.acquisitions;
   harm += row.violations + row.lostUpdates;
   console.log(
-    `${scenario.name} [${scenario.mode}] seed ${seed}: acq ${row.acquisitions}, violations ${row.violations}, lost ${row.lostUpdates}`,
+    `${labelOf(scenario)} seed ${seed}: acq ${row.acquisitions}, violations ${row.violations}, lost ${row.lostUpdates}`,
   );
 }
 

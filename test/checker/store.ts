@@ -2,7 +2,9 @@
  * The resource the workers guard: a counter in a Redis server of its own (never the lock's),
  * written by read-modify-write, with every step logged in the store's own order and time.
  * With `fenced`, a write carrying a smaller token than one already accepted is refused, as a
- * resource that checks fencing tokens would.
+ * resource that checks fencing tokens would. For a semaphore or a read-write lock the store
+ * counts the holders instead (`enter`): who is inside, in what role, from its enter to its
+ * exit or abort.
  */
 import { createClient } from '@redis/client';
 
@@ -15,10 +17,21 @@ export interface Step {
   /** The store's clock, in µs. */
   readonly at: number;
   readonly worker: number;
-  readonly kind: 'enter' | 'read' | 'write' | 'stale' | 'refused' | 'exit' | 'abort';
-  /** For 'write' / 'stale': the write was interleaved (another write since this one's read). */
+  readonly kind: 'enter' | 'read' | 'write' | 'stale' | 'refused' | 'exit' | 'abort' | 'crowded';
+  /**
+   * 'enter': the token (a counted lock's: the role, a space, the token); 'write' / 'stale': the value ('stale': the write was interleaved,
+   * another write since this one's read); 'crowded': who was inside when this worker entered,
+   * logged just before its 'enter' (a semaphore past its limit, a read beside a writer, a
+   * write beside anyone); 'abort': why.
+   */
   readonly detail: string;
 }
+
+/**
+ * How a worker holds a counted lock: one of a semaphore's permits, or a read-write lock's
+ * read or write side.
+ */
+export type Role = 'permit' | 'read' | 'write';
 
 // Every script appends `at|worker|kind|detail` to the log.
 const LOG = `
@@ -27,10 +40,43 @@ local function log(kind, detail)
   redis.call('RPUSH', KEYS[1], t[1] .. string.format('%06d', t[2]) .. '|' .. ARGV[1] .. '|' .. kind .. '|' .. detail)
 end`;
 
-/** KEYS: log. ARGV: worker, kind, detail. */
+/**
+ * KEYS: log, holders. ARGV: worker, kind, detail. An 'exit' or 'abort' ends the worker's stay
+ * among the holders of a counted lock (none for a mutex).
+ */
 const NOTE = `${LOG}
+if ARGV[2] == 'exit' or ARGV[2] == 'abort' then redis.call('HDEL', KEYS[2], ARGV[1]) end
 log(ARGV[2], ARGV[3])
 return 1`;
+
+/**
+ * KEYS: log, holders (a hash: worker → role). ARGV: worker, role, limit (a semaphore's, as the
+ * checker enforces it), token ('' for none). Counts who is inside before this worker joins
+ * them, logs 'crowded' when it breaks the lock's rule, then 'enter'. Returns 1 crowded, 0 not.
+ */
+const ENTER = `${LOG}
+local inside = redis.call('HGETALL', KEYS[2])
+local permits, readers, writers = 0, 0, 0
+for i = 2, #inside, 2 do
+  if inside[i] == 'read' then readers = readers + 1
+  elseif inside[i] == 'write' then writers = writers + 1
+  else permits = permits + 1 end
+end
+local role = ARGV[2]
+local crowded = false
+if role == 'permit' then
+  crowded = permits + 1 > tonumber(ARGV[3])
+elseif role == 'read' then
+  crowded = writers > 0
+else
+  crowded = readers + writers > 0
+end
+if crowded then
+  log('crowded', role .. ' beside ' .. permits .. ' permits, ' .. readers .. ' readers, ' .. writers .. ' writers')
+end
+redis.call('HSET', KEYS[2], ARGV[1], role)
+log('enter', role .. ' ' .. ARGV[4])
+return crowded and 1 or 0`;
 
 /**
  * KEYS: log, counter, writes, highest token. ARGV: worker, token ('' for none), fenced.
@@ -73,6 +119,11 @@ return 1`;
 
 export interface StoreClient {
   note(kind: 'enter' | 'exit' | 'abort', detail?: string): Promise<void>;
+  /**
+   * A counted lock's holder enters: whether it found the lock crowded (a violation). `limit`:
+   * a semaphore's, as the checker enforces it.
+   */
+  enter(role: Role, limit: number, token: bigint | undefined): Promise<boolean>;
   /** The counter, or undefined when a fenced store refused the token. */
   read(token: bigint | undefined): Promise<{ counter: number; writes: number } | undefined>;
   /** Whether the write was accepted (a fenced store refuses a smaller token). */
@@ -92,10 +143,16 @@ export async function openStore(
   const keys = [`${PREFIX}:log`, `${PREFIX}:counter`, `${PREFIX}:writes`, `${PREFIX}:token`];
   const run = (script: string, count: number, args: string[]) =>
     client.sendCommand(['EVAL', script, String(count), ...keys.slice(0, count), ...args]);
+  const counted = (script: string, args: string[]) =>
+    client.sendCommand(['EVAL', script, '2', `${PREFIX}:log`, HOLDERS, String(worker), ...args]);
   return {
     note: async (kind, detail = '') => {
-      await run(NOTE, 1, [String(worker), kind, detail]);
+      await counted(NOTE, [kind, detail]);
     },
+    enter: async (role, limit, token) =>
+      Number(
+        await counted(ENTER, [role, String(limit), token === undefined ? '' : String(token)]),
+      ) === 1,
     read: async (token) => {
       const reply = (await run(READ, 4, [
         String(worker),
@@ -120,6 +177,9 @@ export async function openStore(
     },
   };
 }
+
+/** The holders of a counted lock: worker → role. */
+const HOLDERS = `${PREFIX}:holders`;
 
 /** A worker's connection to the store goes by this name (CLIENT SETNAME). */
 function connectionName(worker: number): string {
@@ -159,8 +219,9 @@ export async function closeKilled(
       await client.sendCommand([
         'EVAL',
         NOTE,
-        '1',
+        '2',
         `${PREFIX}:log`,
+        HOLDERS,
         String(worker),
         'abort',
         'killed',
@@ -224,16 +285,24 @@ export async function logLength(url: string): Promise<number> {
   }
 }
 
-/** Whether a worker other than `worker` wrote after the log's first `since` steps. */
-export async function wroteSince(url: string, since: number, worker: number): Promise<boolean> {
+/**
+ * Whether a worker other than `worker` logged a `kind` step (a write; for a counted lock, an
+ * enter) after the log's first `since` steps.
+ */
+export async function wroteSince(
+  url: string,
+  since: number,
+  worker: number,
+  kind: Step['kind'] = 'write',
+): Promise<boolean> {
   const client: Client = createClient({ url });
   client.on('error', () => {});
   await client.connect();
   try {
     const lines = (await client.lRange(`${PREFIX}:log`, since, -1)) as string[];
     return lines.some((line) => {
-      const [, who, kind] = line.split('|');
-      return Number(who) !== worker && kind === 'write';
+      const [, who, step] = line.split('|');
+      return Number(who) !== worker && step === kind;
     });
   } finally {
     client.destroy();

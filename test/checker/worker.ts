@@ -8,20 +8,36 @@
  *   no-abort   negative control: tracklock, but the worker never looks at the signal.
  * A worker whose `protocol` is 'go' speaks Go rueidislock's protocol instead (go-locker.ts), on
  * the same keys; the mode then only says how it uses the store (it has no token).
+ *
+ * With `kind` 'semaphore' or 'rw' the worker takes a permit of a semaphore, or the read or
+ * write side of a read-write lock (its `role`), and its section is enter (the store counts
+ * who is inside: store.ts), the work, exit; the section ends the moment the signal aborts.
+ * Modes there: tracklock, and two negative controls:
+ *   no-count         the semaphore's limit is the number of workers, the checker's `limit` less;
+ *   no-writer-check  the readers read-lock another name than the writers write-lock.
  */
 import { createClient } from '@redis/client';
-import { createLocker, type LockerOptions } from '../../src/index.js';
+import { createLocker, type Lock, type Locker, type LockerOptions } from '../../src/index.js';
 import { GoLocker } from './go-locker.js';
 import { mulberry32 } from './random.js';
-import { openStore } from './store.js';
+import { openStore, type Role } from './store.js';
 import { tagValues } from './values.js';
 
-export type Mode = 'tracklock' | 'fenced' | 'no-nx' | 'no-abort';
+export type Mode = 'tracklock' | 'fenced' | 'no-nx' | 'no-abort' | 'no-count' | 'no-writer-check';
 export type Protocol = 'tracklock' | 'go';
+/** What the workers share: a mutex, a semaphore (`limit` holders) or a read-write lock. */
+export type Kind = 'mutex' | 'semaphore' | 'rw';
 
 export interface WorkerConfig {
   readonly id: number;
   readonly mode: Mode;
+  readonly kind: Kind;
+  /** A counted lock's (semaphore, rw): how this worker holds it. */
+  readonly role: Role | undefined;
+  /** A semaphore's limit as the store enforces it (the lock's too, but in mode 'no-count'). */
+  readonly limit: number;
+  /** The number of workers (the limit of the 'no-count' semaphore). */
+  readonly workers: number;
   /** 'go': Go rueidislock's commands on the same keys (go-locker.ts), not tracklock. */
   readonly protocol: Protocol;
   readonly lock: LockerOptions;
@@ -80,7 +96,7 @@ while (Date.now() < until) {
   if (!held) continue;
   report.acquisitions++;
   try {
-    await criticalSection(held);
+    await (config.role ? countedSection(held, config.role) : criticalSection(held));
   } finally {
     await held.release().catch(() => {});
   }
@@ -110,6 +126,29 @@ async function criticalSection(held: Held): Promise<void> {
   await store.note('exit');
 }
 
+/**
+ * A counted lock's section: enter, the work, exit, with a look at the signal before each. The
+ * section also ends the moment the signal aborts (its note goes to the store at once, not at
+ * the next look), so that the store counts a holder whose permit is gone no longer than it
+ * must: the next holder may enter a moment later.
+ */
+async function countedSection(held: Held, role: Role): Promise<void> {
+  const { signal } = held;
+  if (aborted(signal)) return;
+  const leave = () => aborted(signal);
+  signal.addEventListener('abort', leave, { once: true });
+  try {
+    await store.enter(role, config.limit, held.token);
+    if (signal.aborted) return;
+    await sleep(((1 + random()) / 2) * config.workMs);
+    if (signal.aborted) return;
+  } finally {
+    signal.removeEventListener('abort', leave);
+  }
+  // Aborted after the last look: the exit is on its way, too late (as a write after a look).
+  await store.note('exit');
+}
+
 /** Looks at the signal (as the lock's user must); counts and logs an abort. */
 function aborted(signal: AbortSignal): boolean {
   if (!signal.aborted) return false;
@@ -133,8 +172,9 @@ async function lockFor(config: WorkerConfig): Promise<Acquire> {
     throw new Error(`worker ${config.id}: tracking ${config.lock.tracking}, mode ${locker.mode}`);
   }
   const never = new AbortController().signal;
+  const take = taker(config, locker);
   const acquire = async (signal: AbortSignal): Promise<Held> => {
-    const lock = await locker.withContext(config.name, { signal });
+    const lock = await take(signal);
     return {
       signal: config.mode === 'no-abort' ? never : lock.signal,
       token: lock.token,
@@ -142,6 +182,24 @@ async function lockFor(config: WorkerConfig): Promise<Acquire> {
     };
   };
   return Object.assign(acquire, { close: () => locker.close() });
+}
+
+/** How this worker waits for its lock: the mutex, a semaphore's permit, a side of a rw lock. */
+function taker(config: WorkerConfig, locker: Locker): (signal: AbortSignal) => Promise<Lock> {
+  if (config.kind === 'semaphore') {
+    // The negative control counts everyone in; the store still enforces `limit`.
+    const limit = config.mode === 'no-count' ? config.workers : config.limit;
+    const semaphore = locker.semaphore(config.name, { limit });
+    return (signal) => semaphore.withContext({ signal });
+  }
+  if (config.kind === 'rw') {
+    // The negative control's readers lock another name: no writer ever stops them.
+    const apart = config.mode === 'no-writer-check' && config.role === 'read';
+    const rw = locker.readWriteLock(apart ? `${config.name}-readers` : config.name);
+    const side = config.role === 'read' ? rw.read : rw.write;
+    return (signal) => side.withContext({ signal });
+  }
+  return (signal) => locker.withContext(config.name, { signal });
 }
 
 /** Go rueidislock's protocol (no token: Go draws none). */
