@@ -140,7 +140,8 @@ async function countedSection(held: Held, role: Role): Promise<void> {
   try {
     await store.enter(role, config.limit, held.token);
     if (signal.aborted) return;
-    await sleep(((1 + random()) / 2) * config.workMs);
+    const first = report.acquisitions === 1 ? config.firstWorkMs : undefined;
+    await sleep(first ?? ((1 + random()) / 2) * config.workMs);
     if (signal.aborted) return;
   } finally {
     signal.removeEventListener('abort', leave);
