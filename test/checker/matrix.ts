@@ -5,6 +5,7 @@
  * to catch them. The mutex's rows come first, then the semaphore's and the rw lock's.
  */
 import { createClient } from '@redis/client';
+import { semaphoreNames } from '../../src/shared/keys.js';
 import { type FaultEnv, labelOf, type Scenario, VALIDITY_MS } from './scenario.js';
 import { currentHolder, lastStepOf, logLength, watchStore, wroteSince } from './store.js';
 import { workerOf } from './values.js';
@@ -225,6 +226,73 @@ const headHandoff = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
     }
     throw new Error(
       `never stopped the head while a release handed it the lock (${missed} stops missed; last seen: ${seen})`,
+    );
+  } finally {
+    lock.destroy();
+    store.close();
+  }
+};
+
+/**
+ * A counted lock's queue head, stopped while it waits: when a holder leaves, the release wakes
+ * the head alone (its wake key), which cannot take the permit, and the later waiters stay
+ * behind it. Once the lock is full (every permit, or a writer, held) and the head is a worker
+ * in no section, SIGSTOP it; if it is still queued (not admitted just before) and a section
+ * then ends (bounded), a wake-up reached it stopped (else it is resumed and the search starts
+ * again); then 'stop' resumes it two validities after it was stopped, and 'kill' SIGKILLs
+ * it. The lock must go on: its ticket lapses, the next script buries it, the next waiter is
+ * woken (the row's `maxGapMs` and `everyoneAfterFault`).
+ */
+const countedHead = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
+  await settle(env);
+  const lock = await connect(env.servers[0]?.url as string);
+  const store = await watchStore(env.storeUrl);
+  try {
+    const names = semaphoreNames(env.keyPrefix, env.kind === 'rw' ? 'rw' : 's', env.lockName);
+    const last = env.endsAt - 2 * env.validityMs - 1500;
+    let seen = 'nothing';
+    let missed = 0;
+    for (let tries = 0; tries < 2000 && Date.now() < last; tries++) {
+      await sleep(2);
+      const [head] = await lock.zRange(names.queue.queueKey, 0, 0);
+      const worker = head === undefined ? undefined : workerOf(head);
+      // Full: every permit held, or a writer holding (a rw lock's readers have no limit).
+      const full =
+        env.kind === 'rw'
+          ? (await lock.zCard(names.writers)) > 0
+          : (await lock.zCard(names.holders)) >= env.limit;
+      seen = `head ${head}, full ${full}`;
+      if (worker === undefined || !full || (await store.inSection(worker))) continue;
+      const pid = env.pids[worker] as number;
+      process.kill(pid, 'SIGSTOP');
+      const stoppedAt = Date.now();
+      const since = await logLength(env.storeUrl);
+      // Admitted just before it stopped (then it is a paused holder, not this row's fault), or
+      // no section ended while it was stopped (no wake-up reached it): resume it, try again.
+      await sleep(20);
+      const queued =
+        (await lock.zScore(names.queue.queueKey, head as string)) !== null &&
+        !(await lock.exists(`${names.owns}${head}`));
+      let woken = false;
+      for (let i = 0; queued && i < 500 && !woken; i++) {
+        woken = await wroteSince(env.storeUrl, since, worker, 'exit');
+        if (!woken) await sleep(2);
+      }
+      if (!woken) {
+        process.kill(pid, 'SIGCONT');
+        missed++;
+        continue;
+      }
+      if (how === 'kill') {
+        await env.kill(worker);
+      } else {
+        await sleep(stoppedAt + 2 * env.validityMs - Date.now());
+        process.kill(pid, 'SIGCONT');
+      }
+      return;
+    }
+    throw new Error(
+      `never stopped the queue's head while the lock was full (${missed} stops missed; last seen: ${seen})`,
     );
   } finally {
     lock.destroy();
@@ -466,6 +534,22 @@ const countedRows = (kind: Kind): Scenario[] => {
         'holder SIGSTOP for 2 validities (GC pause)',
       ].includes(scenario.name),
     ).filter((scenario) => scenario.mode === 'tracklock'),
+    ...(['stop', 'kill'] as const).map(
+      (how): Scenario => ({
+        name:
+          how === 'stop'
+            ? 'queue head SIGSTOP while the lock is full, 2 validities'
+            : 'queue head SIGKILL while the lock is full',
+        mode: 'tracklock',
+        topology: 'server',
+        safe: true,
+        workMs: 50,
+        durationMs: 6000,
+        maxGapMs: 1.5 * VALIDITY_MS,
+        everyoneAfterFault: true,
+        fault: countedHead(how),
+      }),
+    ),
     kind === 'semaphore'
       ? {
           // Every worker's semaphore has room for all of them; the store allows `limit`.

@@ -101,6 +101,8 @@ export interface FaultEnv {
    * mutex (then it writes), 'enter' for a counted lock (then it works and exits).
    */
   readonly midStep: 'read' | 'enter';
+  /** A semaphore's limit. */
+  readonly limit: number;
   /** The lock servers' key prefix and the workers' lock name. */
   readonly keyPrefix: string;
   readonly lockName: string;
@@ -196,6 +198,7 @@ export async function runScenario(scenario: Scenario, seed: number): Promise<Row
       problem: (text) => problems.push(text),
       kind: scenario.kind ?? 'mutex',
       midStep: (scenario.kind ?? 'mutex') === 'mutex' ? 'read' : 'enter',
+      limit: scenario.limit ?? LIMIT,
       keyPrefix: KEY_PREFIX,
       lockName: LOCK_NAME,
       validityMs: VALIDITY_MS,
