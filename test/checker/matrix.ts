@@ -173,6 +173,24 @@ async function watchIdleKeys(
 }
 
 /**
+ * A stopped worker: 'kill' SIGKILLs it (the run goes on without it), 'stop' resumes it two
+ * validities after `stoppedAt`.
+ */
+async function endStop(
+  env: FaultEnv,
+  how: 'stop' | 'kill',
+  worker: number,
+  stoppedAt: number,
+): Promise<void> {
+  if (how === 'kill') {
+    await env.kill(worker);
+  } else {
+    await sleep(stoppedAt + 2 * env.validityMs - Date.now());
+    process.kill(env.pids[worker] as number, 'SIGCONT');
+  }
+}
+
+/**
  * The queue's head while a release hands it the lock. Once a worker is mid-section (its read
  * logged), the queue's head (`ZRANGE q 0 0`) is another worker's waiter (its value names the
  * worker: values.ts) and the keys hold the holder's value, SIGSTOP that worker; then wait for
@@ -214,12 +232,7 @@ const headHandoff = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
         missed++;
         continue;
       }
-      if (how === 'kill') {
-        await env.kill(worker);
-      } else {
-        await sleep(stoppedAt + 2 * env.validityMs - Date.now());
-        process.kill(pid, 'SIGCONT');
-      }
+      await endStop(env, how, worker, stoppedAt);
       env.over();
       await watchIdleKeys(env, lock, store, how === 'kill' ? worker : undefined);
       return;
@@ -283,12 +296,7 @@ const countedHead = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
         missed++;
         continue;
       }
-      if (how === 'kill') {
-        await env.kill(worker);
-      } else {
-        await sleep(stoppedAt + 2 * env.validityMs - Date.now());
-        process.kill(pid, 'SIGCONT');
-      }
+      await endStop(env, how, worker, stoppedAt);
       return;
     }
     throw new Error(
