@@ -247,14 +247,15 @@ const headHandoff = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
 };
 
 /**
- * A counted lock's queue head, stopped while it waits: when a holder leaves, the release wakes
- * the head alone (its wake key), which cannot take the permit, and the later waiters stay
- * behind it. Once the lock is full (every permit, or a writer, held) and the head is a worker
- * in no section, SIGSTOP it; if it is still queued (not admitted just before) and a section
- * then ends (bounded), a wake-up reached it stopped (else it is resumed and the search starts
- * again); then 'stop' resumes it two validities after it was stopped, and 'kill' SIGKILLs
- * it. The lock must go on: its ticket lapses, the next script buries it, the next waiter is
- * woken (the row's `maxGapMs` and `everyoneAfterFault`).
+ * A counted lock's queue head while a release grants it permits (docs/semaphores.md: the
+ * script that frees permits gives them to the head that fits, valid until its ticket runs out,
+ * and writes its handoff key). Once the lock is full (every permit, or a writer, held) and the
+ * head is a worker in no section, SIGSTOP it; if it is still queued 20 ms later (not admitted
+ * just before: that would be a paused holder) and then its own key appears (a grant reached it
+ * stopped), 'stop' resumes it two validities after the stop (it must not take what its ticket
+ * no longer covers) and 'kill' SIGKILLs it; else it is resumed and the search starts again.
+ * The lock must go on: the grant lapses with the ticket, the next waiter takes the permits
+ * (the row's `maxGapMs` and `everyoneAfterFault`).
  */
 const countedHead = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
   await settle(env);
@@ -279,19 +280,19 @@ const countedHead = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
       const pid = env.pids[worker] as number;
       process.kill(pid, 'SIGSTOP');
       const stoppedAt = Date.now();
-      const since = await logLength(env.storeUrl);
       // Admitted just before it stopped (then it is a paused holder, not this row's fault), or
-      // no section ended while it was stopped (no wake-up reached it): resume it, try again.
+      // no release granted it permits while it was stopped: resume it, try again.
       await sleep(20);
+      const own = `${names.owns}${head}`;
       const queued =
         (await lock.zScore(names.queue.queueKey, head as string)) !== null &&
-        !(await lock.exists(`${names.owns}${head}`));
-      let woken = false;
-      for (let i = 0; queued && i < 500 && !woken; i++) {
-        woken = await wroteSince(env.storeUrl, since, worker, 'exit');
-        if (!woken) await sleep(2);
+        !(await lock.exists(own));
+      let granted = false;
+      for (let polls = 0; queued && polls < 1000 && !granted; polls++) {
+        await sleep(1);
+        granted = (await lock.exists(own)) > 0;
       }
-      if (!woken) {
+      if (!granted) {
         process.kill(pid, 'SIGCONT');
         missed++;
         continue;
@@ -300,7 +301,7 @@ const countedHead = (how: 'stop' | 'kill') => async (env: FaultEnv) => {
       return;
     }
     throw new Error(
-      `never stopped the queue's head while the lock was full (${missed} stops missed; last seen: ${seen})`,
+      `never stopped the queue's head while a release granted it permits (${missed} stops missed; last seen: ${seen})`,
     );
   } finally {
     lock.destroy();
@@ -546,8 +547,8 @@ const countedRows = (kind: Kind): Scenario[] => {
       (how): Scenario => ({
         name:
           how === 'stop'
-            ? 'queue head SIGSTOP while the lock is full, 2 validities'
-            : 'queue head SIGKILL while the lock is full',
+            ? 'queue head SIGSTOP while granted permits, 2 validities'
+            : 'queue head SIGKILL while granted permits',
         mode: 'tracklock',
         topology: 'server',
         safe: true,
