@@ -118,7 +118,7 @@ async function headReserving(value: string, request = permits(), via = send) {
   assert.ok(token !== undefined, `${value}: ${JSON.stringify(reply, bigints)}`);
   assert.is(
     await client.hGet(request.names.queue.rolesKey, `#${value}`),
-    `${request.spec} ${token}`,
+    `${request.spec} ${token} ${request.validityMs}`,
   );
   assert.is(await client.get(request.names.fence), String(token));
   const deadline = Number(await client.get(ticketOf(value, request.names)));
@@ -405,6 +405,16 @@ test("a release frees the permits and grants them to the queue's head; a second 
   await held('c', permits(1, { limit: 2 }));
 });
 
+test("a holder of a longer validity than the head's grants it while a quarter of the head's ticket is left, not of its own validity", async () => {
+  const head = permits(1, { limit: 1, validityMs: 1000 });
+  await held('a', permits(1, { limit: 1 }));
+  const reserved = await headReserving('b', head);
+  assert.equal(await released('a', permits(1, { limit: 1 })), { held: true, woken: ['+b'] });
+  await assertGranted('b', reserved, head);
+  await takesGrant('b', reserved.token, head);
+  assert.is(await release('b', head), true);
+});
+
 test('a waiter that gives up leaves the queue, and the next in line becomes the head', async () => {
   const one = permits(1, { limit: 1 });
   await held('a', one);
@@ -566,7 +576,7 @@ test("a waiter's place is the mutex's: the head, the deputy watching the head's 
   assert.equal(await client.hGetAll(S.queue.rolesKey), {
     b: 'head',
     c: 'deputy',
-    '#b': `1 ${token}`,
+    '#b': `1 ${token} ${LONG_MS}`,
     '#c': '1',
     '#d': '1',
   });
@@ -760,7 +770,7 @@ test('a token drawn since the head reserved its own: the head is woken to fit, n
   assert.is(await client.get(wakeOf('b')), 'fit');
   assert.is(await client.exists([handoffOf('b'), own('b'), S.holders]), 0);
   assert.equal(await queue(), ['b']);
-  assert.is(await client.hGet(S.queue.rolesKey, '#b'), `1 ${reserved.token}`);
+  assert.is(await client.hGet(S.queue.rolesKey, '#b'), `1 ${reserved.token} ${LONG_MS}`);
   assert.ok((await held('b', one)) > reserved.token + 1n);
 });
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
@@ -12,6 +13,9 @@ import {
   NotLockedError,
   UnavailableError,
 } from '../src/index.js';
+import { runScript, type SendTo } from '../src/redis/lua.js';
+import { SEMAPHORE_SCRIPTS, sharedArgs } from '../src/redis/semaphore-scripts.js';
+import { semaphoreNames } from '../src/shared/keys.js';
 import { type Client, connect } from './helpers/redis.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 import { mostAtOnce } from './helpers/semaphores.js';
@@ -487,6 +491,60 @@ test('a release hands the permit to the queue’s head in its script: the head s
   await ctx.admin.del(own as string);
   const reason = await abortedWithin(next.signal, 5000);
   assert.instance(reason, LockLostError);
+});
+
+test('a grant heard while an attempt is in flight, made before it and gone when it ran (a stall), is not taken from the attempt that queued the waiter again', async (ctx) => {
+  // One validity for both: a grant needs a quarter of the releaser's left on the head's ticket.
+  const options = { keyValidityMs: 1000 };
+  const [a, w] = await Promise.all([locker(ctx, options), locker(ctx, options)]);
+  const name = fresh();
+  const names = semaphoreNames('rueidislock', 's', name);
+  const roles = `${base(name)}:r`;
+  await a.semaphore(name, { limit: 1 }).withContext();
+  const [heldOwn] = await ctx.admin.keys(`${base(name)}:o:*`);
+  const heldValue = (heldOwn as string).slice(names.owns.length);
+  const { waiting: started, value } = await enqueue(ctx.admin, name, () =>
+    w.semaphore(name, { limit: 1 }).withContext({ waitTimeoutMs: 20_000 }),
+  );
+  const waiting = watched(started);
+  handled(waiting.promise);
+  // The head reserved its token: a release grants it the permit.
+  await until(async () => ((await ctx.admin.hGet(roles, `#${value}`)) ?? '').includes(' '));
+  // The holder's release, as its locker sends it, sent by redis-cli in the stall below.
+  let release: string[] = [];
+  const capture: SendTo = async (args) => {
+    release = args;
+    return [1, []];
+  };
+  await runScript(
+    capture,
+    SEMAPHORE_SCRIPTS.release,
+    { own: heldOwn as string },
+    sharedArgs(names, heldValue, '1', 1000, 1),
+  );
+  const cli = (...args: string[]) =>
+    execFileSync('redis-cli', ['-p', String(ctx.server.port), ...args]);
+  // A stalled event loop, on purpose. The release grants the head the permit; the grant runs
+  // out (its deadline is within a validity of the head's last attempt), then someone else
+  // holds the permit. The waiter's sleep (at most half a validity) ends in the stall: its next
+  // attempt is sent before the grant's push is read, and runs after both.
+  const stallUntil = Date.now() + 1300;
+  cli(...release);
+  while (Date.now() < stallUntil - 100) {}
+  cli('ZADD', names.holders, String(Date.now() + 60_000), 'c#0');
+  cli('SET', `${names.owns}c`, '1', 'PX', '60000');
+  while (Date.now() < stallUntil) {}
+  // That attempt found the grant gone and queued the waiter again, as the head.
+  const requeued = async () =>
+    (await entries(ctx.admin, name)).includes(value) &&
+    ((await ctx.admin.hGet(roles, `#${value}`)) ?? '').includes(' ');
+  await until(async () => waiting.resolved() || (await requeued()));
+  await sleep(300); // a window: the waiter must not take the permit that c holds in it
+  assert.not.ok(waiting.resolved(), 'the waiter holds beside c, beyond the limit of 1');
+  await ctx.admin.zRem(names.holders, 'c#0');
+  await ctx.admin.del(`${names.owns}c`);
+  const lock = await waiting.promise;
+  assert.is(await lock.release(), true);
 });
 
 test.run();

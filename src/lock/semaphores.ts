@@ -136,6 +136,8 @@ export class Semaphores {
     let registeredAt: number | undefined;
     /** The token our last attempt reserved as the head: a grant's. */
     let reserved: bigint | undefined;
+    /** Attempts sent under the current value. */
+    let tries = 0;
     const grantListener: Listener = {
       gate,
       granted: () => {
@@ -191,6 +193,7 @@ export class Semaphores {
         };
         const sent = store.script(SEMAPHORE_SCRIPTS.acquire, keys, args, 'acquire');
         queued = true;
+        tries++;
         inFlight = true;
         heardGrant = false;
         const reply = await abortable(signal, sent).then(
@@ -210,6 +213,7 @@ export class Semaphores {
           }
           permit = { ...permit, value: randomUUID() };
           registeredAt = reserved = undefined;
+          tries = 0;
           granted = heardGrant = false;
           listenAs(permit.value);
           if (mode === 'try') {
@@ -251,9 +255,20 @@ export class Semaphores {
         const { place } = found;
         if (place?.renewed) registeredAt = sentAt;
         reserved = place?.token;
+        // A grant heard in flight came after this attempt if the attempt found us queued (a
+        // grant drops us) or was the first under this value (nothing could be granted before):
+        // judged on this reply's registration. Else it came before, and the attempt, which did
+        // not find us holding, re-queued us: that grant is gone (expired, or removed), and this
+        // reply's registration is not its; the next attempt, at once, says whether another came.
+        if (heardGrant && place?.joined && tries > 1) continue;
         if (heardGrant) granted = true;
-        if (granted) lock = takeGrant();
-        if (lock) return createHandle(lock);
+        if (granted) {
+          lock = takeGrant();
+          if (lock) return createHandle(lock);
+          // Refused (too late to be safe): the server may hold the permits for us until the
+          // ticket's deadline; the next attempt, at once, takes them with a fresh expiry.
+          continue;
+        }
         polls = place?.role === role ? polls + 1 : 0;
         role = place?.role;
         // The head looks again when the earliest holder would expire (its attempt then

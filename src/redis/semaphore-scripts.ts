@@ -171,12 +171,13 @@ local function woken()
   for _, v in ipairs(granted) do list[#list + 1] = '+' .. v end
   return list
 end
--- A waiter's request in the roles hash: its spec, and the token it reserved as the head.
+-- A waiter's request in the roles hash: its spec, and the token it reserved as the head with
+-- its own validity (its ticket's length: lockers of one semaphore may differ in it).
 local function request_of(v)
   local field = redis.call('HGET', roles, '#' .. v)
   if not field then return nil end
-  local s, t = string.match(field, '^(%S+) ?(%S*)$')
-  return s, t ~= '' and t or nil
+  local s, t, l = string.match(field, '^(%S+) ?(%S*) ?(%S*)$')
+  return s, t ~= '' and t or nil, tonumber(l)
 end
 local function member(i) return value .. '#' .. (i - 1) end
 -- The limit stored by the first holder, when it differs from ours: checked before any write,
@@ -264,18 +265,19 @@ end
 -- none, however many wait. Promoting first buries a head that is gone. A grant, as the mutex's
 -- handoff, needs the token the head reserved at its last attempt to be still the last drawn
 -- (so the greatest: the head, told by a push alone, knows it already) and at least a quarter
--- of its ticket left (a live head renews it sooner); the permits last until the ticket's
--- deadline, and its handoff key, written last, tells it. One grant per script (a second head
+-- of its ticket left (a live head renews it sooner; a quarter of the head's validity, not the
+-- caller's); the permits last until the ticket's deadline, and its handoff key, written last,
+-- tells it. One grant per script (a second head
 -- has no token reserved): the next head is woken if it fits too.
 local function wake_head()
   if redis.call('EXISTS', queue) == 0 then return end
   local head = promote(validity)[1]
   if not head then return end
-  local needs, reserved = request_of(head)
+  local needs, reserved, length = request_of(head)
   if not (needs and fits(needs)) then return end
   local deadline = tonumber(redis.call('GET', tickets .. head)) or 0
   if #granted == 0 and reserved and reserved == redis.call('GET', fence)
-    and deadline - now_ms() >= validity / 4 then
+    and deadline - now_ms() >= (length or validity) / 4 then
     drop(head)
     put(head, needs, deadline)
     redis.call('SET', handoffs .. head, reserved, 'PXAT', deadline)
@@ -390,7 +392,7 @@ if role == 'head' then
   reserved = had
   if reserved ~= redis.call('GET', fence) then
     reserved = next_token(fence, validity)
-    redis.call('HSET', roles, '#' .. value, spec .. ' ' .. reserved)
+    redis.call('HSET', roles, '#' .. value, spec .. ' ' .. reserved .. ' ' .. validity)
   end
 elseif role == 'deputy' then
   watching = redis.call('ZRANGE', queue, 0, 0)[1]
