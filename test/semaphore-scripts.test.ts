@@ -877,4 +877,12 @@ test('an arrival whose script grants the head, and which is then the head and fi
   assert.is(await client.exists([S.queue.queueKey, wakeOf('e'), ticketOf('e')]), 0);
 });
 
+test('a busy attempt deletes a handoff key of its own left by a grant that is gone, so that its expiry cannot read as a grant', async () => {
+  const one = permits(1, { limit: 1 });
+  await held('a', one);
+  await client.set(handoffOf('b'), '42', { PX: LONG_MS });
+  assert.is((await acquire('b', one)).status, 'busy');
+  assert.is(await client.exists(handoffOf('b')), 0);
+});
+
 test.run();

@@ -383,6 +383,9 @@ end
 local role = redis.call('HGET', roles, value) or 'queued'
 local renewed = renew(my_ticket, role, validity)
 redis.call('GET', my_wake)
+-- Not holding, so a handoff key of ours is a grant gone (expired, its permits removed): its
+-- later expiry must not read as a grant.
+redis.call('DEL', my_handoff)
 local watching, watch_ms, reserved = false, -2, false
 if role == 'head' then
   -- The token a grant will give the head, drawn now so that the head knows it: still good
