@@ -42,6 +42,30 @@ export function total(calls: Map<string, number>): number {
   return sum;
 }
 
+/** What a server has run so far: calls per command, and its CPU time. */
+export interface ServerSnapshot {
+  readonly calls: Map<string, number>;
+  readonly cpuSeconds: number;
+}
+
+export async function serverSnapshot(admin: Redis): Promise<ServerSnapshot> {
+  const calls = await commandStats(admin);
+  const cpu = await admin.info('cpu');
+  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(cpu)?.[1] ?? 0);
+  return { calls, cpuSeconds: field('used_cpu_sys') + field('used_cpu_user') };
+}
+
+/** What a server ran between two snapshots, without the INFO calls that took them. */
+export function snapshotDelta(before: ServerSnapshot, after: ServerSnapshot) {
+  const calls = callsBetween(before.calls, after.calls);
+  return {
+    calls: total(calls),
+    /** Script calls: only a client sends them, a script cannot call another. */
+    scripts: (calls.get('evalsha') ?? 0) + (calls.get('eval') ?? 0),
+    cpuMs: (after.cpuSeconds - before.cpuSeconds) * 1000,
+  };
+}
+
 export async function serverVersion(client: Redis): Promise<string> {
   const info = await client.info('server');
   return /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
