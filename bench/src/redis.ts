@@ -6,6 +6,16 @@ import { type RedisServer, startRedisServer } from '../../test/helpers/redis-ser
 export type { RedisServer };
 export { startRedisServer };
 
+/** `work` on a throwaway redis-server of its own, stopped afterwards. */
+export async function onOwnServer<T>(work: (url: string) => Promise<T>): Promise<T> {
+  const server = await startRedisServer();
+  try {
+    return await work(server.url);
+  } finally {
+    await server.stop();
+  }
+}
+
 /** Calls per command name since the server started (INFO commandstats). */
 export async function commandStats(client: Redis): Promise<Map<string, number>> {
   const info = await client.info('commandstats');

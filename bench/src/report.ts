@@ -200,7 +200,7 @@ function semaphoreTables(rows: readonly SemaphoreVariantResult[] | undefined): s
       [
         'library',
         `calls/s, ${waiters} waiting`,
-        'ratio',
+        `calls/s, ${rows[0]?.cost.runs.at(-1)?.waiters} ÷ ${rows[0]?.cost.runs[0]?.waiters} waiting`,
         `scripts/s, ${waiters} waiting`,
         `Redis CPU ms/s, ${waiters} waiting`,
         'waiters stuck at the end',

@@ -25,8 +25,8 @@ import { type Summary, summarize } from '../stats.js';
 /** The extension period the window is measured in, tracklock's at issue 13's settings. */
 const PERIOD_MS = 250;
 /** After the waiters start, before counting: every one has made its first attempt. */
-const SETTLE_MS = 200;
-const SETTLE_PER_WAITER_MS = 2;
+export const SETTLE_MS = 200;
+export const SETTLE_PER_WAITER_MS = 2;
 /** Pause before each release: the waiter that queued again has made its first attempt. */
 const ROUND_SETTLE_MIN_MS = 2;
 const ROUND_SETTLE_SPAN_MS = 10;
@@ -238,15 +238,20 @@ async function measureRun(
           ? Math.round((roundsCounted.cpuMs / handoffs) * 1000) / 1000
           : null,
       handoff: summarize(samples),
-      stuck: await close(everyWorker, handle, drainMs),
+      stuck: await closeCrowd(everyWorker, handle, drainMs),
     };
   } finally {
     // Idempotent: a run that returned has closed already, one that threw has not.
-    await close(everyWorker, handle, drainMs).catch(() => 0);
+    await closeCrowd(everyWorker, handle, drainMs).catch(() => 0);
   }
 }
 
-async function close(workers: readonly Worker[], handle: string, drainMs: number): Promise<number> {
+/** Close a crowd in every worker (see the crowdClose request); the waiters left stuck. */
+export async function closeCrowd(
+  workers: readonly Worker[],
+  handle: string,
+  drainMs: number,
+): Promise<number> {
   const closed = await Promise.all(
     workers.map((w) =>
       w.call({ op: 'crowdClose', handle, drainMs }, budget(drainMs)).catch(() => ({ stuck: 0 })),

@@ -25,31 +25,16 @@ import type { SemaphoreVariant } from '../adapters/types.js';
 import { budget, type Context, freshNamespace } from '../context.js';
 import { SMOKE_SEMAPHORE_WINDOW_MS } from '../modes.js';
 import { shares, type Worker } from '../pool.js';
-import {
-  callsBetween,
-  serverSnapshot,
-  snapshotDelta,
-  startRedisServer,
-  summedCommandStats,
-  total,
-} from '../redis.js';
-import { type Summary, summarize } from '../stats.js';
+import { onOwnServer, serverSnapshot, snapshotDelta } from '../redis.js';
+import type { Summary } from '../stats.js';
+import { countedRounds, ROUND_TIMEOUT_MS, SETTLE_MIN_MS, SETTLE_SPAN_MS } from './handoff.js';
+import { closeCrowd, SETTLE_MS, SETTLE_PER_WAITER_MS } from './scale.js';
 import { measureThroughput, type ThroughputResult, WORKER_COUNTS } from './throughput.js';
 
 export const HANDOFF_LIMITS = [1, 4] as const;
 /** The permits of the throughput and cost runs. */
 export const SEMAPHORE_LIMIT = 4;
 export const COST_WAITERS = [1, 16] as const;
-/**
- * Pause before each release: the waiter has made its first attempt, and the release lands at
- * a random phase of a poller's cycle (as in the mutex's handoff phase).
- */
-const SETTLE_MIN_MS = 2;
-const SETTLE_SPAN_MS = 20;
-const ROUND_TIMEOUT_MS = 10_000;
-/** After the waiters start, before counting: every one has made its first attempt. */
-const COST_SETTLE_MS = 200;
-const COST_SETTLE_PER_WAITER_MS = 2;
 /** A window starts no nearer than this share of a period to a holder's extension. */
 const EDGE_MARGIN = 0.1;
 const DRAIN_MS = 5000;
@@ -112,7 +97,14 @@ export async function measureSemaphores(
       throughput.push(await measureThroughput(ctx, variant, count, SEMAPHORE_LIMIT));
       ctx.progress.step(`semaphore throughput ${count} ${variant.id}`);
     }
-    const cost = await onOwnServer((url, admin) => measureCost(ctx, variant, url, admin));
+    const cost = await onOwnServer(async (url) => {
+      const admin = await connectIoredis(url);
+      try {
+        return await measureCost(ctx, variant, url, admin);
+      } finally {
+        await closeIoredis(admin);
+      }
+    });
     ctx.progress.step(`semaphore cost ${variant.id}`);
     results.push({ variant, handoff: handoffs, throughput, cost });
   }
@@ -145,17 +137,6 @@ async function openClients(
   ctx.interrupted.throwIfAborted();
 }
 
-async function closeCrowd(workers: readonly Worker[], handle: string): Promise<number> {
-  const closed = await Promise.all(
-    workers.map((w) =>
-      w
-        .call({ op: 'crowdClose', handle, drainMs: DRAIN_MS }, budget(DRAIN_MS))
-        .catch(() => ({ stuck: 0 })),
-    ),
-  );
-  return closed.reduce((sum, c) => sum + c.stuck, 0);
-}
-
 /** `limit` + 1 clients pass the permits round: see the file's comment. */
 async function handoff(
   ctx: Context,
@@ -183,17 +164,7 @@ async function handoff(
     }
     let waiter = limit;
     await at(waiter).call({ op: 'crowdWait', handle, name: LOCK }, ROUND_TIMEOUT_MS);
-    const samples: number[] = [];
-    const { handoffRounds, handoffMaxMs, handoffWarmupRounds } = ctx.mode;
-    const started = performance.now();
-    let rounds = 0;
-    let warm = true;
-    let before: Map<string, number> | undefined;
-    while (samples.length < handoffRounds) {
-      ctx.interrupted.throwIfAborted();
-      const elapsed = performance.now() - started;
-      if (warm && (rounds >= handoffWarmupRounds || elapsed > handoffMaxMs / 5)) warm = false;
-      if (!warm && before === undefined) before = await summedCommandStats(ctx.lockServers);
+    const { summary, callsPerHandoff } = await countedRounds(ctx, async () => {
       // The longest holder in another process than the waiter's lets go.
       const position = holders.findIndex((index) => at(index) !== at(waiter));
       const [releaser] = holders.splice(position, 1) as [number];
@@ -209,36 +180,11 @@ async function handoff(
       // The one that let go waits next, once the permit it freed is taken.
       await at(releaser).call({ op: 'crowdWait', handle, name: LOCK }, ROUND_TIMEOUT_MS);
       waiter = releaser;
-      rounds++;
-      if (warm) continue;
-      samples.push(acquired.at - released.at);
-      if (performance.now() - started > handoffMaxMs) break;
-    }
-    const calls = before && total(callsBetween(before, await summedCommandStats(ctx.lockServers)));
-    return {
-      limit,
-      summary: summarize(samples),
-      callsPerHandoff:
-        calls === undefined || samples.length === 0
-          ? null
-          : Math.round((calls / samples.length) * 10) / 10,
-    };
+      return acquired.at - released.at;
+    });
+    return { limit, summary, callsPerHandoff };
   } finally {
-    await closeCrowd(workers, handle);
-  }
-}
-
-async function onOwnServer<T>(work: (url: string, admin: Redis) => Promise<T>): Promise<T> {
-  const server = await startRedisServer();
-  try {
-    const admin = await connectIoredis(server.url);
-    try {
-      return await work(server.url, admin);
-    } finally {
-      await closeIoredis(admin);
-    }
-  } finally {
-    await server.stop();
+    await closeCrowd(workers, handle, DRAIN_MS);
   }
 }
 
@@ -280,7 +226,7 @@ async function measureCost(
       await Promise.all(
         workers.map((w) => w.call({ op: 'crowdWait', handle, name: LOCK }, budget(0))),
       );
-      await sleep(COST_SETTLE_MS + waiters * COST_SETTLE_PER_WAITER_MS, undefined, {
+      await sleep(SETTLE_MS + waiters * SETTLE_PER_WAITER_MS, undefined, {
         signal: ctx.interrupted,
       });
       await clearOfExtensions(heldAt, variant.keepAliveMs, ctx.interrupted);
@@ -297,11 +243,11 @@ async function measureCost(
         cpuMsPerSecond: Math.round((window.cpuMs / seconds) * 10) / 10,
       });
     }
-    const stuck = await closeCrowd(workers, handle);
+    const stuck = await closeCrowd(workers, handle, DRAIN_MS);
     return { limit: SEMAPHORE_LIMIT, holders: SEMAPHORE_LIMIT, runs, stuck };
   } finally {
     // Idempotent: a run that returned has closed already, one that threw has not.
-    await closeCrowd(workers, handle);
+    await closeCrowd(workers, handle, DRAIN_MS);
   }
 }
 
