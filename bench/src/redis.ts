@@ -70,6 +70,7 @@ export function snapshotDelta(before: ServerSnapshot, after: ServerSnapshot) {
   const calls = callsBetween(before.calls, after.calls);
   return {
     calls: total(calls),
+    byCommand: calls,
     /** Script calls: only a client sends them, a script cannot call another. */
     scripts: (calls.get('evalsha') ?? 0) + (calls.get('eval') ?? 0),
     cpuMs: (after.cpuSeconds - before.cpuSeconds) * 1000,

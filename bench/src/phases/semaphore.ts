@@ -56,6 +56,8 @@ export interface SemaphoreCostRun {
   readonly scriptsPerSecond: number;
   /** The server's used_cpu_sys + used_cpu_user, ms per second. */
   readonly cpuMsPerSecond: number;
+  /** Calls per second by command (scripts' inner calls included), for the JSON. */
+  readonly callsPerSecondByCommand: Record<string, number>;
 }
 
 export interface SemaphoreCost {
@@ -241,6 +243,12 @@ async function measureCost(
         callsPerSecond: Math.round(window.calls / seconds),
         scriptsPerSecond: Math.round(window.scripts / seconds),
         cpuMsPerSecond: Math.round((window.cpuMs / seconds) * 10) / 10,
+        callsPerSecondByCommand: Object.fromEntries(
+          [...window.byCommand].map(([command, n]) => [
+            command,
+            Math.round((n / seconds) * 10) / 10,
+          ]),
+        ),
       });
     }
     const stuck = await closeCrowd(workers, handle, DRAIN_MS);
