@@ -381,4 +381,7 @@ async function main(): Promise<void> {
 main().catch((error: unknown) => {
   console.error(error instanceof Error ? (error.stack ?? error.message) : error);
   process.exitCode = 1;
+  // A phase that failed can leave work behind (a concurrent phase's connection to a server
+  // already stopped, which ioredis retries for ever): a failed run must end, not hang CI.
+  setTimeout(() => process.exit(1), 5000).unref();
 });
