@@ -3,6 +3,7 @@
  * would be. It does what the coordinator asks over IPC (see protocol.ts) and timestamps the
  * instants that are measured on the clock all processes share.
  */
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { semaphoreVariantById, variantById } from './adapters/index.js';
 import { closeIoredis, connectIoredis } from './adapters/ioredis.js';
@@ -158,6 +159,8 @@ async function handle(request: Request): Promise<unknown> {
         stop: new AbortController(),
         closing: false,
       };
+      // Every waiter of the crowd listens to it: hundreds at once are expected, not a leak.
+      setMaxListeners(0, c.stop.signal);
       crowds.set(request.handle, c);
       for (let i = 0; i < request.count; i += BATCH) {
         const indices = Array.from(
