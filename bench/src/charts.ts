@@ -130,9 +130,11 @@ export function scaleSpec(results: Results): TopLevelSpec {
 }
 
 export async function renderCharts(results: Results): Promise<Record<string, string>> {
+  // No main rows (--only semaphore, say): no main charts.
+  const main = results.variants.length > 0;
   return {
-    'handoff-cdf.svg': await toSvg(handoffCdfSpec(results)),
-    'throughput.svg': await toSvg(throughputSpec(results)),
+    ...(main ? { 'handoff-cdf.svg': await toSvg(handoffCdfSpec(results)) } : {}),
+    ...(main ? { 'throughput.svg': await toSvg(throughputSpec(results)) } : {}),
     ...(results.scale?.length ? { 'scale.svg': await toSvg(scaleSpec(results)) } : {}),
   };
 }

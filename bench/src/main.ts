@@ -3,6 +3,8 @@
  *
  *   npm run bench [-- --smoke | --full] [--name NAME] [--rounds N] [--only id,id]
  *
+ * (`--only semaphore` runs the semaphore phase alone.)
+ *
  * Starts a throwaway redis-server (or uses REDIS_URL), forks four worker processes, measures
  * every phase for every library, prints the tables, and writes bench/results/NAME.json (default
  * `latest`), NAME.md and the charts NAME-*.svg. Then the "many servers" rows: tracklock and
@@ -16,11 +18,13 @@ import {
   ALL_VARIANTS,
   CONTENTION_VARIANTS,
   SCALE_VARIANTS,
+  SEMAPHORE_GROUP,
+  SEMAPHORE_VARIANTS,
   TOPOLOGY_VARIANTS,
   VARIANTS,
 } from './adapters/index.js';
 import { closeIoredis, connectIoredis } from './adapters/ioredis.js';
-import type { Variant } from './adapters/types.js';
+import type { SemaphoreVariant, Variant } from './adapters/types.js';
 import { renderCharts } from './charts.js';
 import type { Context } from './context.js';
 import { describeMachine } from './machine.js';
@@ -33,6 +37,7 @@ import { MANY_SERVERS_STEPS, measureManyServers } from './phases/many-servers.js
 import { measureMemory } from './phases/memory.js';
 import { measurePing } from './phases/ping.js';
 import { measureScale, scaleSteps } from './phases/scale.js';
+import { measureSemaphores, semaphoreSteps } from './phases/semaphore.js';
 import { measureThroughput, WORKER_COUNTS } from './phases/throughput.js';
 import { measureUncontended } from './phases/uncontended.js';
 import { startWorkers } from './pool.js';
@@ -43,6 +48,7 @@ import type {
   ContentionVariantResult,
   Results,
   ScaleVariantResult,
+  SemaphoreVariantResult,
   TopologyResult,
   VariantResult,
 } from './results.js';
@@ -59,7 +65,8 @@ const USAGE = `npm run bench -- [options]   (bench/README.md says what each phas
   --smoke         every phase, few samples (CI)             about 1 minute
   --full          the published figures                     about 10 minutes
   --name NAME     write bench/results/NAME.* instead of latest.*
-  --only A,B      only these libraries (ids as in the tables)
+  --only A,B      only these libraries (ids as in the tables); "semaphore": every
+                  semaphore row (issue 16), so "--only semaphore" runs that phase alone
   --rounds N      the two-process handoff rounds
   -h, --help      this text`;
 
@@ -73,6 +80,8 @@ interface Args {
   readonly topologyVariants: readonly Variant[];
   /** The "scale" rows: W waiters on one name, on a server of their own. */
   readonly scaleVariants: readonly Variant[];
+  /** The semaphore rows (issue 16). */
+  readonly semaphoreVariants: readonly SemaphoreVariant[];
   readonly command: string;
 }
 
@@ -104,13 +113,18 @@ function parse(): Args {
     mode = { ...mode, handoffRounds: rounds };
   }
   if (!/^[\w.-]+$/.test(values.name)) throw new RangeError('--name: letters, digits, . _ - only');
-  const only = values.only?.split(',');
-  const known = ALL_VARIANTS.map((v) => v.id);
+  const semaphoreIds = SEMAPHORE_VARIANTS.map((v) => v.id);
+  const only = values.only
+    ?.split(',')
+    .flatMap((id) => (id === SEMAPHORE_GROUP ? semaphoreIds : [id]));
+  const known = [...ALL_VARIANTS.map((v) => v.id), ...semaphoreIds];
   const unknown = only?.filter((id) => !known.includes(id));
   if (unknown?.length) {
-    throw new RangeError(`--only: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
+    throw new RangeError(
+      `--only: unknown ${unknown.join(', ')}; known: ${[...known, SEMAPHORE_GROUP].join(', ')}`,
+    );
   }
-  const pick = (list: readonly Variant[]) =>
+  const pick = <V extends { readonly id: string }>(list: readonly V[]) =>
     only ? list.filter((v) => only.includes(v.id)) : list;
   const command = `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
   return {
@@ -120,13 +134,14 @@ function parse(): Args {
     contentionVariants: pick(CONTENTION_VARIANTS),
     topologyVariants: pick(TOPOLOGY_VARIANTS),
     scaleVariants: pick(SCALE_VARIANTS),
+    semaphoreVariants: pick(SEMAPHORE_VARIANTS),
     command,
   };
 }
 
 /** Steps the progress bar counts: one per variant per measurement. */
 function plannedSteps(args: Args): number {
-  const { variants, contentionVariants, topologyVariants, scaleVariants } = args;
+  const { variants, contentionVariants, topologyVariants, scaleVariants, semaphoreVariants } = args;
   const perVariant = 1 + WAITER_COUNTS.length + WORKER_COUNTS.length + 1 + 1 + 1;
   return (
     1 +
@@ -136,7 +151,8 @@ function plannedSteps(args: Args): number {
     fairnessVariants(args).length * FAIRNESS_SHAPES.length +
     variants.filter((v) => v.signalsLoss).length +
     topologyVariants.length * MANY_SERVERS_STEPS +
-    scaleSteps(args, scaleVariants)
+    scaleSteps(args, scaleVariants) +
+    semaphoreSteps(semaphoreVariants)
   );
 }
 
@@ -223,6 +239,8 @@ async function run(
       lap('loss');
       const scale = await measureScale(ctx, args.scaleVariants);
       lap('scale');
+      const semaphores = await measureSemaphores(ctx, args.semaphoreVariants);
+      lap('semaphore');
       // Last, and side by side: both run on servers of their own, and count, not time.
       const [cost, memory] = await Promise.all([
         measureCost(ctx, args.variants),
@@ -231,7 +249,7 @@ async function run(
       lap('cost and memory');
       const machine = describeMachine(redis);
       /** Which library, at which version and settings, a row of results is. */
-      const identity = (v: Variant) => ({
+      const identity = (v: Variant | SemaphoreVariant) => ({
         id: v.id,
         library: v.library,
         version: machine.versions[v.library] ?? '?',
@@ -269,6 +287,14 @@ async function run(
       const scaleRows = scale.map(
         (r): ScaleVariantResult => ({ ...identity(r.variant), runs: r.runs }),
       );
+      const semaphore = semaphores.map(
+        (r): SemaphoreVariantResult => ({
+          ...identity(r.variant),
+          handoff: r.handoff,
+          throughput: r.throughput,
+          cost: r.cost,
+        }),
+      );
       const base = {
         command: args.command,
         mode: args.mode.name,
@@ -282,6 +308,7 @@ async function run(
         contention,
         topologies,
         scale: scaleRows,
+        semaphore,
       };
       return { ...base, targets: computeTargets(base) };
     } finally {
@@ -334,7 +361,9 @@ async function main(): Promise<void> {
     writeFileSync(`${RESULTS_DIR}${args.name}-${file}`, svg);
   }
   console.log(`\nwrote bench/results/${args.name}.json, .md and -*.svg`);
-  const lost = results.targets.filter((t) => t.target.includes('lost updates') && !t.met);
+  const lost = results.targets.filter(
+    (t) => (t.target.includes('lost updates') || t.target.includes('over limit')) && !t.met,
+  );
   // The many-servers rows are no targets, but two holders at once there is as loud a finding.
   const lostOnMany = (results.topologies ?? []).flatMap((r) =>
     r.throughput
@@ -343,11 +372,16 @@ async function main(): Promise<void> {
   );
   if (lost.length > 0 || lostOnMany.length > 0) {
     // A lock that lets two holders in is a finding, not a benchmark failure: say it loudly.
-    console.log(`lost updates: ${[...lost.map((t) => t.target), ...lostOnMany].join('; ')}`);
+    console.log(
+      `lost updates or holders over a limit: ${[...lost.map((t) => t.target), ...lostOnMany].join('; ')}`,
+    );
   }
 }
 
 main().catch((error: unknown) => {
   console.error(error instanceof Error ? (error.stack ?? error.message) : error);
   process.exitCode = 1;
+  // A phase that failed can leave work behind (a concurrent phase's connection to a server
+  // already stopped, which ioredis retries for ever): a failed run must end, not hang CI.
+  setTimeout(() => process.exit(1), 5000).unref();
 });

@@ -28,6 +28,12 @@ export interface Mode {
   /** Fairness: time per variant and shape (4 processes × 4 loops, 8 × 1), and which variants. */
   readonly fairnessMs: number;
   readonly fairnessVariants: readonly string[];
+  /**
+   * Semaphore cost: whole extension periods of tracklock's (extendIntervalMs) per window, with 1
+   * and with 16 waiters (0: a fixed short window, smoke only). Its handoff rounds and
+   * throughput runs take the mutex phases' sizes.
+   */
+  readonly semaphoreCostPeriods: number;
 }
 
 /**
@@ -63,6 +69,7 @@ export const MODES: Record<ModeName, Mode> = {
     scaleMaxMs: 1000,
     fairnessMs: 1000,
     fairnessVariants: ['tracklock-m2', 'tracklock-m2-race', 'redis-semaphore'],
+    semaphoreCostPeriods: 0,
   },
   default: {
     name: 'default',
@@ -84,6 +91,7 @@ export const MODES: Record<ModeName, Mode> = {
     scaleMaxMs: 2500,
     fairnessMs: 2000,
     fairnessVariants: FAIRNESS_VARIANTS,
+    semaphoreCostPeriods: 1,
   },
   full: {
     name: 'full',
@@ -105,8 +113,11 @@ export const MODES: Record<ModeName, Mode> = {
     scaleMaxMs: 15_000,
     fairnessMs: 5000,
     fairnessVariants: FAIRNESS_VARIANTS,
+    semaphoreCostPeriods: 3,
   },
 };
 
 /** A smoke run's fixed idle window, shorter than any extension period: it only exercises. */
 export const SMOKE_IDLE_WINDOW_MS = 2000;
+/** A smoke run's fixed semaphore cost window: it only exercises. */
+export const SMOKE_SEMAPHORE_WINDOW_MS = 500;

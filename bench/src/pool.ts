@@ -111,3 +111,11 @@ export async function startWorkers(count: number, prefix: string): Promise<Worke
   }
   return workers;
 }
+
+/** `count` dealt over `parts` as evenly as can be, the first parts taking one more. */
+export function shares(count: number, parts: number): number[] {
+  return Array.from(
+    { length: parts },
+    (_, i) => Math.floor(count / parts) + (i < count % parts ? 1 : 0),
+  );
+}

@@ -7,9 +7,17 @@
 export type Request =
   /**
    * Create a client of `variant` on `target` (a URL, or several servers: see lock-target.ts)
-   * and keep it under `handle`.
+   * and keep it under `handle`. With `limit`, `variant` is a semaphore variant's id and the
+   * client's locks are permits of semaphores of `limit` permits.
    */
-  | { op: 'open'; handle: string; variant: string; target: string; namespace: string }
+  | {
+      op: 'open';
+      handle: string;
+      variant: string;
+      target: string;
+      namespace: string;
+      limit?: number;
+    }
   | { op: 'close'; handle: string }
   /** Acquire `name` with the blocking acquire and keep it. */
   | { op: 'hold'; handle: string; name: string }
@@ -34,7 +42,9 @@ export type Request =
     }
   /**
    * `workers` loops of acquire → GET/SET counter → release on one name, until `until`; every
-   * acquisition's wait and hold come back, for the fairness phase.
+   * acquisition's wait and hold come back, for the fairness phase. With `limit` (a semaphore
+   * of that many permits) the counter counts the holders instead: INCR after the acquire (a
+   * reply above `limit` is one too many holders), DECR before the release.
    */
   | {
       op: 'contend';
@@ -44,6 +54,7 @@ export type Request =
       until: number;
       counterUrl: string;
       counterKey: string;
+      limit?: number;
     }
   /** Acquire and release fresh names one after another, until `until` or `maxCycles`. */
   | { op: 'cycles'; handle: string; maxCycles: number; until: number }
@@ -54,7 +65,7 @@ export type Request =
   | { op: 'watchLoss'; handle: string; name: string }
   /**
    * The scale phase's crowd: `count` clients of `variant`, each its own connection, numbered
-   * from `first`, kept under `handle`.
+   * from `first`, kept under `handle`. With `limit`, as `open`'s: semaphore clients.
    */
   | {
       op: 'crowdOpen';
@@ -64,6 +75,7 @@ export type Request =
       namespace: string;
       first: number;
       count: number;
+      limit?: number;
     }
   /** Client `index` of the crowd takes `name` with the blocking acquire and keeps it. */
   | { op: 'crowdHold'; handle: string; name: string; index: number }
@@ -109,6 +121,10 @@ export interface ContendResult {
   readonly waits: number[];
   /** Each acquisition's hold in ms, from resolving to the release call: the GET and the SET. */
   readonly holds: number[];
+  /** With `limit`: acquisitions whose INCR counted more holders than `limit`. */
+  readonly overLimit: number;
+  /** With `limit`: the most holders an INCR counted. */
+  readonly mostInside: number;
 }
 
 export interface MemoryResult {

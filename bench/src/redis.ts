@@ -6,6 +6,16 @@ import { type RedisServer, startRedisServer } from '../../test/helpers/redis-ser
 export type { RedisServer };
 export { startRedisServer };
 
+/** `work` on a throwaway redis-server of its own, stopped afterwards. */
+export async function onOwnServer<T>(work: (url: string) => Promise<T>): Promise<T> {
+  const server = await startRedisServer();
+  try {
+    return await work(server.url);
+  } finally {
+    await server.stop();
+  }
+}
+
 /** Calls per command name since the server started (INFO commandstats). */
 export async function commandStats(client: Redis): Promise<Map<string, number>> {
   const info = await client.info('commandstats');
@@ -40,6 +50,31 @@ export function total(calls: Map<string, number>): number {
   let sum = 0;
   for (const count of calls.values()) sum += count;
   return sum;
+}
+
+/** What a server has run so far: calls per command, and its CPU time. */
+export interface ServerSnapshot {
+  readonly calls: Map<string, number>;
+  readonly cpuSeconds: number;
+}
+
+export async function serverSnapshot(admin: Redis): Promise<ServerSnapshot> {
+  const calls = await commandStats(admin);
+  const cpu = await admin.info('cpu');
+  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(cpu)?.[1] ?? 0);
+  return { calls, cpuSeconds: field('used_cpu_sys') + field('used_cpu_user') };
+}
+
+/** What a server ran between two snapshots, without the INFO calls that took them. */
+export function snapshotDelta(before: ServerSnapshot, after: ServerSnapshot) {
+  const calls = callsBetween(before.calls, after.calls);
+  return {
+    calls: total(calls),
+    byCommand: calls,
+    /** Script calls: only a client sends them, a script cannot call another. */
+    scripts: (calls.get('evalsha') ?? 0) + (calls.get('eval') ?? 0),
+    cpuMs: (after.cpuSeconds - before.cpuSeconds) * 1000,
+  };
 }
 
 export async function serverVersion(client: Redis): Promise<string> {

@@ -6,6 +6,7 @@ import type {
   ContentionVariantResult,
   Results,
   ScaleVariantResult,
+  SemaphoreVariantResult,
   Target,
   TopologyResult,
   VariantResult,
@@ -151,6 +152,75 @@ function scaleTable(scale: readonly ScaleVariantResult[] | undefined): string[] 
   ];
 }
 
+/** The semaphore tables (issue 16), or nothing for a run without them. */
+function semaphoreTables(rows: readonly SemaphoreVariantResult[] | undefined): string[] {
+  if (!rows?.length) return [];
+  const handoff = (r: SemaphoreVariantResult, limit: number) =>
+    r.handoff.find((h) => h.limit === limit);
+  const perRun = (
+    r: SemaphoreVariantResult,
+    f: (run: SemaphoreVariantResult['cost']['runs'][number]) => number,
+  ) => r.cost.runs.map((run) => int(f(run))).join(' / ');
+  const waiters = rows[0]?.cost.runs.map((run) => run.waiters).join(' / ') ?? '';
+  const limit = rows[0]?.cost.limit;
+  return [
+    '',
+    `**Semaphores** (issue 16): handoff, every permit held and one waiter in another process: the longest holder releases → the waiter's acquire resolves (calls per handoff as in the handoff table); the contention loop on ${limit} permits with a count of the holders inside (INCR after the acquire, DECR before the release) in place of the counter; over limit: acquisitions that counted more than ${limit} inside.`,
+    '',
+    table(
+      [
+        'library',
+        'settings',
+        'handoff p50 / p99, limit 1',
+        'limit 4',
+        'calls per handoff, limit 1 / 4',
+        `acq/s, 1 / 4 / 16 workers, limit ${limit}`,
+        'over limit',
+        'most inside',
+        'calls per acq, 16 workers',
+      ],
+      rows.map((r) => [
+        name(r),
+        r.settings,
+        p50p99(handoff(r, 1)?.summary),
+        p50p99(handoff(r, 4)?.summary),
+        r.handoff
+          .map((h) => (h.callsPerHandoff === null ? '–' : String(h.callsPerHandoff)))
+          .join(' / '),
+        r.throughput.map((t) => int(t.acquisitionsPerSecond)).join(' / '),
+        r.throughput.map((t) => String(t.overLimit ?? '–')).join(' / '),
+        String(Math.max(...r.throughput.map((t) => t.mostInside ?? 0))),
+        String(r.throughput.at(-1)?.callsPerAcquisition ?? '–'),
+      ]),
+    ),
+    '',
+    `**Semaphore cost**: on a server of its own, ${limit} clients hold all ${limit} permits while ${waiters} more wait; every call the server ran (scripts' inner calls included), the script calls among them, and the server's CPU time, per second, over ${rows[0]?.cost.runs[0]?.windowMs} ms windows.`,
+    '',
+    table(
+      [
+        'library',
+        `calls/s, ${waiters} waiting`,
+        `calls/s, ${rows[0]?.cost.runs.at(-1)?.waiters} ÷ ${rows[0]?.cost.runs[0]?.waiters} waiting`,
+        `scripts/s, ${waiters} waiting`,
+        `Redis CPU ms/s, ${waiters} waiting`,
+        'waiters stuck at the end',
+      ],
+      rows.map((r) => {
+        const first = r.cost.runs[0]?.callsPerSecond;
+        const last = r.cost.runs.at(-1)?.callsPerSecond;
+        return [
+          name(r),
+          perRun(r, (run) => run.callsPerSecond),
+          first && last !== undefined ? `${(last / first).toFixed(2)}×` : '–',
+          perRun(r, (run) => run.scriptsPerSecond),
+          r.cost.runs.map((run) => run.cpuMsPerSecond.toFixed(1)).join(' / '),
+          String(r.cost.stuck),
+        ];
+      }),
+    ),
+  ];
+}
+
 /**
  * How far each tracklock row is from the bare push lock on node-redis, its own idea on its own
  * client with nothing else (bare-push-lock.ts), or nothing when the run left either out.
@@ -194,15 +264,10 @@ function p50p99(s: Summary | null | undefined): string {
   return s ? `${ms(s.p50)} / ${ms(s.p99)}` : '–';
 }
 
-export function renderReport(results: Results): string {
-  const { ping, idlePing } = results.ping;
-  const m = results.machine;
-  const memoryCount = results.variants.find((v) => v.memory)?.memory?.count.toLocaleString('en-US');
-  const out: string[] = [];
-  out.push(
-    `Mode ${results.mode}, ${results.durationSeconds} s; ${results.server}, Redis ${m.redis}; Node ${m.node}; ${m.cpus}; ${m.os}`,
-    '',
-    `PING p50 ${ms(ping?.p50)} ms, p99 ${ms(ping?.p99)} ms (${ping?.n} sequential); after a 5 ms pause p50 ${ms(idlePing?.p50)} ms. All times in ms.`,
+/** The main handoff table, or nothing when --only left every main row out. */
+function handoffTable(variants: readonly VariantResult[]): string[] {
+  if (variants.length === 0) return [];
+  return [
     '',
     "**Handoff**: release in one process → the blocking acquire resolves in another; calls per handoff: server calls (scripts' inner calls included) per round, the waiter's first attempt and its polling in the pause before the release (2–22 ms) included.",
     '',
@@ -219,7 +284,7 @@ export function renderReport(results: Results): string {
         '10 waiters p50 / p99',
         '100 waiters p50 / p99',
       ],
-      results.variants.map((v) => {
+      variants.map((v) => {
         const s = v.handoff.pair;
         return [
           name(v),
@@ -235,7 +300,13 @@ export function renderReport(results: Results): string {
         ];
       }),
     ),
-    ...floor(results.variants),
+  ];
+}
+
+/** The contention table, or nothing when --only left out every row of it. */
+function contentionTable(results: Results): string[] {
+  if (results.variants.length === 0 && !results.contention?.length) return [];
+  return [
     '',
     '**Contention** (acquire → GET/SET a counter → release, one name) and **uncontended** acquire + release on fresh names.',
     '',
@@ -258,10 +329,13 @@ export function renderReport(results: Results): string {
         ...(results.contention ?? []).map((v) => [...contended(v), '–', '–']),
       ],
     ),
-    ...contentionSettings(results.contention),
-    ...fairness(results.variants),
-    ...manyServers(results.topologies),
-    ...scaleTable(results.scale),
+  ];
+}
+
+/** The cost table, or nothing when --only left every main row out. */
+function costTable(variants: readonly VariantResult[]): string[] {
+  if (variants.length === 0) return [];
+  return [
     '',
     "**Cost**: requests a client sends (a script counts once) and, in brackets, all calls the server runs, scripts' inner calls included; client heap per held lock and per waiter.",
     '',
@@ -275,7 +349,7 @@ export function renderReport(results: Results): string {
         'per waiter',
         'loss detected p50 / p99',
       ],
-      results.variants.map((v) => {
+      variants.map((v) => {
         const idle = v.cost.idle;
         const at = (locks: number, perLock: boolean) => {
           const found = idle?.find((i) => i.locks === locks);
@@ -295,6 +369,27 @@ export function renderReport(results: Results): string {
         ];
       }),
     ),
+  ];
+}
+
+export function renderReport(results: Results): string {
+  const { ping, idlePing } = results.ping;
+  const m = results.machine;
+  const memoryCount = results.variants.find((v) => v.memory)?.memory?.count.toLocaleString('en-US');
+  const out: string[] = [];
+  out.push(
+    `Mode ${results.mode}, ${results.durationSeconds} s; ${results.server}, Redis ${m.redis}; Node ${m.node}; ${m.cpus}; ${m.os}`,
+    '',
+    `PING p50 ${ms(ping?.p50)} ms, p99 ${ms(ping?.p99)} ms (${ping?.n} sequential); after a 5 ms pause p50 ${ms(idlePing?.p50)} ms. All times in ms.`,
+    ...handoffTable(results.variants),
+    ...floor(results.variants),
+    ...contentionTable(results),
+    ...contentionSettings(results.contention),
+    ...fairness(results.variants),
+    ...manyServers(results.topologies),
+    ...scaleTable(results.scale),
+    ...semaphoreTables(results.semaphore),
+    ...costTable(results.variants),
     // No main rows at all when --only named only many-servers ones.
     ...(memoryCount === undefined
       ? []

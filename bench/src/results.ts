@@ -5,6 +5,7 @@ import type { CostResult } from './phases/cost.js';
 import type { FairnessResult } from './phases/fairness.js';
 import type { PingResult } from './phases/ping.js';
 import type { ScaleRun } from './phases/scale.js';
+import type { SemaphoreCost, SemaphoreHandoff } from './phases/semaphore.js';
 import type { ThroughputResult } from './phases/throughput.js';
 import type { UncontendedResult } from './phases/uncontended.js';
 import type { MemoryResult } from './protocol.js';
@@ -71,6 +72,19 @@ export interface ScaleVariantResult {
   readonly runs: ScaleRun[];
 }
 
+/** A row of the semaphore tables (issue 16). */
+export interface SemaphoreVariantResult {
+  readonly id: string;
+  readonly library: string;
+  readonly version: string;
+  readonly settings: string;
+  /** Limit 1 and limit 4, every permit held and one waiter. */
+  readonly handoff: SemaphoreHandoff[];
+  /** The contention loop at limit 4, by worker count; overLimit and mostInside set. */
+  readonly throughput: ThroughputResult[];
+  readonly cost: SemaphoreCost;
+}
+
 export interface Target {
   readonly target: string;
   readonly value: number;
@@ -100,5 +114,7 @@ export interface Results {
   readonly topologies?: TopologyResult[];
   /** Absent from runs made before the "scale" phase; empty when --only left it out. */
   readonly scale?: ScaleVariantResult[];
+  /** Absent from runs made before the semaphore phase; empty when --only left it out. */
+  readonly semaphore?: SemaphoreVariantResult[];
   readonly targets: Target[];
 }

@@ -12,6 +12,9 @@ const SCALE_ID = 'tracklock-scale';
 /** The floor and the poller issue 13 measures the handoff against. */
 const FLOOR_ID = 'bare-node-redis';
 const FAST_POLLER_ID = 'redis-semaphore-1ms';
+/** Issue 16's rows: tracklock's semaphore, and redis-semaphore's at its default polling. */
+const SEMAPHORE_ID = 'tracklock-sem';
+const SEMAPHORE_POLLER_ID = 'redis-semaphore-sem';
 /** tracklock at its defaults, pushing: what the polling rows (issue 14) stand beside. */
 export const PUSH_ID = DEFAULTS_ID;
 
@@ -124,7 +127,46 @@ export function computeTargets(results: Omit<Results, 'targets'>): Target[] {
       add(`${variant.id} lost updates, fairness ${shape} = 0`, fair.lostUpdates, 0);
     }
   }
+  semaphoreTargets(results, push);
   return targets;
+}
+
+/**
+ * Issue 16's: no semaphore lets more holders in than its limit, and the cost of tracklock's
+ * waiters does not grow with them as a poller's does: its server calls per second with the
+ * most waiters measured are at most twice those with one, and below redis-semaphore's at its
+ * default polling.
+ */
+function semaphoreTargets(
+  results: Omit<Results, 'targets'>,
+  push: (
+    target: string,
+    value: number | null | undefined,
+    limit: number | null | undefined,
+  ) => void,
+): void {
+  const rows = results.semaphore ?? [];
+  for (const row of rows) {
+    for (const run of row.throughput) {
+      push(`${row.id} over limit, ${run.workers} workers = 0`, run.overLimit, 0);
+    }
+  }
+  const tracklock = rows.find((r) => r.id === SEMAPHORE_ID);
+  const one = tracklock?.cost.runs.find((run) => run.waiters === 1);
+  const most = tracklock?.cost.runs.at(-1);
+  if (!one || !most || most.waiters <= 1) return;
+  const w = `${most.waiters} waiting ÷ 1`;
+  push(
+    `${SEMAPHORE_ID} semaphore cost: server calls/s, ${w} ≤ 2`,
+    one.callsPerSecond > 0 ? most.callsPerSecond / one.callsPerSecond : null,
+    2,
+  );
+  const poller = rows.find((r) => r.id === SEMAPHORE_POLLER_ID)?.cost.runs.at(-1);
+  push(
+    `${SEMAPHORE_ID} semaphore cost: server calls/s, ${most.waiters} waiting ≤ ${SEMAPHORE_POLLER_ID}'s`,
+    most.callsPerSecond,
+    poller?.waiters === most.waiters ? poller.callsPerSecond : null,
+  );
 }
 
 /**

@@ -3,8 +3,9 @@
  * would be. It does what the coordinator asks over IPC (see protocol.ts) and timestamps the
  * instants that are measured on the clock all processes share.
  */
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { variantById } from './adapters/index.js';
+import { semaphoreVariantById, variantById } from './adapters/index.js';
 import { closeIoredis, connectIoredis } from './adapters/ioredis.js';
 import type { Held, LockClient } from './adapters/types.js';
 import {
@@ -49,6 +50,19 @@ function crowd(handle: string): Crowd {
   return found;
 }
 
+/** A client of the variant an `open` or `crowdOpen` names: a semaphore's when it gives `limit`. */
+function create(request: {
+  variant: string;
+  target: string;
+  namespace: string;
+  limit?: number;
+}): Promise<LockClient> {
+  const { variant, target, namespace, limit } = request;
+  return limit === undefined
+    ? variantById(variant).create(target, namespace)
+    : semaphoreVariantById(variant).create(target, namespace, limit);
+}
+
 function client(handle: string): LockClient {
   const found = clients.get(handle);
   if (!found) throw new Error(`no client '${handle}' in worker ${process.pid}`);
@@ -64,11 +78,9 @@ function take<K, T>(map: Map<K, T>, key: K, what: string): T {
 
 async function handle(request: Request): Promise<unknown> {
   switch (request.op) {
-    case 'open': {
-      const variant = variantById(request.variant);
-      clients.set(request.handle, await variant.create(request.target, request.namespace));
+    case 'open':
+      clients.set(request.handle, await create(request));
       return null;
-    }
     case 'close': {
       const found = clients.get(request.handle);
       clients.delete(request.handle);
@@ -138,7 +150,6 @@ async function handle(request: Request): Promise<unknown> {
     case 'memory':
       return memory(request);
     case 'crowdOpen': {
-      const variant = variantById(request.variant);
       const c: Crowd = crowds.get(request.handle) ?? {
         clients: new Map(),
         held: new Map(),
@@ -148,6 +159,8 @@ async function handle(request: Request): Promise<unknown> {
         stop: new AbortController(),
         closing: false,
       };
+      // Every waiter of the crowd listens to it: hundreds at once are expected, not a leak.
+      setMaxListeners(0, c.stop.signal);
       crowds.set(request.handle, c);
       for (let i = 0; i < request.count; i += BATCH) {
         const indices = Array.from(
@@ -156,7 +169,7 @@ async function handle(request: Request): Promise<unknown> {
         );
         await Promise.all(
           indices.map(async (index) => {
-            c.clients.set(index, await variant.create(request.target, request.namespace));
+            c.clients.set(index, await create(request));
           }),
         );
       }
@@ -238,10 +251,26 @@ async function contend(
   // The counter lives in the same Redis but on a connection of its own, as application data
   // would: the lock is what must keep the read-modify-write from interleaving.
   const counter = await connectIoredis(request.counterUrl);
+  const { counterKey, limit } = request;
   let acquisitions = 0;
   let increments = 0;
+  let overLimit = 0;
+  let mostInside = 0;
   const waits: number[] = [];
   const holds: number[] = [];
+  /** A mutex's protected read-modify-write, or a semaphore's count of the holders inside. */
+  const work =
+    limit === undefined
+      ? async () => {
+          const value = Number((await counter.get(counterKey)) ?? 0);
+          await counter.set(counterKey, String(value + 1));
+        }
+      : async () => {
+          const inside = await counter.incr(counterKey);
+          if (inside > limit) overLimit++;
+          mostInside = Math.max(mostInside, inside);
+          await counter.decr(counterKey);
+        };
   const loop = async () => {
     while (now() < request.until) {
       const calledAt = now();
@@ -250,8 +279,7 @@ async function contend(
       if (acquiredAt < request.until) acquisitions++;
       // Kept also when it resolved after `until`: a loop starved all run long waits that long.
       waits.push(acquiredAt - calledAt);
-      const value = Number((await counter.get(request.counterKey)) ?? 0);
-      await counter.set(request.counterKey, String(value + 1));
+      await work();
       increments++;
       holds.push(now() - acquiredAt);
       await lock.release();
@@ -262,7 +290,7 @@ async function contend(
   } finally {
     await closeIoredis(counter);
   }
-  return { acquisitions, increments, waits, holds };
+  return { acquisitions, increments, waits, holds, overLimit, mostInside };
 }
 
 async function cycles(

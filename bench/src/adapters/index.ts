@@ -7,7 +7,12 @@
 
 import { bareIoredis } from './bare-ioredis.js';
 import { bareNodeRedis } from './bare-node-redis.js';
-import { semaphoreDefault, semaphoreFast } from './redis-semaphore.js';
+import {
+  semaphoreDefault,
+  semaphoreFast,
+  semaphoreSemDefault,
+  semaphoreSemFast,
+} from './redis-semaphore.js';
 import { redlockDefault, redlockFast, redlockFastNodes3, redlockNodes3 } from './redlock.js';
 import { sesameRedlock } from './sesame-redlock.js';
 import {
@@ -22,8 +27,9 @@ import {
   tracklockNodes3,
   tracklockScale,
   tracklockScaleRace,
+  tracklockSemaphore,
 } from './tracklock.js';
-import type { Variant } from './types.js';
+import type { SemaphoreVariant, Variant } from './types.js';
 
 export const VARIANTS: readonly Variant[] = [
   tracklockM1,
@@ -67,6 +73,19 @@ export const SCALE_VARIANTS: readonly Variant[] = [
   redlockFast,
 ];
 
+/**
+ * The semaphore tables (issue 16): tracklock's semaphore against redis-semaphore's `Semaphore`
+ * at its default polling and at its fastest. `--only semaphore` picks them all.
+ */
+export const SEMAPHORE_VARIANTS: readonly SemaphoreVariant[] = [
+  tracklockSemaphore,
+  semaphoreSemDefault,
+  semaphoreSemFast,
+];
+
+/** The `--only` word for every semaphore row. */
+export const SEMAPHORE_GROUP = 'semaphore';
+
 /** Every variant of every table, each id once. */
 export const ALL_VARIANTS: readonly Variant[] = [
   ...new Map(
@@ -80,5 +99,11 @@ export const ALL_VARIANTS: readonly Variant[] = [
 export function variantById(id: string): Variant {
   const variant = ALL_VARIANTS.find((v) => v.id === id);
   if (!variant) throw new Error(`unknown variant '${id}'`);
+  return variant;
+}
+
+export function semaphoreVariantById(id: string): SemaphoreVariant {
+  const variant = SEMAPHORE_VARIANTS.find((v) => v.id === id);
+  if (!variant) throw new Error(`unknown semaphore variant '${id}'`);
   return variant;
 }

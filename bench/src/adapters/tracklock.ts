@@ -2,7 +2,7 @@
 import { subscribe, tracingChannel, unsubscribe } from 'node:diagnostics_channel';
 import { CHANNELS, createLocker, DEFAULTS, type LockerOptions } from '../../../src/index.js';
 import { parseLockTarget } from '../lock-target.js';
-import type { Held, LockClient, Topology, Variant } from './types.js';
+import type { Held, LockClient, SemaphoreVariant, Topology, Variant } from './types.js';
 
 interface Setting {
   readonly id: string;
@@ -226,6 +226,38 @@ export const tracklockScaleRace = variant({
   extendIntervalMs: 250,
   queue: false,
 });
+
+/**
+ * The semaphore rows (issue 16): `locker.semaphore(name, { limit })` with every option at its
+ * default; waiters queue in arrival order and only the head is woken, by push, when it fits.
+ */
+export const tracklockSemaphore: SemaphoreVariant = {
+  id: 'tracklock-sem',
+  library: 'tracklock',
+  settings: 'semaphore(name, { limit }), one permit per acquisition; other options default',
+  isTracklock: true,
+  keepAliveMs: DEFAULTS.extendIntervalMs,
+  async create(target, namespace, limit): Promise<LockClient> {
+    const locker = await createLocker({ ...where(target), keyPrefix: namespace });
+    const semaphores = new Map<string, ReturnType<typeof locker.semaphore>>();
+    const acquire = async (name: string, signal?: AbortSignal): Promise<Held> => {
+      let semaphore = semaphores.get(name);
+      if (!semaphore) {
+        semaphore = locker.semaphore(name, { limit });
+        semaphores.set(name, semaphore);
+      }
+      const lock = await semaphore.withContext(signal ? { signal } : {});
+      return {
+        lost: lock.signal,
+        release: async () => {
+          await lock.release();
+        },
+      };
+    };
+    // A held permit extends itself: holding is acquiring.
+    return { acquire, hold: (name) => acquire(name), close: () => locker.close() };
+  },
+};
 
 /** tracklock's key layout (docs/how-it-works.md): what the loss phase deletes. */
 export function tracklockKeys(namespace: string, name: string, keyMajority: number): string[] {

@@ -69,3 +69,20 @@ export interface Variant {
    */
   create(target: string, namespace: string): Promise<LockClient>;
 }
+
+/**
+ * A semaphore of one library at one setting: a row of the semaphore tables (issue 16). Its
+ * clients' `acquire(name)` takes one permit of the semaphore `name` of `limit` permits.
+ */
+export interface SemaphoreVariant {
+  /** Stable id used in results, IPC and `--only`. */
+  readonly id: string;
+  readonly library: string;
+  /** The settings, in the words of the library's README. */
+  readonly settings: string;
+  /** Is this tracklock, whose targets are checked? */
+  readonly isTracklock: boolean;
+  /** How often a held permit is extended, in ms: the cost window is whole periods of it. */
+  readonly keepAliveMs: number;
+  create(target: string, namespace: string, limit: number): Promise<LockClient>;
+}

@@ -10,7 +10,7 @@ import { budget, type Context, freshNamespace } from '../context.js';
 import { SMOKE_IDLE_WINDOW_MS } from '../modes.js';
 import type { Worker } from '../pool.js';
 import { now } from '../protocol.js';
-import { monitor, startRedisServer } from '../redis.js';
+import { monitor, onOwnServer } from '../redis.js';
 
 const CYCLES = 200;
 export const IDLE_LOCK_COUNTS = [1, 1000] as const;
@@ -38,15 +38,6 @@ export interface CostResult {
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
-
-async function onOwnServer<T>(work: (url: string) => Promise<T>): Promise<T> {
-  const server = await startRedisServer();
-  try {
-    return await work(server.url);
-  } finally {
-    await server.stop();
-  }
-}
 
 async function cycleCost(worker: Worker, variant: Variant): Promise<CycleCost> {
   return onOwnServer(async (url) => {

@@ -18,9 +18,9 @@ import { type Summary, summarize } from '../stats.js';
  * polling period, so the release lands at a random phase of a poller's cycle (a fixed pause
  * would measure the same point of the cycle every round).
  */
-const SETTLE_MIN_MS = 2;
-const SETTLE_SPAN_MS = 20;
-const ROUND_TIMEOUT_MS = 10_000;
+export const SETTLE_MIN_MS = 2;
+export const SETTLE_SPAN_MS = 20;
+export const ROUND_TIMEOUT_MS = 10_000;
 /** How long each of the many waiters holds the lock before it lets the next one in. */
 const CHAIN_HOLD_MS = 1;
 /** Handoffs at the start of a many-waiter run, while processes warm up, not counted. */
@@ -52,44 +52,59 @@ export async function pairHandoff(ctx: Context, variant: Variant): Promise<PairH
   await Promise.all([a.call(open, budget(0)), b.call(open, budget(0))]);
   try {
     await a.call({ op: 'hold', handle, name: LOCK }, ROUND_TIMEOUT_MS);
-    const samples: number[] = [];
-    const started = performance.now();
-    const { handoffRounds, handoffMaxMs, handoffWarmupRounds } = ctx.mode;
-    // Warm-up (JIT, script cache, connection buffers) is a few rounds, or a fifth of the
-    // time cap for the slow pollers, whose rounds take hundreds of ms.
-    let rounds = 0;
-    let warm = true;
-    /** Calls before the first counted round: counted between rounds, when nobody waits. */
-    let before: Map<string, number> | undefined;
-    while (samples.length < handoffRounds) {
-      ctx.interrupted.throwIfAborted();
-      const elapsed = performance.now() - started;
-      if (warm && (rounds >= handoffWarmupRounds || elapsed > handoffMaxMs / 5)) warm = false;
-      if (!warm && before === undefined) before = await summedCommandStats(ctx.lockServers);
-      const [holder, waiter] = rounds % 2 === 0 ? [a, b] : [b, a];
-      const ms = await round(holder, waiter, handle);
-      rounds++;
-      if (warm) continue;
-      samples.push(ms);
-      if (performance.now() - started > handoffMaxMs) break;
-    }
-    const calls = before && total(callsBetween(before, await summedCommandStats(ctx.lockServers)));
+    const result = await countedRounds(ctx, (i) =>
+      i % 2 === 0 ? round(a, b, handle) : round(b, a, handle),
+    );
     // Whoever holds it now lets go, so closing does not wait on anything.
-    const last = rounds % 2 === 0 ? a : b;
+    const last = result.rounds % 2 === 0 ? a : b;
     await last.call({ op: 'release', handle, name: LOCK }, ROUND_TIMEOUT_MS).catch(() => {});
-    return {
-      summary: summarize(samples),
-      samples,
-      callsPerHandoff:
-        calls === undefined || samples.length === 0
-          ? null
-          : Math.round((calls / samples.length) * 10) / 10,
-    };
+    return result;
   } finally {
     await Promise.all(
       [a, b].map((w) => w.call({ op: 'close', handle }, budget(0)).catch(() => {})),
     );
   }
+}
+
+/**
+ * Handoff rounds as the mode sizes them: `round(i)` runs round i and answers its sample in ms.
+ * Warm-up (JIT, script cache, connection buffers) is a few rounds, or a fifth of the time cap
+ * for the slow pollers, whose rounds take hundreds of ms; then counted rounds until the mode's
+ * number or its time cap, with the server calls on every server that holds keys counted over
+ * them (between rounds, when nobody waits).
+ */
+export async function countedRounds(
+  ctx: Context,
+  round: (index: number) => Promise<number>,
+): Promise<PairHandoffResult & { readonly rounds: number }> {
+  const samples: number[] = [];
+  const started = performance.now();
+  const { handoffRounds, handoffMaxMs, handoffWarmupRounds } = ctx.mode;
+  let rounds = 0;
+  let warm = true;
+  /** Calls before the first counted round. */
+  let before: Map<string, number> | undefined;
+  while (samples.length < handoffRounds) {
+    ctx.interrupted.throwIfAborted();
+    const elapsed = performance.now() - started;
+    if (warm && (rounds >= handoffWarmupRounds || elapsed > handoffMaxMs / 5)) warm = false;
+    if (!warm && before === undefined) before = await summedCommandStats(ctx.lockServers);
+    const ms = await round(rounds);
+    rounds++;
+    if (warm) continue;
+    samples.push(ms);
+    if (performance.now() - started > handoffMaxMs) break;
+  }
+  const calls = before && total(callsBetween(before, await summedCommandStats(ctx.lockServers)));
+  return {
+    rounds,
+    summary: summarize(samples),
+    samples,
+    callsPerHandoff:
+      calls === undefined || samples.length === 0
+        ? null
+        : Math.round((calls / samples.length) * 10) / 10,
+  };
 }
 
 async function round(holder: Worker, waiter: Worker, handle: string): Promise<number> {

@@ -17,16 +17,16 @@ import type { Redis } from 'ioredis';
 import { closeIoredis, connectIoredis } from '../adapters/ioredis.js';
 import type { Variant } from '../adapters/types.js';
 import { budget, type Context, freshNamespace } from '../context.js';
-import { startWorkers, type Worker } from '../pool.js';
+import { shares, startWorkers, type Worker } from '../pool.js';
 import { type CrowdAcquired, now } from '../protocol.js';
-import { callsBetween, commandStats, startRedisServer, total } from '../redis.js';
+import { type ServerSnapshot, serverSnapshot, snapshotDelta, startRedisServer } from '../redis.js';
 import { type Summary, summarize } from '../stats.js';
 
 /** The extension period the window is measured in, tracklock's at issue 13's settings. */
 const PERIOD_MS = 250;
 /** After the waiters start, before counting: every one has made its first attempt. */
-const SETTLE_MS = 200;
-const SETTLE_PER_WAITER_MS = 2;
+export const SETTLE_MS = 200;
+export const SETTLE_PER_WAITER_MS = 2;
 /** Pause before each release: the waiter that queued again has made its first attempt. */
 const ROUND_SETTLE_MIN_MS = 2;
 const ROUND_SETTLE_SPAN_MS = 10;
@@ -74,28 +74,6 @@ export interface ScaleRun {
 export interface ScaleResult {
   readonly variant: Variant;
   readonly runs: ScaleRun[];
-}
-
-interface Snapshot {
-  readonly calls: Map<string, number>;
-  readonly cpuSeconds: number;
-}
-
-async function snapshot(admin: Redis): Promise<Snapshot> {
-  const calls = await commandStats(admin);
-  const cpu = await admin.info('cpu');
-  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(cpu)?.[1] ?? 0);
-  return { calls, cpuSeconds: field('used_cpu_sys') + field('used_cpu_user') };
-}
-
-function between(before: Snapshot, after: Snapshot) {
-  const calls = callsBetween(before.calls, after.calls);
-  return {
-    calls: total(calls),
-    /** Script calls: only a client sends them, a script cannot call another. */
-    scripts: (calls.get('evalsha') ?? 0) + (calls.get('eval') ?? 0),
-    cpuMs: (after.cpuSeconds - before.cpuSeconds) * 1000,
-  };
 }
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
@@ -155,10 +133,7 @@ async function measureRun(
   const handle = `scale:${variant.id}:${waiters}`;
   const open = { op: 'crowdOpen', handle, variant: variant.id, target: url, namespace } as const;
   // Client 0 is the holder, in its own process; 1…W wait, dealt out over the four.
-  const counts = crowdWorkers.map(
-    (_, i) =>
-      Math.floor(waiters / crowdWorkers.length) + (i < waiters % crowdWorkers.length ? 1 : 0),
-  );
+  const counts = shares(waiters, crowdWorkers.length);
   const drainMs = 5000 + waiters * 20;
   const nextBudget = ctx.mode.scaleMaxMs + 2 * ROUND_TIMEOUT_MS + 15_000;
   try {
@@ -190,10 +165,10 @@ async function measureRun(
       const start = held.at + (Math.ceil(since / PERIOD_MS - 0.5) + 0.5) * PERIOD_MS;
       await sleep(Math.max(0, start - now()), undefined, { signal: ctx.interrupted });
     }
-    const windowBefore = await snapshot(admin);
+    const windowBefore = await serverSnapshot(admin);
     const windowStart = performance.now();
     await sleep(windowMs, undefined, { signal: ctx.interrupted });
-    const window = between(windowBefore, await snapshot(admin));
+    const window = snapshotDelta(windowBefore, await serverSnapshot(admin));
     const seconds = (performance.now() - windowStart) / 1000;
     const extensions = extending ? ctx.mode.scalePeriods : null;
 
@@ -212,11 +187,11 @@ async function measureRun(
     let holder = { worker: holderWorker, index: 0 };
     const samples: number[] = [];
     let rounds = 0;
-    let roundsBefore: Snapshot | undefined;
+    let roundsBefore: ServerSnapshot | undefined;
     const started = performance.now();
     while (samples.length < ctx.mode.scaleRounds) {
       ctx.interrupted.throwIfAborted();
-      if (rounds === WARMUP_ROUNDS) roundsBefore = await snapshot(admin);
+      if (rounds === WARMUP_ROUNDS) roundsBefore = await serverSnapshot(admin);
       await sleep(ROUND_SETTLE_MIN_MS + Math.random() * ROUND_SETTLE_SPAN_MS);
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
@@ -243,7 +218,7 @@ async function measureRun(
       if (performance.now() - started > ctx.mode.scaleMaxMs) break;
     }
     await sleep(ROUND_SETTLE_MIN_MS);
-    const roundsCounted = roundsBefore && between(roundsBefore, await snapshot(admin));
+    const roundsCounted = roundsBefore && snapshotDelta(roundsBefore, await serverSnapshot(admin));
     const handoffs = samples.length;
     return {
       waiters,
@@ -263,15 +238,20 @@ async function measureRun(
           ? Math.round((roundsCounted.cpuMs / handoffs) * 1000) / 1000
           : null,
       handoff: summarize(samples),
-      stuck: await close(everyWorker, handle, drainMs),
+      stuck: await closeCrowd(everyWorker, handle, drainMs),
     };
   } finally {
     // Idempotent: a run that returned has closed already, one that threw has not.
-    await close(everyWorker, handle, drainMs).catch(() => 0);
+    await closeCrowd(everyWorker, handle, drainMs).catch(() => 0);
   }
 }
 
-async function close(workers: readonly Worker[], handle: string, drainMs: number): Promise<number> {
+/** Close a crowd in every worker (see the crowdClose request); the waiters left stuck. */
+export async function closeCrowd(
+  workers: readonly Worker[],
+  handle: string,
+  drainMs: number,
+): Promise<number> {
   const closed = await Promise.all(
     workers.map((w) =>
       w.call({ op: 'crowdClose', handle, drainMs }, budget(drainMs)).catch(() => ({ stuck: 0 })),

@@ -4,7 +4,7 @@
  * increments: any less is a lost update, two holders at once. The counter stays on the main
  * server wherever the locks are; calls are counted on the servers that hold the locks' keys.
  */
-import type { Variant } from '../adapters/types.js';
+import type { SemaphoreVariant, Variant } from '../adapters/types.js';
 import { budget, type Context, freshNamespace } from '../context.js';
 import type { Worker } from '../pool.js';
 import { type ContendResult, now } from '../protocol.js';
@@ -20,12 +20,18 @@ export interface ThroughputResult {
   readonly lostUpdates: number;
   /** Server calls per acquisition, the counter's GET and SET left out: polling shows here. */
   readonly callsPerAcquisition: number;
+  /** A semaphore's run only: acquisitions that found more than `limit` holders inside. */
+  readonly overLimit?: number;
+  /** A semaphore's run only: the most holders inside at once. */
+  readonly mostInside?: number;
 }
 
+/** `workerCount` loops over up to four processes; with `limit`, on a semaphore variant's permits. */
 export async function measureThroughput(
   ctx: Context,
-  variant: Variant,
+  variant: Variant | SemaphoreVariant,
   workerCount: number,
+  limit?: number,
 ): Promise<ThroughputResult> {
   const processes = Math.min(workerCount, ctx.workers.length);
   const run = await contend(
@@ -34,6 +40,7 @@ export async function measureThroughput(
     ctx.workers.slice(0, processes),
     workerCount / processes,
     ctx.mode.throughputMs,
+    limit,
   );
   const acquisitions = run.perProcess.reduce((sum, r) => sum + r.acquisitions, 0);
   return {
@@ -44,6 +51,7 @@ export async function measureThroughput(
     lostUpdates: run.lostUpdates,
     callsPerAcquisition:
       run.increments === 0 ? 0 : Math.round((run.lockCalls / run.increments) * 10) / 10,
+    ...(limit === undefined ? {} : { overLimit: run.overLimit, mostInside: run.mostInside }),
   };
 }
 
@@ -51,7 +59,12 @@ export interface Contention {
   /** What each process answered, in the order of the workers given. */
   readonly perProcess: ContendResult[];
   readonly increments: number;
+  /** A mutex's: increments the counter lacks at the end. 0 for a semaphore's run. */
   readonly lostUpdates: number;
+  /** A semaphore's: acquisitions that found more than `limit` holders inside. */
+  readonly overLimit: number;
+  /** A semaphore's: the most holders inside at once; 0 for a mutex's run. */
+  readonly mostInside: number;
   /** Calls on the servers that hold the locks' keys, the counter's taken out. */
   readonly lockCalls: number;
 }
@@ -59,21 +72,28 @@ export interface Contention {
 /**
  * One contention run: `loops` loops in each of `workers` (acquire → GET/SET the counter →
  * release on one name) for `durationMs`, with a client of `variant` of their own in each
- * process; the counter is checked and removed afterwards. The fairness phase runs it too.
+ * process; the counter is checked and removed afterwards. The fairness phase runs it too, and
+ * the semaphore phase with `limit`: a semaphore variant's permits, the counter counting the
+ * holders inside (INCR, DECR) instead.
  */
 export async function contend(
   ctx: Context,
-  variant: Variant,
+  variant: Variant | SemaphoreVariant,
   workers: readonly Worker[],
   loops: number,
   durationMs: number,
+  limit?: number,
 ): Promise<Contention> {
   const namespace = freshNamespace(variant.id);
   const handle = `contend:${variant.id}:${workers.length}x${loops}`;
   const counterKey = `${namespace}:counter`;
+  const semaphore = limit === undefined ? {} : { limit };
   await Promise.all(
     workers.map((w) =>
-      w.call({ op: 'open', handle, variant: variant.id, target: ctx.target, namespace }, budget(0)),
+      w.call(
+        { op: 'open', handle, variant: variant.id, target: ctx.target, namespace, ...semaphore },
+        budget(0),
+      ),
     ),
   );
   try {
@@ -90,6 +110,7 @@ export async function contend(
             until,
             counterUrl: ctx.url,
             counterKey,
+            ...semaphore,
           },
           budget(durationMs),
         ),
@@ -99,13 +120,15 @@ export async function contend(
     const counter = Number((await ctx.admin.get(counterKey)) ?? 0);
     await ctx.admin.del(counterKey);
     const increments = perProcess.reduce((sum, r) => sum + r.increments, 0);
-    // The GET and SET of each increment and the final GET are the counter's, not the lock's:
-    // taken out when the counter's server is one of those counted.
+    // The GET and SET (or INCR and DECR) of each increment and the final GET are the
+    // counter's, not the lock's: taken out when the counter's server is one of those counted.
     const counterCalls = ctx.lockServers.includes(ctx.admin) ? 2 * increments + 1 : 0;
     return {
       perProcess,
       increments,
-      lostUpdates: increments - counter,
+      lostUpdates: limit === undefined ? increments - counter : 0,
+      overLimit: perProcess.reduce((sum, r) => sum + r.overLimit, 0),
+      mostInside: Math.max(...perProcess.map((r) => r.mostInside)),
       lockCalls: calls - counterCalls,
     };
   } finally {
