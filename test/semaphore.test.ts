@@ -329,8 +329,11 @@ test('read-write lock: readers share it, a writer holds it alone, and a queued w
   await Promise.all([r3.release(), r4.release()]);
 });
 
-test('polling (tracking off): a waiter gets the permit within its poll, a holder sees a deletion by its check', async (ctx) => {
-  const options = { tracking: 'off' as const, pollIntervalMs: 50, checkIntervalMs: 100 };
+/**
+ * A permit of limit 1 released by locker `a` to locker `b`'s waiter, queued behind it; then the
+ * new holder's own key deleted: resolves with what `b` got and the loss it was told of.
+ */
+async function passedThenDeleted(ctx: Ctx, options: LockerOptions) {
   const [a, b] = await Promise.all([locker(ctx, options), locker(ctx, options)]);
   const name = fresh();
   const held = await a.semaphore(name, { limit: 1 }).withContext();
@@ -339,9 +342,16 @@ test('polling (tracking off): a waiter gets the permit within its poll, a holder
   );
   await held.release();
   const next = await waiting;
+  const attempts = b.stats().calls.acquire;
   const [own] = await ctx.admin.keys(`${base(name)}:o:*`);
   await ctx.admin.del(own as string);
-  assert.instance(await abortedWithin(next.signal, 5000), LockLostError);
+  return { held, next, attempts, loss: await abortedWithin(next.signal, 5000) };
+}
+
+test('polling (tracking off): a waiter gets the permit within its poll, a holder sees a deletion by its check', async (ctx) => {
+  const options = { tracking: 'off' as const, pollIntervalMs: 50, checkIntervalMs: 100 };
+  const { loss } = await passedThenDeleted(ctx, options);
+  assert.instance(loss, LockLostError);
 });
 
 /** EVALSHA and EVAL calls on the server so far (INFO commandstats). */
@@ -482,21 +492,10 @@ test('a waiter whose user the ACL refuses the semaphore’s keys is told at once
 
 test('a release hands the permit to the queue’s head in its script: the head sends nothing more, holds with a greater token, and hears of its loss', async (ctx) => {
   // A long validity: a loss seen within the bound can only come from a push.
-  const options = { keyValidityMs: 30_000 };
-  const [a, b] = await Promise.all([locker(ctx, options), locker(ctx, options)]);
-  const name = fresh();
-  const held = await a.semaphore(name, { limit: 1 }).withContext();
-  const { waiting } = await enqueue(ctx.admin, name, () =>
-    b.semaphore(name, { limit: 1 }).withContext(until60),
-  );
-  await held.release();
-  const next = await waiting;
+  const { held, next, attempts, loss } = await passedThenDeleted(ctx, { keyValidityMs: 30_000 });
   assert.ok((next.token as bigint) > (held.token as bigint));
-  assert.is(b.stats().calls.acquire, 1, 'attempts of the waiter: its first, queued, only');
-  const [own] = await ctx.admin.keys(`${base(name)}:o:*`);
-  await ctx.admin.del(own as string);
-  const reason = await abortedWithin(next.signal, 5000);
-  assert.instance(reason, LockLostError);
+  assert.is(attempts, 1, 'attempts of the waiter: its first, queued, only');
+  assert.instance(loss, LockLostError);
 });
 
 test('a grant heard while an attempt is in flight, made before it and gone when it ran (a stall), is not taken from the attempt that queued the waiter again', async (ctx) => {
