@@ -10,6 +10,7 @@ import {
   type LockerOptions,
   LockLostError,
   MAX_SEMAPHORE_LIMIT,
+  MaxHoldError,
   NotLockedError,
   UnavailableError,
 } from '../src/index.js';
@@ -550,6 +551,65 @@ test('a grant heard while an attempt is in flight, made before it and gone when 
   await ctx.admin.del(`${names.owns}c`);
   const lock = await waiting.promise;
   assert.is(await lock.release(), true);
+});
+
+test('review-final: maxHoldMs and the caller’s signal end a semaphore holder, and its permit goes to the waiter', async (ctx) => {
+  const [a, b] = await Promise.all([locker(ctx), locker(ctx)]);
+  const name = fresh();
+  const held = await a.semaphore(name, { limit: 1 }).withContext({ maxHoldMs: 200 });
+  const waiter = watched(handled(b.semaphore(name, { limit: 1 }).withContext(until60)));
+  assert.instance(await abortedWithin(held.signal, 5000), MaxHoldError);
+  const next = await waiter.promise;
+  assert.is(a.stats().held, 0);
+  const controller = new AbortController();
+  const third = watched(handled(a.semaphore(name, { limit: 1 }).withContext(until60)));
+  await next.release();
+  const got = await third.promise;
+  assert.is(a.stats().held, 1);
+  await got.release();
+  const parented = await a.semaphore(name, { limit: 1 }).withContext({ signal: controller.signal });
+  const after = watched(handled(b.semaphore(name, { limit: 1 }).withContext(until60)));
+  controller.abort(new Error('caller gave up'));
+  assert.match(String(parented.signal.reason), /caller gave up/);
+  const last = await after.promise;
+  assert.is(a.stats().held, 0);
+  assert.is(b.stats().held, 1);
+  assert.is(b.stats().waiting, 0);
+  await last.release();
+});
+
+test('review-final: close() right after the head is granted the permit leaves no permit of the closed locker behind', async (ctx) => {
+  for (let round = 0; round < 20; round++) {
+    const [a, w, c] = await Promise.all([locker(ctx), locker(ctx), locker(ctx)]);
+    const name = fresh();
+    const held = await a.semaphore(name, { limit: 1 }).withContext();
+    const { waiting } = await enqueue(ctx.admin, name, () =>
+      w.semaphore(name, { limit: 1 }).withContext(until60),
+    );
+    // The head reserved its token: a release grants it the permit.
+    await until(async () =>
+      (
+        (await ctx.admin.hGet(`${base(name)}:r`, `#${(await entries(ctx.admin, name))[0]}`)) ?? ''
+      ).includes(' '),
+    );
+    const other = watched(handled(c.semaphore(name, { limit: 1 }).withContext(until60)));
+    await until(async () => (await entries(ctx.admin, name)).length === 2);
+    const released = held.release();
+    if (round % 2 === 1) await released;
+    await w.close();
+    const outcome = await waiting.then(
+      (lock) => lock.signal.reason,
+      (e: unknown) => e,
+    );
+    assert.instance(outcome, LockerClosedError);
+    const next = await other.promise;
+    const owns = await ctx.admin.keys(`${base(name)}:o:*`);
+    assert.is(owns.length, 1, `own keys left: ${owns}`);
+    assert.is(await ctx.admin.zCard(`${base(name)}:h`), 1);
+    await next.release();
+    await released;
+    await Promise.all(ctx.lockers.splice(0).map((one) => one.close()));
+  }
 });
 
 test.run();
