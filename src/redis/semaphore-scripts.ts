@@ -231,7 +231,10 @@ local function put(v, s, expiry)
     scored[2 * i] = v .. '#' .. (i - 1)
   end
   redis.call('ZADD', set, unpack(scored))
-  redis.call('SET', owns .. v, n, 'PXAT', expiry)
+  -- SET then PEXPIREAT, not SET … PXAT: that needs Redis 6.2, and a locker with
+  -- fallbackSetPx runs on 6.0 (the scripts read the server's clock, so either is exact).
+  redis.call('SET', owns .. v, n)
+  redis.call('PEXPIREAT', owns .. v, expiry)
 end
 -- Our k members and own key, until now + validity. The GET after the SET keeps the own key in
 -- this connection's tracking table (a write drops it there, even for NOLOOP): loss by push.
@@ -280,7 +283,8 @@ local function wake_head()
     and deadline - now_ms() >= (length or validity) / 4 then
     drop(head)
     put(head, needs, deadline)
-    redis.call('SET', handoffs .. head, reserved, 'PXAT', deadline)
+    redis.call('SET', handoffs .. head, reserved)
+    redis.call('PEXPIREAT', handoffs .. head, deadline)
     granted[1] = head
     keep()
     return wake_head()
