@@ -75,3 +75,15 @@ export function pollFor(
   const ms = Math.min(cap, 2 * 2 ** Math.min(polls, 30));
   return Math.max(1, Math.round(ms * (0.5 + random() / 2)));
 }
+
+/**
+ * How long a waiter pauses after `failures` attempts in a row that Redis failed or did not
+ * answer: `tryNextAfterMs`, doubling with each, never past a validity.
+ */
+export function failedAttemptPause(
+  failures: number,
+  rules: Pick<ResolvedOptions, 'tryNextAfterMs' | 'keyValidityMs'>,
+): number {
+  const backoff = rules.tryNextAfterMs * 2 ** Math.min(failures - 1, 20);
+  return Math.min(backoff, rules.keyValidityMs);
+}

@@ -36,7 +36,7 @@ import {
 } from './diagnostics.js';
 import { createHandle, type Lock } from './handle.js';
 import { Leftovers } from './leftovers.js';
-import { listensToKeys, placeIn, pollFor, sleepFor } from './listening.js';
+import { failedAttemptPause, listensToKeys, placeIn, pollFor, sleepFor } from './listening.js';
 import { passes, passOn } from './local-handoff.js';
 import { HeldLock, type HoldTerms, type LockTaken } from './lock.js';
 import { type NameState, Names } from './names.js';
@@ -334,8 +334,7 @@ export class RedisLocker implements Locker {
           await state.gate.sleep(epoch, sleepMs, waiting);
         } else {
           failures++;
-          const backoff = this.#options.tryNextAfterMs * 2 ** Math.min(failures - 1, 20);
-          await state.gate.sleep(epoch, Math.min(backoff, this.#options.keyValidityMs), waiting);
+          await state.gate.sleep(epoch, failedAttemptPause(failures, this.#options), waiting);
         }
         if (ticket?.handed) {
           if (trace) trace.contended = true;

@@ -1,3 +1,4 @@
+import { perKey } from '../redis/commands.js';
 import {
   SEMAPHORE_SCRIPTS,
   type Spec,
@@ -31,13 +32,9 @@ export function permitStore(
 ): KeyStore {
   const keys = { own: permit.names.owns + permit.value };
   const args = sharedArgs(permit.names, permit.value, permit.spec, permit.validityMs, permit.limit);
-  const one = async <T>(reply: Promise<T>): Promise<Outcome<T>[]> => {
-    try {
-      return [{ status: 'fulfilled', value: await reply }];
-    } catch (reason) {
-      return [{ status: 'rejected', reason }];
-    }
-  };
+  // The one key's outcome, as the store's operations give one per key.
+  const one = <T>(reply: Promise<T>): Promise<Outcome<T>[]> =>
+    perKey([keys.own], reply, (value) => value);
   const release = () =>
     one(
       store.script(SEMAPHORE_SCRIPTS.release, keys, args, 'release').then((released) => {

@@ -1,4 +1,4 @@
-import { checkName, type SemaphoreKind } from '../shared/keys.js';
+import { checkName } from '../shared/keys.js';
 import { checkLimit, checkPermits } from '../shared/limits.js';
 import type { AcquireOptions, WaitOptions } from './api.js';
 import type { Lock } from './handle.js';
@@ -46,49 +46,44 @@ export interface ReadWriteLock {
 /** Takes permits for the public objects: the locker's semaphores. */
 export type Take = (request: PermitRequest) => Promise<Lock>;
 
+/** The three calls of a `PermitLock` on `name`, from how one call takes its permits. */
+function permitLock<Extra>(
+  name: string,
+  call: (mode: 'wait' | 'try', options: (WaitOptions & Extra) | undefined) => Promise<Lock>,
+): PermitLock<Extra> {
+  const withContext = (options?: WaitOptions & Extra) => call('wait', options);
+  return {
+    name,
+    withContext,
+    tryWithContext: (options?: AcquireOptions & Extra) => call('try', options),
+    withLock: <T>(
+      fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
+      options?: WaitOptions & Extra,
+    ) =>
+      withLock({ withContext: (_, o) => withContext(o as WaitOptions & Extra) }, name, fn, options),
+  };
+}
+
 /** A semaphore `name` of `limit` permits on `take`. */
 export function createSemaphore(take: Take, name: string, limit: number): Semaphore {
   checkName(name);
   checkLimit(limit);
-  const call =
-    (mode: 'wait' | 'try') =>
-    async (options?: WaitOptions & PermitOptions): Promise<Lock> => {
-      const permits = options?.permits ?? 1;
-      checkPermits(permits, limit);
-      return take({ kind: 's', name, spec: String(permits), limit, mode, options });
-    };
-  const withContext = call('wait');
-  return Object.freeze({
-    name,
-    limit,
-    withContext,
-    tryWithContext: call('try'),
-    withLock: <T>(
-      fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
-      options?: WaitOptions & PermitOptions,
-    ) => withLock({ withContext: (_, o) => withContext(o) }, name, fn, options),
+  const calls = permitLock<PermitOptions>(name, async (mode, options) => {
+    const permits = options?.permits ?? 1;
+    checkPermits(permits, limit);
+    return take({ kind: 's', name, spec: String(permits), limit, mode, options });
   });
+  return Object.freeze({ ...calls, limit });
 }
 
 /** A read-write lock `name` on `take`. */
 export function createReadWriteLock(take: Take, name: string): ReadWriteLock {
   checkName(name);
-  const side = (spec: 'r' | 'w'): PermitLock => {
-    const kind: SemaphoreKind = 'rw';
-    const call =
-      (mode: 'wait' | 'try') =>
-      (options?: WaitOptions): Promise<Lock> =>
-        take({ kind, name, spec, limit: undefined, mode, options });
-    const withContext = call('wait');
-    return Object.freeze({
-      name,
-      withContext,
-      tryWithContext: call('try'),
-      withLock: <T>(
-        fn: (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>,
-        options?: WaitOptions,
-      ) => withLock({ withContext: (_, o) => withContext(o) }, name, fn, options),
-    });
-  };
+  const side = (spec: 'r' | 'w'): PermitLock =>
+    Object.freeze(
+      permitLock(name, (mode, options) =>
+        take({ kind: 'rw', name, spec, limit: undefined, mode, options }),
+      ),
+    );
   return Object.freeze({ name, read: side('r'), write: side('w') });
 }

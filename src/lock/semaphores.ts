@@ -18,7 +18,7 @@ import { type AcquireTrace, traceAcquire, tracingAcquires } from './diagnostics.
 import { Gate } from './gate.js';
 import { createHandle, type Lock } from './handle.js';
 import type { Leftovers } from './leftovers.js';
-import { pollFor, sleepFor } from './listening.js';
+import { failedAttemptPause, pollFor, sleepFor } from './listening.js';
 import { HeldLock, type HoldTerms } from './lock.js';
 import { type Permit, permitStore } from './permit-store.js';
 import type { Counters } from './stats.js';
@@ -229,8 +229,7 @@ export class Semaphores {
             );
           }
           failures++;
-          const backoff = rules.tryNextAfterMs * 2 ** Math.min(failures - 1, 20);
-          await gate.sleep(epoch, Math.min(backoff, rules.keyValidityMs), waiting);
+          await gate.sleep(epoch, failedAttemptPause(failures, rules), waiting);
           continue;
         }
         failures = 0;

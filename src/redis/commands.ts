@@ -311,7 +311,7 @@ interface Raise {
 }
 
 /** One reply for several keys, as one outcome per key. */
-async function perKey<R, T>(
+export async function perKey<R, T>(
   keys: readonly string[],
   reply: Promise<R>,
   pick: (reply: R, index: number) => T,
